@@ -1,0 +1,185 @@
+"""Parameter-free modules that stand in for ``megengine.module.SlidingWindowTranspose`` and ``SlidingWindow``.
+
+>>> import numpy as np
+>>> m = SlidingWindowTranspose(64, 3, stride=2)
+>>> m(np.ones((1, 1, 31, 31, 3, 3), np.float32)).shape
+(1, 1, 64, 64)
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from .errors import SwtError
+from .geometry import Geometry
+from .kernels import sliding_window, sliding_window_transpose
+
+
+class HookHandler:
+    """Returned by the ``register_*_hook`` methods; ``remove()`` unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: "OrderedDict[int, object]", hook):
+        self._hooks = hooks
+        self.id = HookHandler._next_id
+        HookHandler._next_id += 1
+        hooks[self.id] = hook
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
+
+
+class Module:
+    """MegEngine's ``Module`` protocol for a module with no parameters, buffers or children.
+
+    Subclasses implement ``forward`` and ``_module_info_string``.
+    """
+
+    def __init__(self, name: str | None = None):
+        self.name = name
+        self.training = True
+        self.quantize_disabled = False
+        self._forward_pre_hooks: OrderedDict = OrderedDict()
+        self._forward_hooks: OrderedDict = OrderedDict()
+
+    def forward(self, inputs):
+        raise NotImplementedError
+
+    def __call__(self, *inputs, **kwargs):
+        for hook in list(self._forward_pre_hooks.values()):
+            modified = hook(self, inputs)
+            if modified is not None:
+                inputs = modified if isinstance(modified, tuple) else (modified,)
+        outputs = self.forward(*inputs, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            modified = hook(self, inputs, outputs)
+            if modified is not None:
+                outputs = modified
+        return outputs
+
+    def register_forward_pre_hook(self, hook) -> HookHandler:
+        """``hook(module, inputs)`` runs before ``forward``; a non-None result replaces the inputs."""
+        return HookHandler(self._forward_pre_hooks, hook)
+
+    def register_forward_hook(self, hook) -> HookHandler:
+        """``hook(module, inputs, outputs)`` runs after ``forward``; a non-None result replaces the outputs."""
+        return HookHandler(self._forward_hooks, hook)
+
+    # Tree traversal: this module is a leaf, so only ``modules`` yields anything (itself).
+    def named_children(self, **kwargs):
+        return iter(())
+
+    def children(self, **kwargs):
+        return (module for _, module in self.named_children(**kwargs))
+
+    def named_modules(self, prefix: str | None = None, **kwargs):
+        yield ("" if prefix is None else prefix), self
+
+    def modules(self, **kwargs):
+        return (module for _, module in self.named_modules(**kwargs))
+
+    def named_parameters(self, prefix: str | None = None, recursive: bool = True, **kwargs):
+        return iter(())
+
+    def parameters(self, recursive: bool = True, **kwargs):
+        return (value for _, value in self.named_parameters(recursive=recursive, **kwargs))
+
+    named_buffers = named_tensors = named_parameters
+
+    def buffers(self, recursive: bool = True, **kwargs):
+        return self.parameters(recursive=recursive, **kwargs)
+
+    tensors = buffers
+
+    def apply(self, fn) -> None:
+        for module in self.modules():
+            fn(module)
+
+    def train(self, mode: bool = True, recursive: bool = True) -> None:
+        def set_mode(module):
+            module.training = mode
+
+        self.apply(set_mode) if recursive else set_mode(self)
+
+    def eval(self) -> None:
+        self.train(False)
+
+    def zero_grad(self) -> None:
+        """No parameters, so nothing to zero."""
+
+    def disable_quantize(self, value: bool = True):
+        def set_flag(module):
+            module.quantize_disabled = value
+
+        self.apply(set_flag)
+        return self
+
+    def replace_param(self, params: dict, start_pos: int, seen=None) -> int:
+        """Swap parameters numbered from ``start_pos``; returns how many this module holds (none)."""
+        return 0
+
+    def state_dict(self, rst=None, prefix: str = "", keep_var: bool = False):
+        return OrderedDict() if rst is None else rst
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> None:
+        """Accepts an empty mapping (or a callable, as MegEngine does); ``strict`` refuses any key."""
+        if callable(state_dict):
+            return
+        unexpected = sorted(state_dict)
+        if strict and unexpected:
+            raise SwtError(
+                f"{type(self).__name__} has no parameters, but the state dict holds {', '.join(map(str, unexpected))}"
+                " (pass strict=False to ignore them)"
+            )
+
+    def _module_info_string(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._module_info_string()})"
+
+
+class SlidingWindowTranspose(Module):
+    """Module form of :func:`~swt_cli.kernels.sliding_window_transpose`."""
+
+    def __init__(self, output_size, kernel_size, padding=0, stride=1, dilation=1, **kwargs):
+        super().__init__(**kwargs)
+        Geometry.from_args(kernel_size, padding, stride, dilation, output_size)  # fail early, not at forward
+        self.output_size = output_size
+        self.kernel_size = kernel_size
+        self.padding = padding
+        self.stride = stride
+        self.dilation = dilation
+
+    def forward(self, inp):
+        return sliding_window_transpose(
+            inp, self.output_size, self.kernel_size, self.padding, self.stride, self.dilation
+        )
+
+    def _module_info_string(self) -> str:
+        return (
+            f"out_size={self.output_size}, kernel_size={self.kernel_size}, padding={self.padding}, "
+            f"stride={self.stride}, dilation={self.dilation}"
+        )
+
+
+class SlidingWindow(Module):
+    """Module form of :func:`~swt_cli.kernels.sliding_window`."""
+
+    def __init__(self, kernel_size, padding=0, stride=1, dilation=1, **kwargs):
+        super().__init__(**kwargs)
+        Geometry.from_args(kernel_size, padding, stride, dilation)
+        self.kernel_size = kernel_size
+        self.padding = padding
+        self.stride = stride
+        self.dilation = dilation
+
+    def forward(self, inp):
+        return sliding_window(inp, self.kernel_size, self.padding, self.stride, self.dilation)
+
+    def _module_info_string(self) -> str:
+        return (
+            f"kernel_size={self.kernel_size}, padding={self.padding}, stride={self.stride}, "
+            f"dilation={self.dilation}"
+        )
