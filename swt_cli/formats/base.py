@@ -1,0 +1,197 @@
+"""One reader/writer interface for every array format, and the atomic-commit protocol they share.
+
+A reader reads blocks of the leading axes; a writer writes them into a temporary sibling of the output
+and moves it into place only on ``commit``:
+
+>>> loc = Location.parse("out.h5:/group/images")
+>>> loc.fmt, loc.path, loc.name
+('hdf5', 'out.h5', 'group/images')
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import SwtError
+
+#: Marks temporary outputs, so a leftover from a killed run is recognisable (and ignored by later runs).
+TEMP_MARK = ".swt-tmp-"
+
+EXTENSIONS = {".npy": "npy", ".h5": "hdf5", ".hdf5": "hdf5", ".zarr": "zarr"}
+
+#: Compression names each writable format accepts; the first is its default.
+COMPRESSIONS = {
+    "npy": ("none",),
+    "stream": ("none",),
+    "hdf5": ("none", "gzip", "lzf"),
+    "zarr": ("zstd", "none", "blosc", "gzip"),
+}
+
+_SPEC = re.compile(r"^(?P<path>.*?(?P<ext>\.h5|\.hdf5|\.zarr))(?::(?P<name>.*))?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where an array lives: a path, its format, and for HDF5 and Zarr the array's name inside."""
+
+    path: str
+    fmt: str
+    name: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> "Location":
+        """``'-'`` is the .npy stream on stdin/stdout; ``file.h5:/a/b`` names an array inside a file."""
+        if spec == "-":
+            return cls("-", "stream")
+        match = _SPEC.match(spec)
+        if match:
+            name = (match["name"] or "").strip("/") or None
+            return cls(match["path"], EXTENSIONS[match["ext"].lower()], name)
+        ext = os.path.splitext(spec)[1].lower()
+        if ext in EXTENSIONS:
+            return cls(spec, EXTENSIONS[ext])
+        raise SwtError(f"cannot tell the format of '{spec}': name a .npy, .h5, .hdf5 or .zarr file, or - for a pipe")
+
+    def __str__(self) -> str:
+        return self.path + (f":/{self.name}" if self.name else "")
+
+
+class ArrayReader:
+    """An array in a file, read block by block. Subclasses set ``shape``, ``dtype`` and ``attrs``.
+
+    ``read(index)`` takes a tuple of slices over the leading axes and returns a NumPy array.
+    """
+
+    location: Location
+    shape: tuple
+    dtype: np.dtype
+    attrs: dict
+    sequential = False  # True where blocks must be read in order (a pipe)
+
+    def read(self, index: tuple) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Facts for ``swt info``: format, shape, dtype, chunks, compression, arrays in the file."""
+        return {"path": str(self.location), "format": self.location.fmt, "shape": list(self.shape),
+                "dtype": str(self.dtype), "chunks": None, "compression": None, "arrays": [], "attrs": self.attrs}
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ArrayWriter:
+    """A new array written block by block into a temporary sibling, moved into place by ``commit``."""
+
+    #: True where several processes may write disjoint blocks at once (Zarr with aligned chunks).
+    parallel_safe = False
+
+    def write(self, index: tuple, block: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+def check_destination(path: str, overwrite: bool) -> None:
+    """Refuse to touch an existing output without ``overwrite``; fail early on an unwritable folder."""
+    if os.path.lexists(path) and not overwrite:
+        raise SwtError(f"{path} exists: pass --overwrite to replace it")
+    if os.path.isdir(path) and not path.lower().endswith(".zarr"):
+        raise SwtError(f"{path} is a folder, not a file")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise SwtError(f"cannot write {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SwtError(f"cannot write {path}: the folder {parent} is not writable")
+
+
+def temp_sibling(path: str) -> str:
+    """A fresh name beside ``path`` that says what it is: ``.out.h5.swt-tmp-<pid>-<random>``."""
+    folder, base = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{base}{TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def commit_path(temp: str, path: str) -> None:
+    """Move a finished ``temp`` onto ``path``; an old file or folder there survives until this moment."""
+    if os.path.isdir(temp) and os.path.lexists(path):
+        old = temp_sibling(path)
+        os.rename(path, old)  # a folder cannot be replaced in one step: park the old one, then drop it
+        try:
+            os.rename(temp, path)
+        except OSError:
+            os.rename(old, path)
+            raise
+        remove_path(old)
+    else:
+        os.replace(temp, path)
+
+
+def remove_path(path: str) -> None:
+    """Remove a file or folder if it is there; never raises."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.remove(path)
+    except OSError:
+        pass
+
+
+def chunk_shape(shape, itemsize: int, target_bytes: int = 4 << 20, max_rows: int | None = None) -> tuple:
+    """Chunks of about ``target_bytes`` that split only the leading axes, for HDF5 and Zarr outputs.
+
+    >>> chunk_shape((2048, 3, 127, 127), 4)
+    (21, 3, 127, 127)
+    """
+    chunks = [max(int(v), 1) for v in shape]
+    for axis in range(len(shape)):
+        inner = math.prod(chunks[axis + 1:]) * itemsize
+        if inner <= target_bytes or axis == len(shape) - 1:
+            rows = max(1, target_bytes // max(inner, 1))
+            if axis == 0 and max_rows:
+                rows = min(rows, max_rows)
+            chunks[axis] = max(1, min(chunks[axis], rows))
+            break
+        chunks[axis] = 1
+    return tuple(chunks)
+
+
+def find_arrays(items, where: str, name: str | None):
+    """Pick the array named ``name`` (or the only one) from ``items``: ``(path, is_array, obj)`` triples."""
+    items = list(items)
+    arrays = [(p, obj) for p, is_array, obj in items if is_array]
+    if name is not None:
+        for p, is_array, obj in items:
+            if p.strip("/") == name:
+                if not is_array:
+                    raise SwtError(f"{where}:/{name} is a group, not an array{_listing(arrays, where)}")
+                return obj
+        raise SwtError(f"{where} has no array /{name}{_listing(arrays, where)}")
+    if len(arrays) == 1:
+        return arrays[0][1]
+    if not arrays:
+        raise SwtError(f"{where} holds no arrays")
+    raise SwtError(f"{where} holds {len(arrays)} arrays{_listing(arrays, where)}: name one as {where}:/{arrays[0][0].strip('/')}")
+
+
+def _listing(arrays, where) -> str:
+    if not arrays:
+        return f" ({where} holds no arrays)"
+    return " (" + ", ".join("/" + p.strip("/") for p, _ in arrays) + ")"

@@ -1,0 +1,164 @@
+""".npy files: headers parsed without pickle, rows read and written at their byte offsets.
+
+Reads go through positioned reads rather than a memory map: mapped pages of a file larger than memory
+would count against the process and linger, while a read into a fresh block keeps memory to the budget.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from ..backend import check_dtype
+from ..errors import SwtError
+from ..geometry import MAX_SIZE, fmt_shape
+from .base import ArrayReader, ArrayWriter, Location, check_destination, commit_path, remove_path, temp_sibling
+
+#: numpy's own limit on header length (numpy >= 1.24 refuses longer headers as unsafe).
+MAX_HEADER = 10000
+
+
+def read_header(stream, where: str):
+    """``(shape, fortran_order, dtype)`` from the start of a .npy stream, or a clear error."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(stream, max_header_size=MAX_HEADER)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = fmt.read_array_header_2_0(stream, max_header_size=MAX_HEADER)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, EOFError, SyntaxError, TypeError, OverflowError) as err:
+        raise SwtError(f"{where} is not a valid .npy file: {_first_line(err)}") from None
+    if dtype.hasobject:
+        raise SwtError(f"{where} holds Python objects (dtype {dtype}): swt never unpickles; save numeric data")
+    check_dtype(dtype, f"{where}:")
+    if any(not isinstance(v, int) or v < 0 for v in shape) or math.prod(shape) * dtype.itemsize > MAX_SIZE:
+        raise SwtError(f"{where} claims an impossible shape {shape}")
+    return tuple(shape), fortran, dtype
+
+
+def _first_line(err) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+def header_bytes(shape, dtype) -> bytes:
+    """The .npy header for a C-ordered array of ``shape`` and ``dtype`` (version 1.0 where it fits)."""
+    import io
+
+    buf = io.BytesIO()
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
+    try:
+        np.lib.format.write_array_header_1_0(buf, header)
+    except ValueError:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_2_0(buf, header)
+    return buf.getvalue()
+
+
+def block_offset(shape, index) -> tuple[int, int]:
+    """Element offset and count of a block of the leading axes, which must be contiguous in C order.
+
+    >>> block_offset((4, 3, 2), (slice(1, 3),))
+    (6, 12)
+    >>> block_offset((4, 3, 2), (slice(2, 3), slice(1, 3)))
+    (16, 4)
+    """
+    offset, count, stride = 0, 1, math.prod(shape)
+    for axis, sl in enumerate(index):
+        stride //= max(shape[axis], 1)
+        start, stop, _ = sl.indices(shape[axis])
+        offset += start * stride
+        count = stop - start
+        if axis + 1 < len(index) and count != 1:
+            raise ValueError(f"block {index} of shape {shape} is not contiguous")
+    return offset, count * stride if index else math.prod(shape)
+
+
+def _bytes(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous array's memory as flat bytes (works for every dtype, complex included)."""
+    return array.reshape(-1).view(np.uint8)
+
+
+def block_shape(shape, index) -> tuple:
+    return tuple(len(range(*sl.indices(shape[a]))) for a, sl in enumerate(index)) + tuple(shape[len(index):])
+
+
+class NpyReader(ArrayReader):
+    def __init__(self, location: Location):
+        self.location = location
+        self.attrs = {}
+        try:
+            self._file = open(location.path, "rb")
+        except FileNotFoundError:
+            raise SwtError(f"no such file: {location.path}") from None
+        except IsADirectoryError:
+            raise SwtError(f"{location.path} is a folder, not a .npy file") from None
+        self.shape, self._fortran, self.dtype = read_header(self._file, location.path)
+        self._data_offset = self._file.tell()
+        expected = self._data_offset + math.prod(self.shape) * self.dtype.itemsize
+        actual = os.fstat(self._file.fileno()).st_size
+        if actual < expected:
+            self._file.close()
+            raise SwtError(
+                f"{location.path} is truncated: its header promises {fmt_shape(self.shape)} {self.dtype} "
+                f"({expected} bytes) but the file has {actual}"
+            )
+
+    def read(self, index: tuple) -> np.ndarray:
+        if self._fortran:
+            view = np.memmap(self._file, self.dtype, "r", self._data_offset, self.shape, order="F")
+            return np.array(view[index], order="C")
+        offset, count = block_offset(self.shape, index)
+        out = np.empty(block_shape(self.shape, index), self.dtype)
+        nbytes = count * self.dtype.itemsize
+        got = os.preadv(self._file.fileno(), [_bytes(out)], self._data_offset + offset * self.dtype.itemsize) if nbytes else 0
+        if got != nbytes:
+            raise SwtError(f"{self.location.path} changed while being read: got {got} of {nbytes} bytes")
+        return out
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info["order"] = "F" if self._fortran else "C"
+        return info
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class NpyWriter(ArrayWriter):
+    """Writes blocks at their offsets in a temporary file; ``commit`` renames it onto the output."""
+
+    def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="none", overwrite=False):
+        check_destination(location.path, overwrite)
+        self.location, self.shape, self.dtype = location, tuple(shape), np.dtype(dtype)
+        self._temp = temp_sibling(location.path)
+        self._file = open(self._temp, "wb")
+        try:
+            header = header_bytes(self.shape, self.dtype)
+            self._file.write(header)
+            self._data_offset = len(header)
+            self._file.truncate(self._data_offset + math.prod(self.shape) * self.dtype.itemsize)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, index: tuple, block: np.ndarray) -> None:
+        offset, count = block_offset(self.shape, index)
+        data = np.ascontiguousarray(block, self.dtype)
+        if data.size != count:
+            raise SwtError(f"internal error: block of {data.size} elements for {count} places")
+        self._file.seek(self._data_offset + offset * self.dtype.itemsize)
+        self._file.write(_bytes(data))
+
+    def commit(self) -> None:
+        self._file.close()
+        commit_path(self._temp, self.location.path)
+
+    def abort(self) -> None:
+        self._file.close()
+        remove_path(self._temp)

@@ -1,0 +1,119 @@
+"""Zarr v3 directory stores: an array at the root, or one named ``store.zarr:/group/name``."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..backend import check_dtype
+from ..errors import SwtError
+from .base import ArrayReader, ArrayWriter, Location, check_destination, commit_path, find_arrays, remove_path, temp_sibling
+
+
+def _zarr():
+    import zarr
+
+    return zarr
+
+
+def compressors(name: str):
+    """Zarr v3 codecs for a compression name from ``COMPRESSIONS['zarr']``."""
+    codecs = _zarr().codecs
+    return {
+        "zstd": (codecs.ZstdCodec(level=1),),
+        "blosc": (codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),),
+        "gzip": (codecs.GzipCodec(level=4),),
+        "none": None,
+    }[name]
+
+
+def open_array(location: Location, mode: str = "r"):
+    """The zarr Array at ``location`` (the only array in the store when no name is given)."""
+    zarr = _zarr()
+    if not os.path.exists(location.path):
+        raise SwtError(f"no such file: {location.path}")
+    try:
+        node = zarr.open(store=location.path, mode=mode)
+    except Exception as err:  # zarr raises many types for a store it cannot parse
+        raise SwtError(f"{location.path} is not a readable Zarr store ({_reason(err)})") from None
+    if isinstance(node, zarr.Array):
+        if location.name:
+            raise SwtError(f"{location.path} is a single array, not a group: drop the :/{location.name}")
+        return node, [("", True, node)]
+    try:
+        members = [(p, isinstance(o, zarr.Array), o) for p, o in node.members(max_depth=None)]
+    except Exception as err:
+        raise SwtError(f"{location.path} is not a readable Zarr store ({_reason(err)})") from None
+    return find_arrays(members, location.path, location.name), members
+
+
+class ZarrReader(ArrayReader):
+    def __init__(self, location: Location):
+        self.location = location
+        self._array, self._members = open_array(location)
+        self.dtype = check_dtype(_numpy_dtype(self._array), str(location))
+        self.shape = tuple(self._array.shape)
+        self.attrs = dict(self._array.attrs)
+
+    def read(self, index: tuple) -> np.ndarray:
+        try:
+            return np.asarray(self._array[index] if index else self._array[...])
+        except Exception as err:  # codec errors come in many types
+            raise SwtError(f"{self.location}: cannot read block {_fmt_index(index)} ({_reason(err)}): a chunk is damaged") from None
+
+    def describe(self) -> dict:
+        info = super().describe()
+        a = self._array
+        info.update(
+            chunks=list(a.chunks),
+            compression=[type(c).__name__ for c in (a.compressors or ())] or None,
+            arrays=[{"name": "/" + p, "shape": list(o.shape), "dtype": str(_numpy_dtype(o))} for p, is_array, o in self._members if is_array],
+        )
+        return info
+
+
+class ZarrWriter(ArrayWriter):
+    parallel_safe = True
+
+    def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="zstd", overwrite=False):
+        check_destination(location.path, overwrite)
+        self.location = location
+        self._temp = temp_sibling(location.path)
+        try:
+            self._array = _zarr().create_array(
+                store=self._temp, name=location.name, shape=tuple(shape), dtype=np.dtype(dtype),
+                chunks=tuple(chunks) if chunks else "auto", compressors=compressors(compression),
+                fill_value=0, attributes=dict(attrs or {}), zarr_format=3,
+            )
+        except BaseException as err:
+            self.abort()
+            if isinstance(err, OSError):
+                raise SwtError(f"cannot write {location.path} ({_reason(err)})") from None
+            raise
+
+    def write(self, index: tuple, block: np.ndarray) -> None:
+        if index:
+            self._array[index] = block
+        else:
+            self._array[...] = block
+
+    def commit(self) -> None:
+        commit_path(self._temp, self.location.path)
+
+    def abort(self) -> None:
+        remove_path(self._temp)
+
+
+def _numpy_dtype(array) -> np.dtype:
+    dtype = array.dtype
+    return dtype.to_native_dtype() if hasattr(dtype, "to_native_dtype") else np.dtype(dtype)
+
+
+def _fmt_index(index) -> str:
+    return "[" + ", ".join(f"{s.start}:{s.stop}" for s in index) + "]"
+
+
+def _reason(err) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0][:200] if text else type(err).__name__)

@@ -1,0 +1,219 @@
+"""Streaming a fold or unfold through files: blocks of the leading axes sized to a memory budget,
+read ahead and written behind on two threads, with progress on stderr and an atomic commit.
+
+>>> parse_size("512MiB"), parse_size("2GB"), parse_size("1000")
+(536870912, 2000000000, 1000)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from . import kernels
+from .backend import accumulator_dtype, import_cupy
+from .errors import SwtError
+from .formats import ArrayReader, chunk_shape
+from .geometry import FoldPlan, UnfoldPlan
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
+          "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+
+#: Chunk size that HDF5 and Zarr outputs aim for: large enough to stream, small enough to stay in budget.
+CHUNK_BYTES = 4 << 20
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``'128MiB'``, ``'2GB'``, ``'1.5G'`` or a plain number."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    if not match or match[2].lower() not in _UNITS:
+        raise SwtError(f"'{text}' is not a size: use a number with a unit such as 128MiB, 512MB or 2GiB")
+    return int(float(match[1]) * _UNITS[match[2].lower()])
+
+
+@dataclass
+class Transform:
+    """One fold or unfold, applied block by block: the full-array ``plan`` with its leading axes split."""
+
+    op: str  # "fold" or "unfold"
+    plan: FoldPlan | UnfoldPlan
+    in_dtype: np.dtype
+    out_dtype: np.dtype
+    device: str = "cpu"
+
+    @property
+    def lead(self) -> int:
+        return len(self.plan.batch)
+
+    def bytes_per_item(self) -> int:
+        """Working memory per element of the leading axes: two blocks in and out in flight, plus the sums."""
+        g = self.plan.geometry
+        inner_in = math.prod(self.plan.input_shape[self.lead:]) * self.in_dtype.itemsize
+        inner_out = math.prod(self.plan.output_shape[self.lead:]) * self.out_dtype.itemsize
+        if self.op == "fold":
+            scratch = math.prod(self.plan.padded_size) * accumulator_dtype(self.in_dtype, self.out_dtype).itemsize
+        else:
+            scratch = math.prod(s + 2 * p for s, p in zip(self.plan.size, g.padding)) * self.in_dtype.itemsize
+        return 2 * inner_in + 3 * inner_out + scratch
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        plan = replace(self.plan, batch=tuple(block.shape[: self.lead]))
+        run = kernels.fold if self.op == "fold" else kernels.unfold
+        if self.device == "gpu":
+            cupy = import_cupy()
+            return cupy.asnumpy(run(cupy.asarray(block), plan, self.out_dtype))
+        return run(block, plan, self.out_dtype)
+
+
+@dataclass
+class Blocks:
+    """How the leading axes are cut: ``index`` slices per block, and the output chunks they align with."""
+
+    indexes: list
+    chunks: tuple
+    over_budget: bool = False
+
+
+def plan_blocks(lead_shape, out_shape, out_itemsize, bytes_per_item, budget, batch_size=None) -> Blocks:
+    """Blocks of the leading axes that fit ``budget`` bytes, aligned with the output's chunks.
+
+    Blocks split the first axis; where one of its items alone is over budget, the second as well.
+
+    >>> b = plan_blocks((10, 3), (10, 3, 8, 8), 4, 1000, 6000)
+    >>> [i[0] for i in b.indexes], b.chunks
+    ([slice(0, 2, None), slice(2, 4, None), slice(4, 6, None), slice(6, 8, None), slice(8, 10, None)], (2, 3, 8, 8))
+    """
+    lead_shape = tuple(lead_shape)
+    if not lead_shape:
+        return Blocks([()], chunk_shape(out_shape, out_itemsize, CHUNK_BYTES), False)
+    per_row = bytes_per_item * math.prod(lead_shape[1:])
+    split_axis, over = 0, False
+    if batch_size is not None:
+        extent = batch_size
+    else:
+        extent = budget // max(per_row, 1)
+        if extent < 1 and len(lead_shape) > 1:
+            split_axis = 1
+            extent = budget // max(bytes_per_item * math.prod(lead_shape[2:]), 1)
+        if extent < 1:
+            extent, over = 1, True
+    extent = max(1, min(extent, lead_shape[split_axis]) if lead_shape[split_axis] else 1)
+    chunks = list(chunk_shape(out_shape, out_itemsize, CHUNK_BYTES, max_rows=extent if split_axis == 0 else None))
+    if split_axis == 1:
+        chunks[0] = 1
+    if chunks[split_axis] < extent:
+        extent -= extent % chunks[split_axis]
+    chunks[split_axis] = min(chunks[split_axis], extent)
+    indexes = []
+    if split_axis == 0:
+        indexes = [(slice(i, min(i + extent, lead_shape[0])),) for i in range(0, lead_shape[0], extent)]
+    else:
+        for i in range(lead_shape[0]):
+            indexes += [(slice(i, i + 1), slice(j, min(j + extent, lead_shape[1]))) for j in range(0, lead_shape[1], extent)]
+    return Blocks(indexes, tuple(chunks), over)
+
+
+def block_items(index, lead_shape) -> int:
+    """Elements of the leading axes in a block."""
+    sizes = [len(range(*sl.indices(lead_shape[a]))) for a, sl in enumerate(index)]
+    return math.prod(sizes) * math.prod(lead_shape[len(index):])
+
+
+class Progress:
+    """Items done, throughput and ETA on stderr: a live bar on a terminal, plain lines in a log."""
+
+    def __init__(self, label: str, total: int, unit: str, quiet: bool = False, stream=None, every: float = 2.0):
+        self.label, self.total, self.unit, self.quiet = label, total, unit, quiet
+        self.stream = stream or sys.stderr
+        self.every = every
+        self.done = 0
+        self._start = self._last = time.monotonic()
+        self._bar = None
+
+    def __enter__(self):
+        if not self.quiet and self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+            self._bar = Bar(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                console=Console(file=self.stream), transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total, rate="")
+        return self
+
+    def advance(self, items: int) -> None:
+        self.done += items
+        now = time.monotonic()
+        if self._bar is not None:
+            self._bar.update(self._task, advance=items, rate=self._rate(now))
+        elif not self.quiet and (now - self._last >= self.every or self.done >= self.total):
+            self._last = now
+            self.stream.write(self._line(now) + "\n")
+            self.stream.flush()
+
+    def _rate(self, now) -> str:
+        elapsed = max(now - self._start, 1e-9)
+        return f"{self.done / elapsed:,.0f} {self.unit}/s"
+
+    def _line(self, now) -> str:
+        elapsed = max(now - self._start, 1e-9)
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        return (f"{self.label}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), {self._rate(now)}, "
+                f"{'ETA ' + _fmt_time(eta) if self.done < self.total else 'done in ' + _fmt_time(elapsed)}")
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def run(reader: ArrayReader, writer, transform, blocks: Blocks, progress: Progress) -> None:
+    """Read, transform and write every block, overlapping the three; commit only when all is written.
+
+    On any error or interrupt the in-flight reads and writes finish, then the writer's temporary
+    output is removed and the exception goes on.
+    """
+    lead_shape = reader.shape[: transform.lead]
+    indexes = blocks.indexes
+    if not indexes:  # an empty batch: nothing to read, an empty output to commit
+        writer.commit()
+        return
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swt-io")
+    try:
+        with progress:
+            pending_read = pool.submit(reader.read, indexes[0])
+            pending_write = None
+            for i, index in enumerate(indexes):
+                block = pending_read.result()
+                if i + 1 < len(indexes):
+                    pending_read = pool.submit(reader.read, indexes[i + 1])
+                result = transform(block)
+                del block
+                if pending_write is not None:
+                    pending_write.result()
+                pending_write = pool.submit(writer.write, index, result)
+                del result
+                progress.advance(block_items(index, lead_shape) if lead_shape else 1)
+            if pending_write is not None:
+                pending_write.result()
+        pool.shutdown(wait=True)
+        writer.commit()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.abort()
+        raise
