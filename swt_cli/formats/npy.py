@@ -66,7 +66,7 @@ def block_offset(shape, index) -> tuple[int, int]:
     >>> block_offset((4, 3, 2), (slice(1, 3),))
     (6, 12)
     >>> block_offset((4, 3, 2), (slice(2, 3), slice(1, 3)))
-    (16, 4)
+    (14, 4)
     """
     offset, count, stride = 0, 1, math.prod(shape)
     for axis, sl in enumerate(index):
