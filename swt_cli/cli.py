@@ -49,7 +49,7 @@ class SwtGroup(click.Group):
             except ValueError:  # not the main thread: leave signals alone
                 previous = None
             try:
-                return super().main(args, prog_name or "swt", standalone_mode=False, **extra)
+                return super().main(args, "swt", standalone_mode=False, **extra)
             finally:
                 if previous is not None:
                     signal.signal(signal.SIGTERM, previous)
@@ -134,6 +134,19 @@ class IntList(click.ParamType):
         if len(numbers) > 3:
             self.fail(f"'{value}' has {len(numbers)} values: swt handles 1, 2 or 3 spatial axes", param, ctx)
         return numbers[0] if single else tuple(numbers)
+
+
+class ArraySpec(click.ParamType):
+    """A .npy, .h5/.hdf5 or .zarr path (``file.h5:/name`` for an array inside), or - for a pipe."""
+
+    name = "PATH"
+
+    def convert(self, value, param, ctx):
+        try:
+            Location.parse(value)
+        except SwtError as err:
+            self.fail(str(err), param, ctx)
+        return value
 
 
 class Size(click.ParamType):
@@ -294,8 +307,8 @@ def _geometry_meta(op: str, geometry: Geometry, size) -> dict:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("input", metavar="INPUT")
-@click.argument("output", metavar="OUTPUT")
+@click.argument("input", metavar="INPUT", type=ArraySpec())
+@click.argument("output", metavar="OUTPUT", type=ArraySpec())
 @geometry_options
 @click.option("-o", "--output-size", type=IntList(1), help="Image size [default: recorded by swt unfold, else the smallest that fits].")
 @io_options
@@ -329,8 +342,8 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("input", metavar="INPUT")
-@click.argument("output", metavar="OUTPUT")
+@click.argument("input", metavar="INPUT", type=ArraySpec())
+@click.argument("output", metavar="OUTPUT", type=ArraySpec())
 @geometry_options
 @io_options
 @common_options
@@ -355,7 +368,7 @@ def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, quiet, *
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("input", metavar="INPUT")
+@click.argument("input", metavar="INPUT", type=ArraySpec())
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @common_options
 def info(input, as_json, quiet):

@@ -1,0 +1,22 @@
+"""Running swt the two ways a user does: in-process through Click's CliRunner, and as a real process."""
+
+import os
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from swt_cli.cli import cli
+
+#: The installed console script beside this interpreter (the README installs it into the venv).
+SWT = os.path.join(os.path.dirname(sys.executable), "swt")
+
+
+def invoke(*args, input=None):
+    """Run ``swt ARGS`` through CliRunner; returns the Result (``exit_code``, ``stdout``, ``stderr``)."""
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def run_swt(*args, input=None, cwd=None, timeout=120, env=None):
+    """Run the installed ``swt`` in a subprocess; bytes in, bytes out."""
+    return subprocess.run([SWT, *map(str, args)], input=input, capture_output=True, cwd=cwd, timeout=timeout, env=env)
