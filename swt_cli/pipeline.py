@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import re
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -182,38 +183,75 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def _spawn(fn, *args) -> Future:
+    """``fn(*args)`` on a daemon thread of its own, as a Future.
+
+    Not a ThreadPoolExecutor: its threads are joined at interpreter exit, so a read blocked on a
+    silent stdin pipe (or a write blocked on a stalled stdout pipe) would hang Ctrl-C forever.
+    """
+    future = Future()
+    future.set_running_or_notify_cancel()
+
+    def target():
+        try:
+            future.set_result(fn(*args))
+        except BaseException as err:  # handed to the main thread by future.result()
+            future.set_exception(err)
+
+    threading.Thread(target=target, name="swt-io", daemon=True).start()
+    return future
+
+
+#: Seconds to let an in-flight file read or write finish after an error, before the temporary output goes.
+SETTLE_SECONDS = 30.0
+
+
+def _settle(*pending) -> None:
+    """Wait (bounded) for in-flight I/O on files, so nothing writes into a temporary output being removed.
+
+    Pipes are not waited for: they may never answer, and the daemon thread dies with the process.
+    """
+    futures = [f for f, may_block in pending if f is not None and not may_block]
+    if futures:
+        wait(futures, timeout=SETTLE_SECONDS)
+
+
 def run(reader: ArrayReader, writer, transform, blocks: Blocks, progress: Progress) -> None:
     """Read, transform and write every block, overlapping the three; commit only when all is written.
 
-    On any error or interrupt the in-flight reads and writes finish, then the writer's temporary
-    output is removed and the exception goes on.
+    On any error or interrupt the in-flight file reads and writes finish (pipes are not waited for),
+    then the writer's temporary output is removed and the exception goes on.
     """
     lead_shape = reader.shape[: transform.lead]
     indexes = blocks.indexes
     if not indexes:  # an empty batch: nothing to read, an empty output to commit
         writer.commit()
         return
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swt-io")
+    pending_read = pending_write = None
+    read_may_block = bool(getattr(reader, "sequential", False))
+    write_may_block = bool(getattr(writer, "sequential", False))
     try:
         with progress:
-            pending_read = pool.submit(reader.read, indexes[0])
-            pending_write = None
+            pending_read = _spawn(reader.read, indexes[0])
             for i, index in enumerate(indexes):
                 block = pending_read.result()
+                pending_read = None
                 if i + 1 < len(indexes):
-                    pending_read = pool.submit(reader.read, indexes[i + 1])
+                    pending_read = _spawn(reader.read, indexes[i + 1])
                 result = transform(block)
                 del block
                 if pending_write is not None:
                     pending_write.result()
-                pending_write = pool.submit(writer.write, index, result)
+                pending_write = _spawn(writer.write, index, result)
                 del result
                 progress.advance(block_items(index, lead_shape) if lead_shape else 1)
             if pending_write is not None:
                 pending_write.result()
-        pool.shutdown(wait=True)
+                pending_write = None
         writer.commit()
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        writer.abort()
+        try:
+            _settle((pending_read, read_may_block), (pending_write, write_may_block))
+        finally:
+            writer.abort()
         raise

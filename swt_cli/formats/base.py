@@ -98,6 +98,8 @@ class ArrayWriter:
 
     #: True where several processes may write disjoint blocks at once (Zarr with aligned chunks).
     parallel_safe = False
+    #: True for a pipe: blocks in order, and a write may block for as long as the far end waits.
+    sequential = False
 
     def write(self, index: tuple, block: np.ndarray) -> None:
         raise NotImplementedError

@@ -6,6 +6,8 @@ block at a time.
 
 from __future__ import annotations
 
+import errno
+import io
 import math
 import os
 import sys
@@ -24,7 +26,7 @@ class StdinReader(ArrayReader):
     def __init__(self, location: Location, stream=None):
         self.location = location
         self.attrs = {}
-        self._stream = stream if stream is not None else sys.stdin.buffer
+        self._stream = stream if stream is not None else _unbuffered(sys.stdin, "rb")
         if self._stream.isatty() if hasattr(self._stream, "isatty") else False:
             raise SwtError("stdin is a terminal: pipe a .npy stream into swt, e.g. swt unfold img.npy - -k 3 | swt fold - out.npy -k 3")
         self.shape, fortran, self.dtype = read_header(self._stream, "stdin")
@@ -56,8 +58,10 @@ class StdinReader(ArrayReader):
 class StdoutWriter(ArrayWriter):
     """Writes the header at once, then each block in order; a pipe cannot be taken back on failure."""
 
+    sequential = True  # blocks go out in order, and a write may block for as long as the reader waits
+
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="none", overwrite=False, stream=None):
-        self._stream = stream if stream is not None else sys.stdout.buffer
+        self._stream = stream if stream is not None else _unbuffered(sys.stdout, "wb")
         if hasattr(self._stream, "isatty") and self._stream.isatty():
             raise SwtError("refusing to write binary .npy data to a terminal: redirect stdout to a file or a pipe")
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
@@ -68,12 +72,15 @@ class StdoutWriter(ArrayWriter):
     def _put(self, data) -> None:
         try:
             if not self._started:
-                self._stream.write(self._header)
+                _write_all(self._stream, self._header)
                 self._started = True
-            self._stream.write(data)
+            _write_all(self._stream, data)
         except BrokenPipeError:
             _silence_stdout()
             raise SwtError("stdout was closed before the output was complete (the reading end of the pipe exited)") from None
+        except OSError as err:
+            _silence_stdout()
+            raise SwtError(f"cannot write to stdout: {_strerror(err)}; the stream is incomplete") from None
 
     def write(self, index: tuple, block: np.ndarray) -> None:
         offset, count = block_offset(self.shape, index)
@@ -90,9 +97,48 @@ class StdoutWriter(ArrayWriter):
         except BrokenPipeError:
             _silence_stdout()
             raise SwtError("stdout was closed before the output was complete (the reading end of the pipe exited)") from None
+        except OSError as err:
+            _silence_stdout()
+            raise SwtError(f"cannot write to stdout: {_strerror(err)}; the stream is incomplete") from None
 
     def abort(self) -> None:
         pass
+
+
+def _unbuffered(text_stream, mode: str):
+    """An unbuffered binary file on ``text_stream``'s descriptor, else its ``.buffer`` (no descriptor: tests).
+
+    Unbuffered, so a block read or write that never returns (a silent or stalled pipe, cut short by
+    Ctrl-C) holds no buffer lock that Python's exit would wait for: it aborts with a fatal error then.
+    """
+    try:
+        fd = text_stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return text_stream.buffer
+    if mode == "wb":
+        try:
+            text_stream.flush()
+        except (OSError, ValueError):
+            pass
+    return io.FileIO(fd, mode.replace("b", ""), closefd=False)
+
+
+def _write_all(stream, data) -> None:
+    """All of ``data``: an unbuffered write may take only part of it."""
+    view = memoryview(data).cast("B")
+    while len(view):
+        n = stream.write(view)
+        if n is None:  # a non-blocking descriptor that is full: wait for it like a blocking one
+            import select
+
+            select.select([], [stream.fileno()], [])
+            continue
+        view = view[n:]
+
+
+def _strerror(err: OSError) -> str:
+    name = errno.errorcode.get(err.errno, "")
+    return f"{err.strerror or err}" + (f" ({name})" if name else "")
 
 
 def _silence_stdout() -> None:
