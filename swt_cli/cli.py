@@ -20,7 +20,7 @@ from . import __version__
 from .backend import check_dtype, result_dtype
 from .errors import SwtError
 from .formats import COMPRESSIONS, Location, create_writer, open_reader
-from .geometry import Geometry, fmt_dims, plan_fold, plan_unfold, spatial_ndim
+from .geometry import Geometry, fmt_dims, fmt_shape, plan_fold, plan_unfold, spatial_ndim
 from .pipeline import Progress, Transform, parse_size, plan_blocks, run
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -43,6 +43,7 @@ class SwtGroup(click.Group):
 
     def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
         args = list(sys.argv[1:] if args is None else args)
+        self.argv = ["swt", *args]  # recorded in outputs as provenance
         try:
             try:
                 previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -73,7 +74,7 @@ class SwtGroup(click.Group):
         return code
 
     def invoke(self, ctx):
-        ctx.meta["swt.argv"] = ["swt", *ctx.protected_args, *ctx.args] if hasattr(ctx, "protected_args") else ["swt", *ctx.args]
+        ctx.meta["swt.argv"] = getattr(self, "argv", ["swt"])
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -270,6 +271,16 @@ def _provenance(ctx, geometry_meta: dict) -> dict:
     return {"swt_version": __version__, "swt_command": shlex.join(argv), "swt_geometry": json.dumps(geometry_meta)}
 
 
+def _output_location(output: str, compression) -> Location:
+    """The output's location, checked against the compression asked for before any work starts."""
+    out_loc = Location.parse(output)
+    if compression and compression not in COMPRESSIONS[out_loc.fmt]:
+        raise click.BadParameter(
+            f"{out_loc.fmt} outputs take {', '.join(COMPRESSIONS[out_loc.fmt])}, not {compression}", param_hint="--compression"
+        )
+    return out_loc
+
+
 def _stream(ctx, op, reader, output, transform, geometry_meta, opts) -> None:
     """Plan blocks, create the output, run the pipeline: everything after the shape checks."""
     if opts["threads"]:
@@ -281,12 +292,8 @@ def _stream(ctx, op, reader, output, transform, geometry_meta, opts) -> None:
         from .backend import import_cupy
 
         import_cupy()
-    out_loc = Location.parse(output)
+    out_loc = _output_location(output, opts["compression"])
     compression = opts["compression"]
-    if compression and compression not in COMPRESSIONS[out_loc.fmt]:
-        raise click.BadParameter(
-            f"{out_loc.fmt} outputs take {', '.join(COMPRESSIONS[out_loc.fmt])}, not {compression}", param_hint="--compression"
-        )
     plan = transform.plan
     lead_shape = plan.batch
     blocks = plan_blocks(lead_shape, plan.output_shape, transform.out_dtype.itemsize, transform.bytes_per_item(),
@@ -324,6 +331,7 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
       swt unfold img.npy - -k 3 -s 2 | swt fold - out.npy -k 3 -s 2 -o 64
     """
     opts["quiet"] = quiet
+    _output_location(output, opts["compression"])
     with open_reader(input) as reader:
         recorded = _recorded_geometry(reader)
         recorded = recorded if recorded.get("op") == "unfold" else {}
@@ -359,6 +367,7 @@ def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, quiet, *
       swt unfold volume.h5:/scan windows.h5 -k 3,3,3 -s 2
     """
     opts["quiet"] = quiet
+    _output_location(output, opts["compression"])
     with open_reader(input) as reader:
         geometry, _ = _geometry(kernel, stride, padding, dilation, ndim)
         out_dtype = result_dtype(reader.dtype, opts["dtype"])
@@ -389,16 +398,16 @@ def info(input, as_json, quiet):
     lines = [
         ("path", facts["path"]),
         ("format", facts["format"]),
-        ("shape", "(" + ", ".join(map(str, facts["shape"])) + ")"),
+        ("shape", fmt_shape(facts["shape"])),
         ("dtype", facts["dtype"]),
     ]
     if facts.get("chunks"):
-        lines.append(("chunks", "(" + ", ".join(map(str, facts["chunks"])) + ")"))
+        lines.append(("chunks", fmt_shape(facts["chunks"])))
     if facts.get("compression"):
         comp = facts["compression"]
         lines.append(("compression", ", ".join(comp) if isinstance(comp, list) else str(comp)))
     if len(facts.get("arrays") or []) > 1:
-        lines.append(("arrays", "; ".join(f"{a['name']} {tuple(a['shape'])} {a['dtype']}" for a in facts["arrays"])))
+        lines.append(("arrays", "; ".join(f"{a['name']} {fmt_shape(a['shape'])} {a['dtype']}" for a in facts["arrays"])))
     geo = facts["geometry"]
     if geo:
         size_key = "image_size" if geo.get("op") == "unfold" else "output_size"

@@ -1,0 +1,172 @@
+"""One contract for every format's reader and writer, run against .npy, HDF5 and Zarr (and the stream)."""
+
+import io
+import os
+
+import numpy as np
+import pytest
+
+from swt_cli import SwtError
+from swt_cli.formats import TEMP_MARK, Location, create_writer, open_reader
+from swt_cli.formats.stream import StdinReader, StdoutWriter
+
+
+class FormatContract:
+    """Subclasses set ``ext``; every test here runs for each format."""
+
+    ext = None
+
+    def path(self, tmp_path, name="a"):
+        return str(tmp_path / f"{name}{self.ext}")
+
+    def write(self, spec, array, chunks=None, attrs=None, overwrite=False, rows=None):
+        writer = create_writer(spec, array.shape, array.dtype, attrs=attrs, chunks=chunks, overwrite=overwrite)
+        rows = rows or max(1, len(array))
+        for start in range(0, len(array), rows):
+            writer.write((slice(start, start + rows),), array[start:start + rows])
+        writer.commit()
+
+    @pytest.mark.parametrize("dtype", ["float32", "float16", "float64", "int8", "uint16", "int64", "complex64"])
+    def test_round_trip_in_blocks(self, tmp_path, dtype):
+        rng = np.random.default_rng(2)
+        array = (rng.standard_normal((7, 3, 5, 4)) * 50).astype(dtype)
+        spec = self.path(tmp_path)
+        self.write(spec, array, chunks=(2, 3, 5, 4), rows=2)
+        with open_reader(spec) as reader:
+            assert reader.shape == array.shape and reader.dtype == array.dtype
+            np.testing.assert_array_equal(reader.read((slice(0, 7),)), array)
+            np.testing.assert_array_equal(reader.read((slice(3, 5),)), array[3:5])
+            np.testing.assert_array_equal(reader.read((slice(4, 5), slice(1, 3))), array[4:5, 1:3])
+
+    def test_attributes_survive(self, tmp_path):
+        spec = self.path(tmp_path)
+        self.write(spec, np.ones((2, 2), np.float32), attrs={"swt_geometry": '{"op": "unfold"}', "swt_version": "9"})
+        with open_reader(spec) as reader:
+            if self.ext != ".npy":
+                assert reader.attrs["swt_geometry"] == '{"op": "unfold"}' and reader.attrs["swt_version"] == "9"
+            assert reader.describe()["shape"] == [2, 2]
+
+    def test_nothing_under_the_name_until_commit_and_abort_cleans_up(self, tmp_path):
+        spec = self.path(tmp_path)
+        writer = create_writer(spec, (4, 3), np.float32)
+        writer.write((slice(0, 2),), np.ones((2, 3), np.float32))
+        assert not os.path.exists(spec)
+        assert any(TEMP_MARK in name for name in os.listdir(tmp_path))
+        writer.abort()
+        assert os.listdir(tmp_path) == []
+
+    def test_existing_output_is_refused_without_overwrite_and_kept(self, tmp_path):
+        spec = self.path(tmp_path)
+        self.write(spec, np.full((2, 2), 7, np.int16))
+        with pytest.raises(SwtError, match=f"{spec} exists: pass --overwrite to replace it"):
+            create_writer(spec, (2, 2), np.int16)
+        self.write(spec, np.full((3, 2), 9, np.int16), overwrite=True)
+        with open_reader(spec) as reader:
+            np.testing.assert_array_equal(reader.read((slice(0, 3),)), np.full((3, 2), 9))
+        assert sorted(os.listdir(tmp_path)) == [os.path.basename(spec)]
+
+    def test_missing_file(self, tmp_path):
+        with pytest.raises(SwtError, match=f"no such file: {self.path(tmp_path, 'missing')}"):
+            open_reader(self.path(tmp_path, "missing"))
+
+    def test_empty_leading_axis(self, tmp_path):
+        spec = self.path(tmp_path)
+        writer = create_writer(spec, (0, 3, 4), np.float32)
+        writer.commit()
+        with open_reader(spec) as reader:
+            assert reader.shape == (0, 3, 4)
+
+
+class TestNpy(FormatContract):
+    ext = ".npy"
+
+    def test_reads_files_numpy_wrote_in_both_orders(self, tmp_path):
+        array = np.random.default_rng(0).standard_normal((5, 4, 3))
+        np.save(tmp_path / "c.npy", array)
+        np.save(tmp_path / "f.npy", np.asfortranarray(array))
+        for name in ("c.npy", "f.npy"):
+            with open_reader(str(tmp_path / name)) as reader:
+                np.testing.assert_array_equal(reader.read((slice(1, 4),)), array[1:4])
+
+    def test_numpy_reads_what_swt_wrote(self, tmp_path):
+        array = np.arange(24, dtype=np.float32).reshape(4, 6)
+        self.write(self.path(tmp_path), array, rows=3)
+        np.testing.assert_array_equal(np.load(self.path(tmp_path)), array)
+
+
+class TestHdf5(FormatContract):
+    ext = ".h5"
+
+    def test_named_arrays_and_choice_among_several(self, tmp_path):
+        import h5py
+
+        path = str(tmp_path / "many.h5")
+        with h5py.File(path, "w") as f:
+            f["a"] = np.ones((2, 2))
+            f.create_group("g")["b"] = np.zeros((3, 3))
+        with pytest.raises(SwtError, match=rf"{path} holds 2 arrays \(/a, /g/b\): name one as {path}:/a"):
+            open_reader(path)
+        with open_reader(f"{path}:/g/b") as reader:
+            assert reader.shape == (3, 3)
+        with pytest.raises(SwtError, match=rf"{path}:/g is a group, not an array"):
+            open_reader(f"{path}:/g")
+        with pytest.raises(SwtError, match=rf"{path} has no array /nope \(/a, /g/b\)"):
+            open_reader(f"{path}:/nope")
+
+    def test_writes_into_a_named_dataset_with_chunks_and_compression(self, tmp_path):
+        import h5py
+
+        spec = str(tmp_path / "out.h5") + ":/group/images"
+        writer = create_writer(spec, (8, 4), np.float32, chunks=(2, 4), compression="gzip")
+        writer.write((slice(0, 8),), np.arange(32, dtype=np.float32).reshape(8, 4))
+        writer.commit()
+        with h5py.File(tmp_path / "out.h5") as f:
+            ds = f["group/images"]
+            assert ds.chunks == (2, 4) and ds.compression == "gzip"
+            np.testing.assert_array_equal(ds[...], np.arange(32).reshape(8, 4))
+
+
+class TestZarr(FormatContract):
+    ext = ".zarr"
+
+    def test_named_array_in_a_group(self, tmp_path):
+        import zarr
+
+        spec = str(tmp_path / "t.zarr") + ":/g/windows"
+        writer = create_writer(spec, (4, 2), np.float64, chunks=(2, 2))
+        writer.write((slice(0, 4),), np.arange(8.0).reshape(4, 2))
+        writer.commit()
+        arr = zarr.open_group(str(tmp_path / "t.zarr"), mode="r")["g/windows"]
+        assert arr.chunks == (2, 2)
+        np.testing.assert_array_equal(arr[...], np.arange(8.0).reshape(4, 2))
+        with open_reader(str(tmp_path / "t.zarr")) as reader:  # the only array: no name needed
+            assert reader.shape == (4, 2)
+
+
+def test_locations_parse_names_and_reject_unknown_formats():
+    assert Location.parse("a/b.HDF5:/x/y") == Location("a/b.HDF5", "hdf5", "x/y")
+    assert Location.parse("-") == Location("-", "stream")
+    assert Location.parse("t.zarr") == Location("t.zarr", "zarr")
+    with pytest.raises(SwtError, match="cannot tell the format of 'a.tif'"):
+        Location.parse("a.tif")
+
+
+def test_stream_round_trip_through_bytes():
+    array = np.random.default_rng(1).standard_normal((5, 3, 2)).astype(np.float32)
+    sink = io.BytesIO()
+    writer = StdoutWriter(Location("-", "stream"), array.shape, array.dtype, stream=sink)
+    writer.write((slice(0, 2),), array[:2])
+    writer.write((slice(2, 5),), array[2:])
+    writer.commit()
+    np.testing.assert_array_equal(np.load(io.BytesIO(sink.getvalue())), array)
+    reader = StdinReader(Location("-", "stream"), stream=io.BytesIO(sink.getvalue()))
+    np.testing.assert_array_equal(reader.read((slice(0, 3),)), array[:3])
+    np.testing.assert_array_equal(reader.read((slice(3, 5),)), array[3:])
+
+
+def test_truncated_stream_is_an_error():
+    buf = io.BytesIO()
+    np.save(buf, np.ones((4, 4), np.float32))
+    reader = StdinReader(Location("-", "stream"), stream=io.BytesIO(buf.getvalue()[:-10]))
+    with pytest.raises(SwtError, match=r"stdin ended after 54 of 64 bytes of data: the stream of \(4, 4\) float32 is truncated"):
+        reader.read((slice(0, 4),))

@@ -1,0 +1,123 @@
+"""Streaming: blocks within the memory budget, progress on stderr only, results independent of blocking."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numpy.lib.format import open_memmap
+
+from clitools import SWT, invoke, run_swt
+from swt_cli import sliding_window, sliding_window_transpose
+from swt_cli.pipeline import plan_blocks
+
+PEAK_RSS = (
+    "import resource, subprocess, sys\n"
+    "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, done.returncode)\n"
+)
+
+
+def peak_rss(*args):
+    """Peak resident memory, in bytes, of one ``swt`` process (the only child of a fresh parent)."""
+    out = subprocess.run([sys.executable, "-c", PEAK_RSS, SWT, *map(str, args)], capture_output=True, text=True, check=True)
+    rss, code = out.stdout.split()
+    assert code == "0"
+    return int(rss)
+
+
+@pytest.fixture(scope="module")
+def big_windows(tmp_path_factory):
+    """About 120 MB of windows (1152, 3, 31, 31, 3, 3): far over an 8 MiB budget."""
+    path = tmp_path_factory.mktemp("big") / "big.npy"
+    array = open_memmap(path, mode="w+", dtype=np.float32, shape=(1152, 3, 31, 31, 3, 3))
+    rng = np.random.default_rng(12)
+    for start in range(0, 1152, 128):
+        array[start:start + 128] = rng.standard_normal((128, 3, 31, 31, 3, 3), dtype=np.float32)
+    array.flush()
+    del array
+    return path
+
+
+@pytest.mark.parametrize("ext", [".npy", ".h5", ".zarr"])
+def test_peak_memory_stays_near_the_budget_for_a_file_larger_than_it(tmp_path, big_windows, ext):
+    small = tmp_path / "small.npy"
+    np.save(small, np.load(big_windows, mmap_mode="r")[:2])
+    baseline = peak_rss("fold", small, tmp_path / f"s{ext}", "-k", "3", "-s", "2", "-q")
+    peak = peak_rss("fold", big_windows, tmp_path / f"o{ext}", "-k", "3", "-s", "2", "--max-memory", "8MiB", "-q")
+    input_bytes = big_windows.stat().st_size
+    assert input_bytes > 100e6
+    # Within the 8 MiB budget plus allocator slack above the same command on a tiny input.
+    assert peak - baseline < 40e6, (peak, baseline)
+    # And the result is right.
+    from swt_cli.formats import open_reader
+
+    with open_reader(str(tmp_path / f"o{ext}")) as reader:
+        rows = reader.read((slice(1000, 1010),))
+    want = sliding_window_transpose(np.load(big_windows, mmap_mode="r")[1000:1010], None, 3, stride=2)
+    np.testing.assert_allclose(rows, want, rtol=1e-5, atol=1e-5)
+
+
+def test_blocks_align_with_output_chunks_and_cover_everything():
+    blocks = plan_blocks((100, 3), (100, 3, 64, 64), 4, 3 * 64 * 64 * 4 * 6, 20 << 20)
+    starts = [i[0].start for i in blocks.indexes]
+    extent = blocks.indexes[0][0].stop
+    assert starts == list(range(0, 100, extent)) and blocks.indexes[-1][0].stop == 100
+    assert extent % blocks.chunks[0] == 0 and blocks.chunks[1:] == (3, 64, 64)
+
+
+def test_one_item_over_budget_splits_the_second_axis():
+    blocks = plan_blocks((2, 40), (2, 40, 512, 512), 4, 512 * 512 * 4 * 6, 8 << 20)
+    assert all(i[0].stop - i[0].start == 1 for i in blocks.indexes)
+    assert len(blocks.indexes) > 2 and blocks.chunks[0] == 1
+    covered = sorted((i[0].start, j) for i in blocks.indexes for j in range(i[1].start, i[1].stop))
+    assert covered == [(a, b) for a in range(2) for b in range(40)]
+
+
+def test_results_do_not_depend_on_blocking(tmp_path):
+    x = np.random.default_rng(3).standard_normal((2, 37, 40, 40)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    want = sliding_window(x, 5, 2, 3)
+    for i, extra in enumerate((["--batch-size", "1"], ["--max-memory", "1MiB"], [])):
+        out = tmp_path / f"w{i}.h5"
+        result = invoke("unfold", tmp_path / "x.npy", out, "-k", "5", "-p", "2", "-s", "3", "-q", *extra)
+        assert result.exit_code == 0, result.stderr
+        import h5py
+
+        with h5py.File(out) as f:
+            np.testing.assert_array_equal(f["data"][...], want)
+
+
+def test_progress_in_a_log_is_plain_lines_on_stderr(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).standard_normal((40, 3, 30, 30)).astype(np.float32))
+    done = run_swt("unfold", tmp_path / "x.npy", tmp_path / "w.npy", "-k", "3", "--batch-size", "4")
+    assert done.returncode == 0 and done.stdout == b""
+    lines = done.stderr.decode().splitlines()
+    assert lines and "\x1b" not in done.stderr.decode() and "\r" not in done.stderr.decode()
+    assert re.fullmatch(r"swt unfold: 120/120 items \(100%\), [\d,]+ items/s, done in \d:\d\d:\d\d", lines[-1])
+    quiet = run_swt("unfold", tmp_path / "x.npy", tmp_path / "q.npy", "-k", "3", "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == b"" and quiet.stdout == b""
+
+
+def test_progress_on_a_terminal_is_a_live_bar(tmp_path):
+    pty = pytest.importorskip("pty")
+    import os
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).standard_normal((8, 3, 30, 30)).astype(np.float32))
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: swt with stderr on the terminal
+        os.execv(SWT, [SWT, "unfold", str(tmp_path / "x.npy"), str(tmp_path / "w.npy"), "-k", "3"])
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    text = b"".join(chunks).decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "swt unfold" in text and "24/24" in text and "━" in text
