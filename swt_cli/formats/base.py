@@ -10,6 +10,7 @@ and moves it into place only on ``commit``:
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -119,9 +120,29 @@ def check_destination(path: str, overwrite: bool) -> None:
         raise SwtError(f"{path} is a folder, not a file")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
+        if os.path.lexists(parent):
+            raise SwtError(f"cannot write {path}: {parent} is not a folder")
         raise SwtError(f"cannot write {path}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise SwtError(f"cannot write {path}: the folder {parent} is not writable")
+
+
+def os_reason(err: BaseException) -> str:
+    """One line of the system's words for ``err``: an OSError, or an h5py error that carries ``errno = N``."""
+    code = getattr(err, "errno", None)
+    if not isinstance(code, int) or not code:
+        found = re.search(r"errno = (\d+)", str(err))
+        code = int(found[1]) if found else None
+    if code:
+        name = errno.errorcode.get(code)
+        return os.strerror(code) + (f" ({name})" if name else "")
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+def write_failed(path: str, err: BaseException) -> SwtError:
+    """The error for a failed write of the output ``path`` (its temporary file is removed after)."""
+    return SwtError(f"cannot write {path}: {os_reason(err)}")
 
 
 def temp_sibling(path: str) -> str:

@@ -7,7 +7,8 @@ import numpy as np
 
 from ..backend import check_dtype
 from ..errors import SwtError
-from .base import ArrayReader, ArrayWriter, Location, check_destination, commit_path, find_arrays, remove_path, temp_sibling
+from .base import (ArrayReader, ArrayWriter, Location, check_destination, commit_path, find_arrays, remove_path, temp_sibling,
+                   write_failed)
 
 
 def _attrs(obj) -> dict:
@@ -74,16 +75,73 @@ class H5Reader(ArrayReader):
         self._file.close()
 
 
+class _Sink:
+    """The temporary file as HDF5 sees it (h5py's ``fileobj`` driver): write errors are kept, not raised.
+
+    HDF5 (2.0) does not survive a failed write: after ENOSPC or EIO inside the library, closing the
+    file or freeing its objects crashes the process (SIGSEGV). So HDF5 is never told: the first error
+    is kept, later writes are dropped, and ``H5Writer`` raises it itself, after which the temporary file
+    is closed cleanly and removed.
+    """
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.error: OSError | None = None
+
+    def _keep(self, err: OSError) -> None:
+        if self.error is None:
+            self.error = err
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes
+        if self.error is None:
+            try:
+                done = self.raw.write(data)
+                if done is not None and done != size:
+                    raise OSError(5, f"short write of {done} of {size} bytes")
+            except OSError as err:
+                self._keep(err)
+        return size
+
+    def readinto(self, buffer) -> int:
+        return self.raw.readinto(buffer)
+
+    def read(self, size=-1) -> bytes:
+        return self.raw.read(size)
+
+    def seek(self, offset, whence=0) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def truncate(self, size=None) -> int:
+        try:
+            return self.raw.truncate(size)
+        except OSError as err:
+            self._keep(err)
+            return self.raw.tell() if size is None else size
+
+    def flush(self) -> None:
+        try:
+            self.raw.flush()
+        except OSError as err:
+            self._keep(err)
+
+
 class H5Writer(ArrayWriter):
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="none", overwrite=False):
         check_destination(location.path, overwrite)
         self.location = location
         self._temp = temp_sibling(location.path)
+        self._file = None
         try:
-            self._file = h5py.File(self._temp, "w")
+            self._raw = open(self._temp, "w+b")
         except OSError as err:
-            raise SwtError(f"cannot write {location.path} ({_reason(err)})") from None
+            raise write_failed(location.path, err) from None
         try:
+            self._sink = _Sink(self._raw)
+            self._file = h5py.File(self._sink, "w")
             options = {} if compression == "none" else {"compression": compression}
             if compression == "gzip":
                 options["compression_opts"] = 4
@@ -94,24 +152,45 @@ class H5Writer(ArrayWriter):
             )
             for key, value in (attrs or {}).items():
                 self._dataset.attrs[key] = value
-        except BaseException:
+            self._check()
+        except BaseException as err:
             self.abort()
+            if isinstance(err, (OSError, RuntimeError)):
+                raise write_failed(location.path, err) from None
             raise
 
+    def _check(self) -> None:
+        if self._sink.error is not None:
+            raise write_failed(self.location.path, self._sink.error)
+
     def write(self, index: tuple, block: np.ndarray) -> None:
-        if index:
-            self._dataset[index] = block
-        else:
-            self._dataset[()] = block
+        try:
+            if index:
+                self._dataset[index] = block
+            else:
+                self._dataset[()] = block
+        except (OSError, RuntimeError) as err:
+            raise write_failed(self.location.path, self._sink.error or err) from None
+        self._check()
 
     def commit(self) -> None:
-        self._file.close()
-        commit_path(self._temp, self.location.path)
+        try:
+            self._file.close()
+            self._check()
+            self._raw.close()
+            commit_path(self._temp, self.location.path)
+        except (OSError, RuntimeError) as err:
+            raise write_failed(self.location.path, self._sink.error or err) from None
 
     def abort(self) -> None:
         try:
-            self._file.close()
-        except Exception:  # h5py may refuse to close a file whose disk is full; the file goes anyway
+            if self._file is not None and self._file.id.valid:
+                self._file.close()
+        except Exception:  # h5py may refuse to close a damaged file; the file goes anyway
+            pass
+        try:
+            self._raw.close()
+        except OSError:
             pass
         remove_path(self._temp)
 

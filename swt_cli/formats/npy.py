@@ -14,7 +14,7 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError
 from ..geometry import MAX_SIZE, fmt_shape
-from .base import ArrayReader, ArrayWriter, Location, check_destination, commit_path, remove_path, temp_sibling
+from .base import ArrayReader, ArrayWriter, Location, check_destination, commit_path, remove_path, temp_sibling, write_failed
 
 #: numpy's own limit on header length (numpy >= 1.24 refuses longer headers as unsafe).
 MAX_HEADER = 10000
@@ -137,14 +137,19 @@ class NpyWriter(ArrayWriter):
         check_destination(location.path, overwrite)
         self.location, self.shape, self.dtype = location, tuple(shape), np.dtype(dtype)
         self._temp = temp_sibling(location.path)
-        self._file = open(self._temp, "wb")
+        try:
+            self._file = open(self._temp, "wb")
+        except OSError as err:
+            raise write_failed(location.path, err) from None
         try:
             header = header_bytes(self.shape, self.dtype)
             self._file.write(header)
             self._data_offset = len(header)
             self._file.truncate(self._data_offset + math.prod(self.shape) * self.dtype.itemsize)
-        except BaseException:
+        except BaseException as err:
             self.abort()
+            if isinstance(err, OSError):
+                raise write_failed(location.path, err) from None
             raise
 
     def write(self, index: tuple, block: np.ndarray) -> None:
@@ -152,13 +157,22 @@ class NpyWriter(ArrayWriter):
         data = np.ascontiguousarray(block, self.dtype)
         if data.size != count:
             raise SwtError(f"internal error: block of {data.size} elements for {count} places")
-        self._file.seek(self._data_offset + offset * self.dtype.itemsize)
-        self._file.write(_bytes(data))
+        try:
+            self._file.seek(self._data_offset + offset * self.dtype.itemsize)
+            self._file.write(_bytes(data))
+        except OSError as err:
+            raise write_failed(self.location.path, err) from None
 
     def commit(self) -> None:
-        self._file.close()
-        commit_path(self._temp, self.location.path)
+        try:
+            self._file.close()
+            commit_path(self._temp, self.location.path)
+        except OSError as err:
+            raise write_failed(self.location.path, err) from None
 
     def abort(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:  # a full disk fails the last flush; the file goes anyway
+            pass
         remove_path(self._temp)

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..backend import check_dtype
 from ..errors import SwtError
-from .base import ArrayReader, ArrayWriter, Location, check_destination, commit_path, find_arrays, remove_path, temp_sibling
+from .base import (ArrayReader, ArrayWriter, Location, check_destination, commit_path, find_arrays, remove_path, temp_sibling,
+                   write_failed)
 
 
 def _zarr():
@@ -89,17 +90,23 @@ class ZarrWriter(ArrayWriter):
         except BaseException as err:
             self.abort()
             if isinstance(err, OSError):
-                raise SwtError(f"cannot write {location.path} ({_reason(err)})") from None
+                raise write_failed(location.path, err) from None
             raise
 
     def write(self, index: tuple, block: np.ndarray) -> None:
-        if index:
-            self._array[index] = block
-        else:
-            self._array[...] = block
+        try:
+            if index:
+                self._array[index] = block
+            else:
+                self._array[...] = block
+        except OSError as err:
+            raise write_failed(self.location.path, err) from None
 
     def commit(self) -> None:
-        commit_path(self._temp, self.location.path)
+        try:
+            commit_path(self._temp, self.location.path)
+        except OSError as err:
+            raise write_failed(self.location.path, err) from None
 
     def abort(self) -> None:
         remove_path(self._temp)
