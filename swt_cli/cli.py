@@ -220,6 +220,34 @@ def io_options(fn):
     return fn
 
 
+def _parse_shard(ctx, param, value):
+    if value is None:
+        return None
+    from .shards import parse_shard
+
+    try:
+        return parse_shard(value)
+    except SwtError as err:
+        raise click.BadParameter(str(err), ctx, param) from None
+
+
+def cluster_options(fn):
+    """--scheduler, --shard and --resume: beyond one process (swt_cli.distributed, swt_cli.shards)."""
+    for decorator in reversed([
+        click.option("--scheduler", metavar="ADDRESS",
+                     help="Run the blocks on a Dask cluster: tcp://HOST:PORT of a running 'dask scheduler', its "
+                          "scheduler file (.json), or local:N for N local worker processes (pip install 'swt-cli[dask]')."),
+        click.option("--shard", metavar="I/N|auto", callback=_parse_shard,
+                     help="Do only part I of N (0 to N-1) of the first axis into a shared Zarr OUTPUT (array jobs); "
+                          "auto takes it from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT."),
+        click.option("--resume", is_flag=True,
+                     help="Finish an incomplete Zarr OUTPUT of a sharded or --scheduler run: do only the blocks not "
+                          "recorded as done."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
 @click.group(cls=SwtGroup, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="swt", message="%(prog)s %(version)s")
 def cli():
@@ -300,6 +328,12 @@ def _stream(ctx, op, reader, output, transform, geometry_meta, opts) -> None:
                          opts["max_memory"], opts["batch_size"])
     if blocks.over_budget:
         _note(opts["quiet"], f"one item needs more than --max-memory ({opts['max_memory']} bytes): going on one at a time")
+    if opts.get("scheduler") or opts.get("shard") or opts.get("resume"):
+        from . import distributed
+
+        distributed.run_job(op, reader, out_loc, transform, blocks, _provenance(ctx, geometry_meta), opts,
+                            lambda text: _note(opts["quiet"], text))
+        return
     writer = create_writer(out_loc, plan.output_shape, transform.out_dtype, attrs=_provenance(ctx, geometry_meta),
                            chunks=blocks.chunks, compression=compression, overwrite=opts["overwrite"])
     total = math.prod(lead_shape) if lead_shape else 1
@@ -319,6 +353,7 @@ def _geometry_meta(op: str, geometry: Geometry, size) -> dict:
 @geometry_options
 @click.option("-o", "--output-size", type=IntList(1), help="Image size [default: recorded by swt unfold, else the smallest that fits].")
 @io_options
+@cluster_options
 @common_options
 @click.pass_context
 def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_size, quiet, **opts):
@@ -354,6 +389,7 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
 @click.argument("output", metavar="OUTPUT", type=ArraySpec())
 @geometry_options
 @io_options
+@cluster_options
 @common_options
 @click.pass_context
 def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, quiet, **opts):
@@ -376,6 +412,18 @@ def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, quiet, *
         _stream(ctx, "unfold", reader, output, transform, _geometry_meta("unfold", geometry, plan.size), opts)
 
 
+def _job_status(reader):
+    """Completeness of a shared output of a sharded or --scheduler run (None for any other array)."""
+    if not hasattr(reader, "array_folder"):
+        return None
+    from .shards import fmt_items, status
+
+    job = status(reader.array_folder(), reader.attrs)
+    if job is not None:
+        job["missing_text"] = fmt_items(job["missing"], job["items"], job["lead_shape"]) if job["missing"] else ""
+    return job
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("input", metavar="INPUT", type=ArraySpec())
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
@@ -388,9 +436,17 @@ def info(input, as_json, quiet):
       swt info tiles.zarr
       swt info images.h5:/group/images --json
     """
-    with open_reader(input) as reader:
+    loc = Location.parse(input)
+    if loc.fmt == "zarr":  # an incomplete output of a sharded run can still be described
+        from .formats.zarr_store import ZarrReader
+
+        opened = ZarrReader(loc, allow_incomplete=True)
+    else:
+        opened = open_reader(loc)
+    with opened as reader:
         facts = reader.describe()
         facts["geometry"] = _recorded_geometry(reader) or None
+        facts["job"] = _job_status(reader)
     facts["attrs"] = {k: (v if isinstance(v, (str, int, float, bool, list, type(None))) else str(v)) for k, v in facts["attrs"].items()}
     if as_json:
         click.echo(json.dumps(facts, indent=2, default=str))
@@ -414,6 +470,10 @@ def info(input, as_json, quiet):
         lines.append(("geometry", f"{geo.get('op')}: kernel {geo.get('kernel_size')}, stride {geo.get('stride')}, "
                                   f"padding {geo.get('padding')}, dilation {geo.get('dilation')}, "
                                   f"{size_key.replace('_', ' ')} {geo.get(size_key)}"))
+    job = facts["job"]
+    if job:
+        lines.append(("status", "complete" if job["complete"] else f"INCOMPLETE: {job['missing_text']} were never written "
+                                                                    f"(rerun the missing shards with --resume)"))
     if facts["attrs"].get("swt_command"):
         lines.append(("written by", f"swt {facts['attrs'].get('swt_version')}: {facts['attrs']['swt_command']}"))
     width = max(len(k) for k, _ in lines)

@@ -50,12 +50,21 @@ def open_array(location: Location, mode: str = "r"):
 
 
 class ZarrReader(ArrayReader):
-    def __init__(self, location: Location):
+    def __init__(self, location: Location, allow_incomplete: bool = False):
         self.location = location
         self._array, self._members = open_array(location)
         self.dtype = check_dtype(_numpy_dtype(self._array), str(location))
         self.shape = tuple(self._array.shape)
         self.attrs = dict(self._array.attrs)
+        if self.attrs.get("swt_incomplete") and not allow_incomplete:  # a shard or worker never finished
+            from ..shards import incomplete_message
+
+            raise SwtError(incomplete_message(str(location), self.array_folder(), self.attrs))
+
+    def array_folder(self) -> str:
+        """The array's folder in the store (where a shared output keeps its markers)."""
+        path = getattr(self._array, "path", "") or ""
+        return os.path.join(self.location.path, path) if path else self.location.path
 
     def read(self, index: tuple) -> np.ndarray:
         try:

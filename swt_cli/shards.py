@@ -1,0 +1,424 @@
+"""A Zarr output shared by several writers: shards of an array job, or the workers of a Dask cluster.
+
+The normal writers build a temporary sibling and rename it into place at the end. A shared output
+cannot: several processes write it at once and a preempted job must be able to finish it later. So:
+
+- The array is created at its final name, race-free: built in a temporary sibling, then renamed onto
+  the name (renaming a folder onto a name that does not exist is atomic; a loser of the race finds
+  the winner's array, checks that it describes the same job and joins it).
+- Its attributes say ``swt_incomplete: true`` and describe the job (``swt_job``): what the output
+  must hold (shape, dtype, geometry, input), how the leading axes are cut into blocks (aligned with
+  the chunks, so no two blocks share a chunk) and how many items there are.
+- After a block's chunks are written, its writer drops a small marker file
+  ``<array>/.swt-done/<start>-<stop>`` (items of the flattened leading axes). No process ever
+  read-modify-writes a shared record.
+- Whoever finds every item covered flips the attributes to complete (idempotent: all write the same).
+
+Readers refuse an incomplete output and name the missing rows; ``swt info`` reports them;
+``--resume`` redoes only the blocks without a marker.
+
+>>> parse_shard("1/3")
+(1, 3)
+>>> parse_shard("auto", {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "2", "SLURM_ARRAY_TASK_COUNT": "3"})
+(2, 3)
+>>> shard_part(10, 1, 3), shard_part(10, 2, 3)
+(range(3, 6), range(6, 10))
+>>> missing([(0, 10), (20, 25)], 30)
+[(10, 20), (25, 30)]
+>>> fmt_items([(40, 80)], 120, (30, 4))
+'batch rows 10-19 of 30'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+import uuid
+
+import numpy as np
+
+from .errors import SwtError
+
+#: Folder, inside the array's folder, that holds one marker file per finished block.
+MARKERS = ".swt-done"
+JOB_ATTR = "swt_job"
+INCOMPLETE_ATTR = "swt_incomplete"
+
+
+# ---- shards -----------------------------------------------------------------------------------------
+
+def parse_shard(text: str, environ=None) -> tuple[int, int]:
+    """``'I/N'`` (0 <= I < N) as ``(I, N)``; ``'auto'`` from the SLURM array job's environment.
+
+    Under SLURM the shard is ``(SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP``
+    of ``SLURM_ARRAY_TASK_COUNT``, so ``--array=0-7`` and ``--array=1-8`` both make shards 0 to 7 of 8.
+    """
+    text = str(text).strip()
+    if text.lower() == "auto":
+        env = os.environ if environ is None else environ
+        if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
+            raise SwtError("--shard auto reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, which are not set "
+                           "(is this an sbatch --array job?): give --shard I/N instead")
+        try:
+            task = int(env["SLURM_ARRAY_TASK_ID"])
+            count = int(env["SLURM_ARRAY_TASK_COUNT"])
+            low = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+            step = int(env.get("SLURM_ARRAY_TASK_STEP", 1)) or 1
+        except ValueError:
+            raise SwtError("--shard auto: the SLURM_ARRAY_TASK_* variables are not integers") from None
+        index = (task - low) // step
+        if count < 1 or not 0 <= index < count:
+            raise SwtError(f"--shard auto: SLURM_ARRAY_TASK_ID {task} (min {low}, step {step}) is not one of "
+                           f"{count} tasks")
+        return index, count
+    parts = text.split("/")
+    try:
+        index, count = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        index = count = None
+    if index is None:
+        raise SwtError(f"'{text}' is not a shard: use I/N (0 <= I < N), e.g. 0/4, or auto under SLURM")
+    if count < 1 or not 0 <= index < count:
+        raise SwtError(f"shard {text}: I must be 0 to N-1 (shards count from 0), e.g. 0/{max(count, 1)}")
+    return index, count
+
+
+def shard_part(n_blocks: int, index: int, count: int) -> range:
+    """The contiguous run of blocks shard ``index`` of ``count`` does."""
+    return range(index * n_blocks // count, (index + 1) * n_blocks // count)
+
+
+# ---- blocks and item ranges -------------------------------------------------------------------------
+
+def layout_of(indexes, lead_shape) -> dict:
+    """The cut of the leading axes that ``indexes`` (from ``pipeline.plan_blocks``) make: axis and extent."""
+    if not lead_shape or not indexes:
+        return {"axis": 0 if lead_shape else None, "extent": 1}
+    axis = len(indexes[0]) - 1
+    sl = indexes[0][axis]
+    return {"axis": axis, "extent": max(1, sl.stop - sl.start)}
+
+
+def layout_indexes(lead_shape, layout: dict) -> list:
+    """The blocks of ``layout``, the same as ``plan_blocks`` made them."""
+    lead_shape = tuple(lead_shape)
+    axis, extent = layout["axis"], int(layout["extent"])
+    if not lead_shape:
+        return [()]
+    if axis == 0:
+        return [(slice(i, min(i + extent, lead_shape[0])),) for i in range(0, lead_shape[0], extent)]
+    return [(slice(i, i + 1), slice(j, min(j + extent, lead_shape[1])))
+            for i in range(lead_shape[0]) for j in range(0, lead_shape[1], extent)]
+
+
+def item_range(index, lead_shape) -> tuple[int, int]:
+    """Items ``[start, stop)`` of the flattened leading axes that a block covers."""
+    if not lead_shape:
+        return 0, 1
+    offset, stride = 0, math.prod(lead_shape)
+    count = 0
+    for axis, sl in enumerate(index):
+        stride //= max(lead_shape[axis], 1)
+        start, stop, _ = sl.indices(lead_shape[axis])
+        offset += start * stride
+        count = (stop - start) * stride
+    return offset, offset + count
+
+
+def merge(ranges) -> list:
+    """Sorted, non-overlapping union of ``[start, stop)`` ranges."""
+    out = []
+    for start, stop in sorted(ranges):
+        if stop <= start:
+            continue
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], stop))
+        else:
+            out.append((start, stop))
+    return out
+
+
+def missing(done, total: int) -> list:
+    """The parts of ``[0, total)`` not covered by ``done``."""
+    gaps, position = [], 0
+    for start, stop in merge(done):
+        if start > position:
+            gaps.append((position, min(start, total)))
+        position = max(position, stop)
+    if position < total:
+        gaps.append((position, total))
+    return [g for g in gaps if g[0] < g[1]]
+
+
+def covered(index, lead_shape, done_merged) -> bool:
+    """Whether a block's items all lie in the (merged) done ranges."""
+    start, stop = item_range(index, lead_shape)
+    return any(a <= start and stop <= b for a, b in done_merged)
+
+
+def fmt_items(ranges, total: int, lead_shape) -> str:
+    """``'batch rows 10-19 of 30'``, or items of the flattened leading axes where rows are split."""
+    row = math.prod(lead_shape[1:]) if lead_shape else 1
+    if row and all(a % row == 0 and b % row == 0 for a, b in ranges):
+        unit, ranges, total = "batch rows", [(a // row, b // row) for a, b in ranges], total // row
+    else:
+        unit = "items (of the flattened leading axes)"
+    parts = [f"{a}" if b == a + 1 else f"{a}-{b - 1}" for a, b in ranges]
+    if unit == "batch rows" and len(parts) == 1 and ranges[0][1] == ranges[0][0] + 1:
+        unit = "batch row"
+    return f"{unit} {', '.join(parts)} of {total}"
+
+
+# ---- the shared output ------------------------------------------------------------------------------
+
+def _zarr():
+    import zarr
+
+    return zarr
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def array_dir(path: str, name: str | None) -> str:
+    return os.path.join(path, name) if name else path
+
+
+def read_markers(folder: str) -> list:
+    """``[(start, stop), ...]`` from the marker files in ``folder/.swt-done``."""
+    try:
+        names = os.listdir(os.path.join(folder, MARKERS))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out = []
+    for name in names:
+        start, sep, stop = name.partition("-")
+        if sep and start.isdigit() and stop.isdigit():
+            out.append((int(start), int(stop)))
+    return out
+
+
+def read_marker(folder: str, start: int, stop: int) -> dict:
+    with open(os.path.join(folder, MARKERS, f"{start}-{stop}")) as f:
+        return json.load(f)
+
+
+def status(folder: str, attrs: dict) -> dict | None:
+    """For an output of a shared job: ``{"complete", "items", "done", "missing"}``; None for any other array."""
+    job = attrs.get(JOB_ATTR)
+    if not isinstance(job, dict) or "items" not in job:
+        return None
+    total = int(job["items"])
+    done = merge(read_markers(folder))
+    gaps = missing(done, total)
+    incomplete = bool(attrs.get(INCOMPLETE_ATTR))
+    return {"complete": not incomplete, "items": total, "lead_shape": list(job.get("lead_shape", [])),
+            "done": done, "missing": gaps if incomplete else []}
+
+
+def incomplete_message(where: str, folder: str, attrs: dict) -> str | None:
+    """The error for reading an output that a shard or a cluster never finished; None where it is complete."""
+    if not attrs.get(INCOMPLETE_ATTR):
+        return None
+    st = status(folder, attrs)
+    if st is None:
+        return f"{where} is incomplete (a sharded or distributed swt run never finished): rerun it with --resume"
+    lead = tuple(st["lead_shape"])
+    gaps = st["missing"]
+    if not gaps:
+        return (f"{where} is incomplete: every block was written but no writer marked it complete: "
+                f"rerun any shard with --resume to finish it")
+    return (f"{where} is incomplete: {fmt_items(gaps, st['items'], lead)} were never written "
+            f"(a shard or a worker never finished): rerun the missing shards with --resume")
+
+
+def _set_attrs(folder: str, update: dict, drop=()) -> None:
+    """Rewrite the array's ``zarr.json`` attributes atomically (a temporary file renamed over it)."""
+    meta_path = os.path.join(folder, "zarr.json")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    attrs = meta.setdefault("attributes", {})
+    attrs.update(update)
+    for key in drop:
+        attrs.pop(key, None)
+    temp = os.path.join(folder, f".zarr.json.{uuid.uuid4().hex[:8]}.tmp")
+    with open(temp, "w") as f:
+        json.dump(meta, f, indent=2)
+    os.replace(temp, meta_path)
+
+
+def _same(a, b) -> bool:
+    return _jsonable(a) == _jsonable(b)
+
+
+def _difference(want: dict, have: dict) -> str:
+    for key in want:
+        if not _same(want.get(key), have.get(key)):
+            return f"{key} {have.get(key)} where this run makes {want.get(key)}"
+    return "it was written by another kind of job"
+
+
+class SharedOutput:
+    """A Zarr array at its final name that several processes write block by block."""
+
+    def __init__(self, location, job: dict):
+        self.location = location
+        self.job = job
+        self.folder = array_dir(location.path, location.name)
+        self.lead_shape = tuple(job["lead_shape"])
+        self._array = None
+
+    # -- creating or joining --
+
+    @classmethod
+    def create_or_join(cls, location, shape, dtype, attrs, match: dict, layout: dict, chunks, compression,
+                       *, shard: bool, resume: bool, overwrite: bool, note=lambda text: None):
+        """The output for this run: new, or an existing one of the same job to join.
+
+        ``match`` says what the output holds (shape, dtype, geometry, input); an existing output must
+        match it exactly to be joined, and its block layout and chunks are then used as they are.
+        Returns ``(output, joined)``.
+        """
+        from .formats.base import check_destination, commit_path, remove_path
+
+        path = location.path
+        lead_shape = tuple(match["lead_shape"])
+        for _ in range(50):
+            if not os.path.lexists(path):
+                check_destination(path, overwrite=False)
+                temp = cls._build(location, shape, dtype, attrs, match, layout, chunks, compression)
+                try:
+                    os.rename(temp, path)  # atomic; fails where another process got there first
+                except OSError:
+                    remove_path(temp)
+                    time.sleep(0.05)
+                    continue
+                return cls._open(location), False
+            attrs_now = cls._existing(location)  # None: not a readable array (the rename makes ours whole)
+            job = (attrs_now or {}).get(JOB_ATTR)
+            same = isinstance(job, dict) and _same(job.get("match"), match)
+            if same:
+                complete = not attrs_now.get(INCOMPLETE_ATTR)
+                if resume or (shard and (overwrite or not complete)):
+                    return cls._open(location), True
+                if overwrite:  # one client, no other writers: start afresh
+                    temp = cls._build(location, shape, dtype, attrs, match, layout, chunks, compression)
+                    commit_path(temp, path)
+                    return cls._open(location), False
+                if complete:
+                    raise SwtError(f"{path} exists and is complete: pass --overwrite to compute it again "
+                                   f"(--resume would find nothing to do)")
+                st = status(array_dir(path, location.name), attrs_now)
+                gaps = fmt_items(st["missing"], st["items"], lead_shape) if st and st["missing"] else "no rows"
+                raise SwtError(f"{path} is an incomplete output of an earlier run ({gaps} missing): pass --resume "
+                               f"to finish it, or --overwrite to start again")
+            why = (f"it holds another job's output ({_difference(match, job.get('match') or {})})"
+                   if isinstance(job, dict) else "it is not the output of a sharded or distributed swt run")
+            if shard:
+                raise SwtError(f"{path} exists and {why}: shards only join an output of the same job and never "
+                               f"delete one another shard may be writing: remove it before starting the job")
+            if resume and not overwrite:
+                raise SwtError(f"cannot resume {path}: {why}")
+            if not overwrite:
+                raise SwtError(f"{path} exists: pass --overwrite to replace it")
+            temp = cls._build(location, shape, dtype, attrs, match, layout, chunks, compression)
+            commit_path(temp, path)
+            return cls._open(location), False
+        raise SwtError(f"{path} keeps changing under this run: is another job writing it?")
+
+    @staticmethod
+    def _existing(location):
+        """The existing array's attributes, or None where there is no readable array (yet)."""
+        zarr = _zarr()
+        try:
+            arr = zarr.open_array(store=location.path, path=location.name or "", mode="r")
+        except Exception:
+            return None
+        return dict(arr.attrs)
+
+    @classmethod
+    def _build(cls, location, shape, dtype, attrs, match, layout, chunks, compression) -> str:
+        """The new array, complete with its job description, in a temporary sibling; returns its path."""
+        from .formats.base import remove_path, temp_sibling
+        from .formats.zarr_store import compressors
+
+        temp = temp_sibling(location.path)
+        items = math.prod(match["lead_shape"]) if match["lead_shape"] else 1
+        job = {"match": match, "layout": layout, "lead_shape": list(match["lead_shape"]), "items": items}
+        try:
+            _zarr().create_array(
+                store=temp, name=location.name, shape=tuple(shape), dtype=np.dtype(dtype), chunks=tuple(chunks),
+                compressors=compressors(compression), fill_value=0, zarr_format=3,
+                attributes={**dict(attrs or {}), JOB_ATTR: _jsonable(job), INCOMPLETE_ATTR: True},
+            )
+            os.makedirs(os.path.join(array_dir(temp, location.name), MARKERS), exist_ok=True)
+        except BaseException as err:
+            remove_path(temp)
+            if isinstance(err, OSError):
+                raise SwtError(f"cannot write {location.path} ({err})") from None
+            raise
+        return temp
+
+    @classmethod
+    def _open(cls, location) -> "SharedOutput":
+        attrs = cls._existing(location)
+        if attrs is None or not isinstance(attrs.get(JOB_ATTR), dict):
+            raise SwtError(f"{location.path} is not a readable shared Zarr output")
+        return cls(location, attrs[JOB_ATTR])
+
+    @classmethod
+    def attach(cls, location) -> "SharedOutput":
+        """The output as a worker sees it (it exists: the client made it)."""
+        return cls._open(location)
+
+    # -- blocks --
+
+    def indexes(self) -> list:
+        return layout_indexes(self.lead_shape, self.job["layout"])
+
+    def done(self) -> list:
+        return merge(read_markers(self.folder))
+
+    def todo(self, indexes, resume: bool) -> list:
+        if not resume:
+            return list(indexes)
+        done = self.done()
+        return [ix for ix in indexes if not covered(ix, self.lead_shape, done)]
+
+    def write_block(self, index, block, worker: str | None = None) -> dict:
+        """Write one block's chunks, then its marker; returns what the marker records."""
+        delay = os.environ.get("_SWT_TEST_BLOCK_DELAY")
+        if delay:  # the tests' hook to kill a writer mid-job
+            time.sleep(float(delay))
+        if self._array is None:
+            self._array = _zarr().open_array(store=self.location.path, path=self.location.name or "", mode="r+")
+        if index:
+            self._array[index] = block
+        else:
+            self._array[...] = block
+        start, stop = item_range(index, self.lead_shape)
+        record = {"start": start, "stop": stop, "host": socket.gethostname(), "pid": os.getpid(),
+                  "worker": worker, "time": time.time()}
+        folder = os.path.join(self.folder, MARKERS)
+        os.makedirs(folder, exist_ok=True)
+        temp = os.path.join(folder, f".{start}-{stop}.{uuid.uuid4().hex[:8]}.tmp")
+        with open(temp, "w") as f:
+            json.dump(record, f)
+        os.replace(temp, os.path.join(folder, f"{start}-{stop}"))
+        return record
+
+    def finish(self) -> list:
+        """Mark the output complete if every item is written; returns the ranges still missing."""
+        gaps = missing(self.done(), int(self.job["items"]))
+        if not gaps:
+            attrs = self._existing(self.location) or {}
+            if attrs.get(INCOMPLETE_ATTR):
+                _set_attrs(self.folder, {}, drop=(INCOMPLETE_ATTR,))
+        return gaps
+
+    def describe_gaps(self, gaps) -> str:
+        return fmt_items(gaps, int(self.job["items"]), self.lead_shape)
