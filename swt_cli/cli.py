@@ -22,6 +22,8 @@ from .errors import SwtError
 from .formats import COMPRESSIONS, Location, create_writer, open_reader
 from .geometry import Geometry, fmt_dims, fmt_shape, plan_fold, plan_unfold, spatial_ndim
 from .pipeline import Progress, Transform, parse_size, plan_blocks, run
+from .blend import REDUCES, WINDOWS
+from .layouts import LAYOUTS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -202,6 +204,40 @@ def geometry_options(fn):
     return fn
 
 
+class WeightSpec(click.ParamType):
+    """A window function's name, or a .npy file of weights of the kernel's shape."""
+
+    name = "NAME|FILE.npy"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str) or value in WINDOWS:
+            return value
+        if value.lower().endswith(".npy"):
+            try:
+                return np.load(value, allow_pickle=False)
+            except (OSError, ValueError) as err:
+                self.fail(f"cannot read weights from {value}: {err}", param, ctx)
+        self.fail(f"'{value}' is neither a window ({', '.join(WINDOWS)}) nor a .npy file of weights", param, ctx)
+
+
+def blend_options(fn):
+    """--reduce, --weight and --fill: how a fold combines overlapping windows (swt_cli.blend)."""
+    for decorator in reversed([
+        click.option("--reduce", type=click.Choice(REDUCES), default="sum", show_default=True,
+                     help="sum: add overlapping windows (MegEngine); mean: divide by the windows (or weights) covering each element."),
+        click.option("--weight", type=WeightSpec(),
+                     help="Multiply window elements by a window function before summing: uniform, hann, triangle, "
+                          "gaussian (see the README), or a .npy of the kernel's shape [default: uniform]."),
+        click.option("--fill", type=float, default=0.0, show_default=True, help="Value of output elements no window covers."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+def layout_option(text):
+    return click.option("--layout", type=click.Choice(LAYOUTS), help=text)
+
+
 def io_options(fn):
     """Options of every command that streams one file into another."""
     for decorator in reversed([
@@ -309,8 +345,11 @@ def _output_location(output: str, compression) -> Location:
     return out_loc
 
 
-def _stream(ctx, op, reader, output, transform, geometry_meta, opts) -> None:
-    """Plan blocks, create the output, run the pipeline: everything after the shape checks."""
+def _stream(ctx, op, reader, output, transform, geometry_meta, opts, make_writer=None) -> None:
+    """Plan blocks, create the output, run the pipeline: everything after the shape checks.
+
+    ``make_writer`` replaces ``create_writer`` (the torch layout writes through ``layouts.create_torch_writer``).
+    """
     if opts["threads"]:
         from . import kernels
 
@@ -334,7 +373,7 @@ def _stream(ctx, op, reader, output, transform, geometry_meta, opts) -> None:
         distributed.run_job(op, reader, out_loc, transform, blocks, _provenance(ctx, geometry_meta), opts,
                             lambda text: _note(opts["quiet"], text))
         return
-    writer = create_writer(out_loc, plan.output_shape, transform.out_dtype, attrs=_provenance(ctx, geometry_meta),
+    writer = (make_writer or create_writer)(out_loc, plan.output_shape, transform.out_dtype, attrs=_provenance(ctx, geometry_meta),
                            chunks=blocks.chunks, compression=compression, overwrite=opts["overwrite"])
     total = math.prod(lead_shape) if lead_shape else 1
     progress = Progress(f"swt {op}", total, "items", quiet=opts["quiet"])
@@ -347,16 +386,64 @@ def _geometry_meta(op: str, geometry: Geometry, size) -> dict:
             "padding": list(geometry.padding), "dilation": list(geometry.dilation), key: list(size)}
 
 
+def _fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, *, layout=None, dtype=None,
+                reduce="sum", weight=None, fill=0.0, device="cpu", quiet=False):
+    """The fold of the windows in ``reader`` (for fold, plan and preview): the geometry from the options,
+    else from what swt unfold recorded; a torch-layout reader is wrapped to read MegEngine's layout.
+
+    Returns ``(reader, transform, layout)``; ``transform.blend`` is None for a plain sum.
+    """
+    from .blend import Blend
+    from .geometry import as_tuple
+    from .layouts import TorchFoldReader
+
+    recorded = _recorded_geometry(reader)
+    recorded = recorded if recorded.get("op") == "unfold" else {}
+    geometry, output_size = _geometry(kernel, stride, padding, dilation, ndim, output_size, recorded)
+    if output_size is None and recorded.get("image_size") and tuple(recorded.get("kernel_size", ())) == geometry.kernel:
+        output_size = tuple(recorded["image_size"])
+    layout = layout or recorded.get("layout") or "megengine"
+    if layout == "torch":
+        if output_size is None:
+            raise click.UsageError("--layout torch needs --output-size: torch's layout flattens the window grid into one axis")
+        size = as_tuple(output_size, geometry.ndim, "output_size", 1)
+        try:
+            grid = tuple(geometry.check_unfold_axis(i, o) for i, o in enumerate(size))
+        except SwtError as err:
+            raise SwtError(f"--layout torch with output size {fmt_dims(size)}: {err}") from None
+        reader = TorchFoldReader(reader, geometry.kernel, grid)
+    blend = Blend(geometry.kernel, reduce, weight, fill)
+    out_dtype = blend.output_dtype(reader.dtype, dtype)
+    plan = plan_fold(reader.shape, geometry, output_size, itemsize=out_dtype.itemsize)
+    if output_size is None:
+        rng = geometry.output_ranges(plan.grid)
+        choices = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in rng)
+        _note(quiet, f"no --output-size given: using {fmt_dims(plan.output_size)}, the smallest that fits "
+                     f"{fmt_dims(plan.grid)} windows of {geometry.describe()} (sizes that fit: {choices})")
+    transform = Transform("fold", plan, reader.dtype, out_dtype, device, blend=blend if blend.active else None)
+    return reader, transform, layout
+
+
+def _torch_layout_alone(layout, opts) -> None:
+    if layout == "torch" and (opts.get("scheduler") or opts.get("shard") or opts.get("resume")):
+        raise click.UsageError("--layout torch does not combine with --scheduler, --shard or --resume: "
+                               "convert with a plain run first")
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("input", metavar="INPUT", type=ArraySpec())
 @click.argument("output", metavar="OUTPUT", type=ArraySpec())
 @geometry_options
 @click.option("-o", "--output-size", type=IntList(1), help="Image size [default: recorded by swt unfold, else the smallest that fits].")
+@blend_options
+@layout_option("Input layout: megengine (..., IH, IW, KH, KW) or torch (N, C*KH*KW, L), which needs --output-size "
+               "[default: recorded by swt unfold, else megengine].")
 @io_options
 @cluster_options
 @common_options
 @click.pass_context
-def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_size, quiet, **opts):
+def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_size, reduce, weight, fill, layout, quiet,
+         **opts):
     """Sum windows (..., IH, IW, KH, KW) back into images (..., H, W): MegEngine's SlidingWindowTranspose.
 
     \b
@@ -364,24 +451,20 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
       swt fold windows.h5 images.h5 --kernel 3 --stride 2 --output-size 64
       swt fold tiles.zarr:/windows out.npy        # geometry recorded by swt unfold
       swt unfold img.npy - -k 3 -s 2 | swt fold - out.npy -k 3 -s 2 -o 64
+      swt fold tiles.h5 stitched.npy --reduce mean --weight hann    # blend overlapping tiles
+      swt fold torch_cols.npy out.npy --layout torch -k 3 -s 2 -o 64   # torch.nn.functional.fold input
     """
     opts["quiet"] = quiet
     _output_location(output, opts["compression"])
     with open_reader(input) as reader:
-        recorded = _recorded_geometry(reader)
-        recorded = recorded if recorded.get("op") == "unfold" else {}
-        geometry, output_size = _geometry(kernel, stride, padding, dilation, ndim, output_size, recorded)
-        if output_size is None and recorded.get("image_size") and tuple(recorded.get("kernel_size", ())) == geometry.kernel:
-            output_size = tuple(recorded["image_size"])
-        out_dtype = result_dtype(reader.dtype, opts["dtype"])
-        plan = plan_fold(reader.shape, geometry, output_size, itemsize=out_dtype.itemsize)
-        if output_size is None:
-            rng = geometry.output_ranges(plan.grid)
-            choices = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in rng)
-            _note(quiet, f"no --output-size given: using {fmt_dims(plan.output_size)}, the smallest that fits "
-                         f"{fmt_dims(plan.grid)} windows of {geometry.describe()} (sizes that fit: {choices})")
-        transform = Transform("fold", plan, reader.dtype, out_dtype, opts["device"])
-        _stream(ctx, "fold", reader, output, transform, _geometry_meta("fold", geometry, plan.output_size), opts)
+        reader, transform, layout = _fold_setup(
+            reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout, dtype=opts["dtype"],
+            reduce=reduce, weight=weight, fill=fill, device=opts["device"], quiet=quiet)
+        _torch_layout_alone(layout, opts)
+        plan = transform.plan
+        if transform.blend is not None:
+            transform.blend.prepare(plan)  # the divisor of one image: once per run, not per block
+        _stream(ctx, "fold", reader, output, transform, _geometry_meta("fold", plan.geometry, plan.output_size), opts)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -392,7 +475,9 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
 @cluster_options
 @common_options
 @click.pass_context
-def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, quiet, **opts):
+@layout_option("Output layout: megengine (..., IH, IW, KH, KW) or torch (N, C*KH*KW, L) as torch.nn.functional.unfold "
+               "[default: megengine].")
+def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, layout, quiet, **opts):
     """Cut images (..., H, W) into windows (..., IH, IW, KH, KW): MegEngine's SlidingWindow.
 
     The output records the geometry, so a later swt fold of it needs no options.
@@ -401,6 +486,7 @@ def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, quiet, *
     Examples:
       swt unfold image.npy tiles.zarr --kernel 64 --stride 48 --padding 8
       swt unfold volume.h5:/scan windows.h5 -k 3,3,3 -s 2
+      swt unfold image.npy cols.npy -k 3 -s 2 --layout torch   # as torch.nn.functional.unfold
     """
     opts["quiet"] = quiet
     _output_location(output, opts["compression"])
@@ -409,7 +495,15 @@ def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, quiet, *
         out_dtype = result_dtype(reader.dtype, opts["dtype"])
         plan = plan_unfold(reader.shape, geometry, itemsize=out_dtype.itemsize)
         transform = Transform("unfold", plan, reader.dtype, out_dtype, opts["device"])
-        _stream(ctx, "unfold", reader, output, transform, _geometry_meta("unfold", geometry, plan.size), opts)
+        meta, make_writer = _geometry_meta("unfold", geometry, plan.size), None
+        if layout == "torch":
+            from .layouts import create_torch_writer, torch_shape
+
+            torch_shape(plan.output_shape, geometry.ndim)  # an error up front where there is no channel axis
+            _torch_layout_alone(layout, opts)
+            make_writer = functools.partial(create_torch_writer, ndim=geometry.ndim)
+            meta["layout"] = "torch"
+        _stream(ctx, "unfold", reader, output, transform, meta, opts, make_writer)
 
 
 def _job_status(reader):
@@ -479,6 +573,166 @@ def info(input, as_json, quiet):
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         click.echo(f"{key + ':':<{width + 1}} {value}")
+
+
+def _fmt_bytes(n) -> str:
+    """``'1.5 MiB'``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{int(n)} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-i", "--input", "input_", metavar="FILE", type=ArraySpec(),
+              help="A windows file: plan folding it (its shape gives the grid, its records the geometry).")
+@geometry_options
+@click.option("-o", "--output-size", type=IntList(1),
+              help="Output size [with --input: recorded by swt unfold, else the smallest that fits].")
+@click.option("--reduce", type=click.Choice(REDUCES), default="sum", show_default=True,
+              help="As fold's (mean and weights change the memory and the dtype).")
+@click.option("--weight", type=WeightSpec(), help="As fold's.")
+@layout_option("Layout of --input: megengine or torch [default: recorded by swt unfold, else megengine].")
+@click.option("--dtype", type=DType(), help="Output dtype of the fold [default: the input's].")
+@click.option("--max-memory", type=Size(), default="512MiB", show_default=True, help="Memory budget the fold would run with.")
+@click.option("--batch-size", type=click.IntRange(1), help="Items of the first axis per block (overrides --max-memory).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@common_options
+def plan(input_, kernel, stride, padding, dilation, ndim, output_size, reduce, weight, layout, dtype, max_memory, batch_size,
+         as_json, quiet):
+    """Show a fold's window grid, the output sizes it fits, how windows cover the output and the memory it needs.
+
+    Coverage counts, per output element, the windows that land on it: the least and the most, and the
+    elements no window covers (a warning says why). With --input, also the shapes and the memory a
+    fold of that file needs under --max-memory.
+
+    \b
+    Examples:
+      swt plan --output-size 512 --kernel 64 --stride 48
+      swt plan --input tiles.h5 --reduce mean --weight hann --json
+      swt plan -o 100,80 -k 5 -s 7        # warns: stride 7 leaves gaps
+    """
+    from .coverage import fold_coverage
+    from .geometry import as_tuple
+    from .pipeline import block_items
+
+    facts = {}
+    if input_ is None:
+        if kernel is None or output_size is None:
+            raise click.UsageError("swt plan needs --output-size and --kernel, or --input FILE")
+        geometry, output_size = _geometry(kernel, stride, padding, dilation, ndim, output_size)
+        size = as_tuple(output_size, geometry.ndim, "output_size", 1)
+        grid = tuple(geometry.check_unfold_axis(i, o) for i, o in enumerate(size))
+    else:
+        with open_reader(input_) as reader:
+            reader, transform, layout = _fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size,
+                                                    layout=layout, dtype=dtype, reduce=reduce, weight=weight, quiet=True)
+            p = transform.plan
+            geometry, size, grid = p.geometry, p.output_size, p.grid
+            per_item = transform.bytes_per_item()
+            blocks = plan_blocks(p.batch, p.output_shape, transform.out_dtype.itemsize, per_item, max_memory, batch_size)
+            items = block_items(blocks.indexes[0], p.batch) if blocks.indexes else 0
+            fixed = transform.blend.fixed_bytes(p) if transform.blend is not None else 0
+            facts.update(
+                input=input_, layout=layout, input_shape=list(reader.shape), input_dtype=str(reader.dtype),
+                output_shape=list(p.output_shape), output_dtype=str(transform.out_dtype),
+                memory={"bytes_per_item": per_item, "block_items": items, "blocks": len(blocks.indexes),
+                        "peak_bytes": items * per_item + fixed, "max_memory": max_memory,
+                        "over_budget": blocks.over_budget,
+                        "input_bytes": math.prod(reader.shape) * reader.dtype.itemsize,
+                        "output_bytes": math.prod(p.output_shape) * transform.out_dtype.itemsize},
+            )
+    cov = fold_coverage(size, geometry, grid)
+    ranges = geometry.output_ranges(grid)
+    warnings = cov.warnings()
+    facts = {
+        "grid": list(grid), "output_size": list(size), "valid_output_sizes": [list(r) for r in ranges],
+        "min_overlap": cov.min_overlap, "max_overlap": cov.max_overlap, "uncovered_pixels": cov.uncovered,
+        "uncovered_fraction": cov.uncovered_fraction, "total_pixels": cov.total, "windows": math.prod(grid),
+        "kernel_size": list(geometry.kernel), "stride": list(geometry.stride), "padding": list(geometry.padding),
+        "dilation": list(geometry.dilation), **facts, "warnings": warnings,
+    }
+    for text in warnings:
+        _note(quiet, f"warning: {text}")
+    if as_json:
+        click.echo(json.dumps(facts, indent=2))
+        return
+    lines = [("geometry", f"{geometry.describe()} ({geometry.ndim}-d)")]
+    if input_ is not None:
+        lines.append(("input", f"{input_}: {fmt_shape(facts['input_shape'])} {facts['input_dtype']}"
+                               + (" (read from torch's layout)" if facts["layout"] == "torch" else "")))
+    lines += [
+        ("window grid", f"{fmt_dims(grid)} ({math.prod(grid)} window{'s' if math.prod(grid) != 1 else ''})"),
+        ("output size", fmt_dims(size)),
+        ("valid sizes", " x ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in ranges) + " (for this grid)"),
+        ("overlap", f"{cov.min_overlap} to {cov.max_overlap} windows per element"),
+        ("uncovered", f"{cov.uncovered} of {cov.total} elements ({100 * cov.uncovered_fraction:.3g}%)"),
+    ]
+    if input_ is not None:
+        mem = facts["memory"]
+        lines.append(("output", f"{fmt_shape(facts['output_shape'])} {facts['output_dtype']}, {_fmt_bytes(mem['output_bytes'])}"))
+        lines.append(("memory", f"{_fmt_bytes(mem['bytes_per_item'])} per item; {mem['blocks']} block"
+                                f"{'s' if mem['blocks'] != 1 else ''} of up to {mem['block_items']} items, about "
+                                f"{_fmt_bytes(mem['peak_bytes'])} at --max-memory {_fmt_bytes(max_memory)}"
+                                + (" (over budget: one item at a time)" if mem["over_budget"] else "")))
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        click.echo(f"{key + ':':<{width + 1}} {value}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("input", metavar="FILE", type=ArraySpec())
+@click.argument("output", metavar="OUT.png")
+@click.option("-n", "--index", type=click.IntRange(0),
+              help="Image of the batch to show, counting row-major over the batch axes [default: 0].")
+@click.option("-c", "--channel", type=click.IntRange(0),
+              help="Show this channel in grey [default: RGB for 3 channels, else channel 0].")
+@click.option("--coverage", is_flag=True,
+              help="Instead, a heat map of how many windows cover each element of the fold of FILE (a windows "
+                   "file): black none, pale yellow the most.")
+@geometry_options
+@click.option("-o", "--output-size", type=IntList(1),
+              help="With --coverage: the fold's output size [default: recorded by swt unfold, else the smallest that fits].")
+@layout_option("With --coverage: layout of FILE [default: recorded by swt unfold, else megengine].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.png.")
+@common_options
+def preview(input, output, index, channel, coverage, kernel, stride, padding, dilation, ndim, output_size, layout,
+            overwrite, quiet):
+    """Save one image of FILE as a PNG, scaled from its own minimum (black) to maximum (white).
+
+    FILE holds images (..., C, H, W): the axis before the image is the channels, all before it the batch
+    (--index). 1 channel is grey, 3 are RGB, any other number shows --channel in grey. With --ndim 3 the
+    images are volumes (..., C, D, H, W) and the middle D slice is shown; with --ndim 1 a signal is one row.
+    Needs Pillow (pip install 'swt-cli[preview]').
+
+    \b
+    Examples:
+      swt preview restored.h5 restored.png
+      swt preview batch.zarr img7.png --index 7 --channel 2
+      swt preview tiles.h5 coverage.png --coverage          # geometry recorded by swt unfold
+    """
+    from . import preview as pv
+
+    pv.pillow()
+    pv.check_png(output, overwrite)
+    if coverage:
+        if index is not None or channel is not None:
+            raise click.UsageError("--index and --channel do not apply with --coverage: coverage is the same for every image")
+        from .coverage import coverage_picture
+
+        with open_reader(input) as reader:
+            _, transform, _ = _fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout,
+                                          quiet=True)
+        p = transform.plan
+        what = pv.preview_coverage(coverage_picture(p.output_size, p.geometry, p.grid), output, overwrite)
+    else:
+        given = [name for name, value in (("--kernel", kernel), ("--stride", stride), ("--padding", padding),
+                                          ("--dilation", dilation), ("--output-size", output_size), ("--layout", layout))
+                 if value is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with --coverage")
+        what = pv.preview_image(input, output, index or 0, channel, ndim or 2, overwrite)
+    _note(quiet, f"wrote {output}: {what}")
 
 
 def main():

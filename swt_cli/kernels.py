@@ -7,11 +7,25 @@ array([[1., 2., 2., 1.],
        [2., 4., 4., 2.],
        [2., 4., 4., 2.],
        [1., 2., 2., 1.]], dtype=float32)
+
+NumPy arrays take one of two paths, both threaded over blocks of the flattened leading (batch) axes:
+
+- ``numba``: compiled kernels (:mod:`swt_cli._jit`) that read each window once and write each output
+  plane while it is in cache; the default where numba is installed (``pip install "swt-cli[fast]"``);
+- ``numpy``: one strided add per kernel offset, on blocks of planes small enough to stay in cache.
+
+The environment variable ``SWT_KERNEL=numpy|numba`` picks one (read at each call). 64-bit integer sums
+always take the NumPy path, which refuses to overflow. CuPy arrays take the NumPy path's array operations
+on the GPU. :func:`set_threads` sets how many threads the NumPy-array kernels use (default: every core).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -19,18 +33,123 @@ from .backend import accumulator_dtype, array_module, as_array, cast_result, res
 from .errors import SwtError
 from .geometry import FoldPlan, Geometry, UnfoldPlan, fmt_shape, plan_fold, plan_unfold
 
+#: Work below this many bytes (input plus output) runs on the calling thread alone.
+_PARALLEL_BYTES = 1 << 19
+#: Planes per block of the NumPy path and of dtype conversions aim at this many input bytes (L2-sized).
+_BLOCK_BYTES = 1 << 19
 
-def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None):
+_lock = threading.Lock()
+_threads: int | None = None
+_pool: ThreadPoolExecutor | None = None
+_jit_module = None
+_jit_error: str | None = None
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def set_threads(n: int | None) -> None:
+    """Use ``n`` threads for NumPy-array kernels; ``None``: every core this process may run on.
+
+    >>> set_threads(1); get_threads()
+    1
+    >>> set_threads(None)
+    """
+    global _threads, _pool
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise SwtError(f"threads must be a positive integer or None, got {n!r}")
+        n = int(n)
+    with _lock:
+        _threads = n
+        old, _pool = _pool, None
+    if old is not None:
+        old.shutdown(wait=False)
+
+
+def get_threads() -> int:
+    """How many threads NumPy-array kernels use."""
+    return _threads if _threads is not None else _cpu_count()
+
+
+def _get_pool(workers: int) -> ThreadPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None or _pool._max_workers < workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="swt-kernel")
+        return _pool
+
+
+def _parallel(fn, count: int, nbytes: int) -> None:
+    """``fn(lo, hi)`` over ``range(count)`` cut into one contiguous range per thread."""
+    threads = min(get_threads(), count, max(1, nbytes // _PARALLEL_BYTES))
+    if threads <= 1:
+        if count:
+            fn(0, count)
+        return
+    bounds = [count * i // threads for i in range(threads + 1)]
+    pool = _get_pool(threads - 1)
+    futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, threads)]
+    try:
+        fn(bounds[0], bounds[1])
+    finally:
+        errors = [f.exception() for f in futures]  # wait for every block before anything is raised
+    for err in errors:
+        if err is not None:
+            raise err
+
+
+def _jit():
+    """The numba kernels, or None where numba cannot be imported."""
+    global _jit_module, _jit_error
+    if _jit_module is None and _jit_error is None:
+        try:
+            from . import _jit as module
+        except ImportError as err:
+            _jit_error = str(err)
+        else:
+            _jit_module = module
+    return _jit_module
+
+
+def kernel_name() -> str:
+    """``'numba'`` or ``'numpy'``: the path NumPy arrays take now (``SWT_KERNEL`` or the default)."""
+    choice = os.environ.get("SWT_KERNEL", "").strip().lower()
+    if choice not in ("", "numpy", "numba"):
+        raise SwtError(f"SWT_KERNEL must be 'numpy' or 'numba', got {choice!r}")
+    if choice == "numpy":
+        return "numpy"
+    if _jit() is None:
+        if choice == "numba":
+            raise SwtError(f"SWT_KERNEL=numba but numba cannot be imported ({_jit_error}): pip install 'swt-cli[fast]'")
+        return "numpy"
+    return "numba"
+
+
+def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None,
+                             reduce="sum", weight=None, fill=0):
     """Sum windows back onto the image positions they were cut from (MegEngine's semantics).
 
     ``inp``: ``(..., I1..ID, K1..KD)`` -> ``(..., O1..OD)``; D (1, 2 or 3) is the length of any tuple
     argument, else 2. ``output_size=None`` takes the smallest size that fits the window grid.
+    ``reduce="mean"``, ``weight`` (a window name or an array of the kernel's shape) and ``fill`` (for
+    elements no window covers) combine overlaps otherwise: see :mod:`swt_cli.blend`.
 
     >>> sliding_window_transpose(np.ones((2, 3, 31, 31, 3, 3)), 64, 3, stride=2).shape
     (2, 3, 64, 64)
     """
     x = as_array(inp)
     geometry = Geometry.from_args(kernel_size, padding, stride, dilation, output_size)
+    if reduce != "sum" or weight is not None or not fill == 0:
+        from .blend import blended_transpose
+
+        return blended_transpose(x, geometry, output_size, dtype=dtype, reduce=reduce, weight=weight, fill=fill)
     out_dtype = result_dtype(x.dtype, dtype)
     plan = plan_fold(x.shape, geometry, output_size, itemsize=out_dtype.itemsize)
     return fold(x, plan, out_dtype)
@@ -51,16 +170,58 @@ def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=N
     return unfold(x, plan, out_dtype)
 
 
-def _context(op: str, x, plan) -> str:
-    return f"{op} of {x.dtype} input of shape {fmt_shape(x.shape)} with {plan.geometry.describe()}"
+class _Context:
+    """What an error message starts with, formatted only when one is raised (it costs a few microseconds)."""
+
+    __slots__ = ("op", "dtype", "shape", "geometry")
+
+    def __init__(self, op, x, plan):
+        self.op, self.dtype, self.shape, self.geometry = op, x.dtype, x.shape, plan.geometry
+
+    def __str__(self):
+        return f"{self.op} of {self.dtype} input of shape {fmt_shape(self.shape)} with {self.geometry.describe()}"
 
 
-def _allocate(xp, shape, dtype, context):
+def _context(op: str, x, plan) -> _Context:
+    return _Context(op, x, plan)
+
+
+def _allocate(xp, shape, dtype, context, zero=True):
     try:
-        return xp.zeros(shape, dtype)
+        return xp.zeros(shape, dtype) if zero else xp.empty(shape, dtype)
     except MemoryError:
         nbytes = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
         raise SwtError(f"{context}: not enough memory for {nbytes} bytes of shape {fmt_shape(shape)}") from None
+
+
+def _planes(x, inner_ndim: int):
+    """``x`` with its leading axes flattened into one: ``(P, *inner)`` (a copy only where no view can be)."""
+    return x.reshape((math.prod(x.shape[: x.ndim - inner_ndim]),) + x.shape[x.ndim - inner_ndim :])
+
+
+def _is_tiled(g: Geometry) -> bool:
+    """Windows tile the output without overlap or padding: fold and unfold are pure copies."""
+    return g.stride == g.kernel and all(d == 1 for d in g.dilation) and not any(g.padding)
+
+
+def _pad3(values, fill):
+    return (fill,) * (3 - len(values)) + tuple(values)
+
+
+def _geo3(g: Geometry) -> np.ndarray:
+    return np.array(
+        _pad3(g.kernel, 1) + _pad3(g.stride, 1) + _pad3(g.padding, 0) + _pad3(g.dilation, 1), np.int64
+    )
+
+
+def _blocks(lo: int, hi: int, plane_bytes: int):
+    """``[lo, hi)`` in runs of planes of about ``_BLOCK_BYTES`` (at least one plane each)."""
+    step = max(1, _BLOCK_BYTES // max(plane_bytes, 1))
+    for a in range(lo, hi, step):
+        yield a, min(a + step, hi)
+
+
+# ----------------------------------------------------------------------------------------------- fold
 
 
 def fold(x, plan: FoldPlan, out_dtype=None):
@@ -69,6 +230,20 @@ def fold(x, plan: FoldPlan, out_dtype=None):
     out_dtype = np.dtype(out_dtype or x.dtype)
     acc_dtype = accumulator_dtype(x.dtype, out_dtype)
     context = _context("fold", x, plan)
+    if xp is not np:
+        return _fold_offsets(xp, x, plan, acc_dtype, out_dtype, context)
+    nd = plan.geometry.ndim
+    result = _allocate(np, plan.output_shape, acc_dtype, context, zero=False)
+    xs, rs = _planes(x, 2 * nd), _planes(result, nd)
+    if kernel_name() == "numba" and _jit_handles(x.dtype, acc_dtype, plan.geometry):
+        _fold_numba(xs, rs, plan)
+    else:
+        _fold_numpy(xs, rs, plan, context)
+    return cast_result(result, out_dtype, np, context)
+
+
+def _fold_offsets(xp, x, plan, acc_dtype, out_dtype, context):
+    """The array-operations fold (CuPy): a padded buffer, one strided add per kernel offset, a crop."""
     buf = _allocate(xp, plan.batch + plan.padded_size, acc_dtype, context)
     fold_into(buf, x, plan, context)
     crop = (Ellipsis,) + tuple(slice(p, p + o) for p, o in zip(plan.geometry.padding, plan.output_size))
@@ -104,27 +279,157 @@ def _add_checked(buf, target, source, context):
     buf[target] = after
 
 
+def _fold_numpy(xs, rs, plan: FoldPlan, context):
+    """Fold planes ``xs (P, *grid, *kernel)`` into ``rs (P, *output)`` with NumPy, block by block."""
+    g = plan.geometry
+    if _is_tiled(g):
+        return _parallel(lambda lo, hi: _copy_tiles(xs[lo:hi], rs[lo:hi], plan.grid, g.kernel), len(xs), xs.nbytes + rs.nbytes)
+    crop = (slice(None),) + tuple(slice(p, p + o) for p, o in zip(g.padding, plan.output_size))
+    plane_bytes = math.prod(xs.shape[1:]) * xs.itemsize
+
+    def run(lo, hi):
+        for a, b in _blocks(lo, hi, plane_bytes):
+            buf = np.zeros((b - a,) + plan.padded_size, rs.dtype)
+            fold_into(buf, xs[a:b], plan, context)
+            rs[a:b] = buf[crop]
+
+    _parallel(run, len(xs), xs.nbytes + rs.nbytes)
+
+
+def _copy_tiles(windows, images, grid, kernel):
+    """Fold or unfold without overlap: ``windows (P, *grid, *kernel)`` <-> ``images (P, *output)``, into ``images``."""
+    nd = len(kernel)
+    reach = tuple(g * k for g, k in zip(grid, kernel))
+    if reach != images.shape[1:]:
+        images[...] = 0
+    tiles = images[(slice(None),) + tuple(slice(0, r) for r in reach)]
+    tiles = tiles.reshape((len(images),) + tuple(v for gk in zip(grid, kernel) for v in gk))
+    order = (0,) + tuple(a for i in range(nd) for a in (1 + i, 1 + nd + i))
+    np.copyto(tiles, windows.transpose(order), casting="unsafe")
+
+
+def _jit_handles(in_dtype, acc_dtype, g: Geometry) -> bool:
+    """The numba fold takes float and complex sums, and integer sums that cannot overflow int64."""
+    if acc_dtype.kind in "fc":
+        return True
+    if acc_dtype == np.int64 and in_dtype.kind in "iu" and in_dtype.itemsize < 8:
+        # |value| < 2**(8*itemsize) and each output sums at most prod(kernel) of them.
+        return math.prod(g.kernel) < 2 ** (63 - 8 * in_dtype.itemsize)
+    return False
+
+
+def _fold_numba(xs, rs, plan: FoldPlan):
+    jit = _jit()
+    g = plan.geometry
+    x7 = xs.reshape((len(xs),) + _pad3(plan.grid, 1) + _pad3(g.kernel, 1))
+    r4 = rs.reshape((len(rs),) + _pad3(plan.output_size, 1))
+    geo = _geo3(g)
+    tiled = _is_tiled(g)
+    direct = x7.dtype == r4.dtype and x7.flags.c_contiguous
+    plane_bytes = math.prod(x7.shape[1:]) * max(x7.itemsize, r4.itemsize)
+
+    def kernel(xb, rb, lo, hi):
+        if tiled:
+            jit.fold_planes_tiled(xb, rb, lo, hi, geo)
+        else:
+            jit.fold_planes(xb, rb, lo, hi, geo, False)
+
+    def run(lo, hi):
+        if direct:
+            kernel(x7, r4, lo, hi)
+            return
+        for a, b in _blocks(lo, hi, plane_bytes):  # convert (or make contiguous) one cache-sized block at a time
+            kernel(np.ascontiguousarray(x7[a:b], dtype=r4.dtype), r4[a:b], 0, b - a)
+
+    _parallel(run, len(x7), xs.nbytes + rs.nbytes)
+
+
+# --------------------------------------------------------------------------------------------- unfold
+
+
 def unfold(x, plan: UnfoldPlan, out_dtype=None):
     """Unfold a checked ``plan``: images ``plan.input_shape`` -> windows ``plan.output_shape``."""
     xp = array_module(x)
     out_dtype = np.dtype(out_dtype or x.dtype)
-    g = plan.geometry
-    nd = g.ndim
     context = _context("unfold", x, plan)
+    if xp is not np:
+        result = _unfold_view(xp, x, plan, context)
+        try:
+            result = xp.ascontiguousarray(result)
+        except MemoryError:
+            raise SwtError(f"{context}: not enough memory for the output of shape {fmt_shape(plan.output_shape)}") from None
+        return cast_result(result, out_dtype, xp, context)
+    nd = plan.geometry.ndim
+    result = _allocate(np, plan.output_shape, x.dtype, context, zero=False)
+    xs, rs = _planes(x, nd), _planes(result, 2 * nd)
+    if kernel_name() == "numba":
+        _unfold_numba(xs, rs, plan)
+    else:
+        _unfold_numpy(xs, rs, plan, context)
+    return cast_result(result, out_dtype, np, context)
+
+
+def _unfold_view(xp, x, plan: UnfoldPlan, context):
+    """The windows of ``x`` as a strided view (of a zero-padded copy where there is padding)."""
+    g = plan.geometry
     if any(g.padding):
-        padded = _allocate(xp, plan.batch + tuple(s + 2 * p for s, p in zip(plan.size, g.padding)), x.dtype, context)
+        padded = _allocate(xp, x.shape[: x.ndim - g.ndim] + tuple(s + 2 * p for s, p in zip(plan.size, g.padding)), x.dtype, context)
         padded[(Ellipsis,) + tuple(slice(p, p + s) for p, s in zip(g.padding, plan.size))] = x
         x = padded
     spans = tuple(d * (k - 1) + 1 for k, d in zip(g.kernel, g.dilation))
-    axes = tuple(range(x.ndim - nd, x.ndim))
+    axes = tuple(range(x.ndim - g.ndim, x.ndim))
     view = xp.lib.stride_tricks.sliding_window_view(x, spans, axis=axes)
     # view: (..., S1-span1+1, ..., span1, ...); pick every stride-th window and every dilation-th element.
     pick = (Ellipsis,) + tuple(slice(0, s * (n - 1) + 1, s) for s, n in zip(g.stride, plan.grid)) + tuple(
         slice(None, None, d) for d in g.dilation
     )
-    windows = view[pick]
-    try:
-        result = xp.ascontiguousarray(windows)
-    except MemoryError:
-        raise SwtError(f"{context}: not enough memory for the output of shape {fmt_shape(plan.output_shape)}") from None
-    return cast_result(result, out_dtype, xp, context)
+    return view[pick]
+
+
+def _unfold_numpy(xs, rs, plan: UnfoldPlan, context):
+    g = plan.geometry
+    if _is_tiled(g):
+        # Each window is a tile of the image: copy the tiles (the image beyond the grid is dropped).
+        reach = tuple(n * k for n, k in zip(plan.grid, g.kernel))
+        shape = tuple(v for gk in zip(plan.grid, g.kernel) for v in gk)
+        nd = g.ndim
+        order = (0,) + tuple(1 + 2 * i for i in range(nd)) + tuple(2 + 2 * i for i in range(nd))
+
+        def tiles(lo, hi):
+            src = xs[(slice(lo, hi),) + tuple(slice(0, r) for r in reach)].reshape((hi - lo,) + shape)
+            np.copyto(rs[lo:hi], src.transpose(order))
+
+        return _parallel(tiles, len(xs), xs.nbytes + rs.nbytes)
+    plane_bytes = math.prod(xs.shape[1:]) * xs.itemsize
+
+    def run(lo, hi):
+        for a, b in _blocks(lo, hi, plane_bytes):
+            rs[a:b] = _unfold_view(np, xs[a:b], plan, context)
+
+    _parallel(run, len(xs), xs.nbytes + rs.nbytes)
+
+
+#: Unfold only copies, so it runs on the bits: one compiled kernel per item size.
+_BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _unfold_numba(xs, rs, plan: UnfoldPlan):
+    jit = _jit()
+    g = plan.geometry
+    bits = _BITS.get(xs.itemsize)
+    x4 = xs.reshape((len(xs),) + _pad3(plan.size, 1))
+    r7 = rs.reshape((len(rs),) + _pad3(plan.grid, 1) + _pad3(g.kernel, 1))
+    if bits is not None:
+        r7 = r7.view(bits)
+    geo = _geo3(g)
+    plane_bytes = math.prod(x4.shape[1:]) * x4.itemsize
+
+    def run(lo, hi):
+        if x4.flags.c_contiguous:
+            jit.unfold_planes(x4.view(bits) if bits is not None else x4, r7, lo, hi, geo)
+            return
+        for a, b in _blocks(lo, hi, plane_bytes):
+            xb = np.ascontiguousarray(x4[a:b])
+            jit.unfold_planes(xb.view(bits) if bits is not None else xb, r7[a:b], 0, b - a, geo)
+
+    _parallel(run, len(x4), xs.nbytes + rs.nbytes)

@@ -141,11 +141,21 @@ class Module:
 
 
 class SlidingWindowTranspose(Module):
-    """Module form of :func:`~swt_cli.kernels.sliding_window_transpose`."""
+    """Module form of :func:`~swt_cli.kernels.sliding_window_transpose`.
 
-    def __init__(self, output_size, kernel_size, padding=0, stride=1, dilation=1, **kwargs):
+    ``reduce``, ``weight`` and ``fill`` (keyword-only) combine overlapping windows: see :mod:`swt_cli.blend`.
+    """
+
+    def __init__(self, output_size, kernel_size, padding=0, stride=1, dilation=1, *, reduce="sum", weight=None,
+                 fill=0, **kwargs):
         super().__init__(**kwargs)
-        Geometry.from_args(kernel_size, padding, stride, dilation, output_size)  # fail early, not at forward
+        geometry = Geometry.from_args(kernel_size, padding, stride, dilation, output_size)  # fail early, not at forward
+        from .blend import Blend
+
+        Blend(geometry.kernel, reduce, weight, fill)  # checks reduce, weight and fill now
+        self.reduce = reduce
+        self.weight = weight
+        self.fill = fill
         self.output_size = output_size
         self.kernel_size = kernel_size
         self.padding = padding
@@ -154,13 +164,19 @@ class SlidingWindowTranspose(Module):
 
     def forward(self, inp):
         return sliding_window_transpose(
-            inp, self.output_size, self.kernel_size, self.padding, self.stride, self.dilation
+            inp, self.output_size, self.kernel_size, self.padding, self.stride, self.dilation,
+            reduce=self.reduce, weight=self.weight, fill=self.fill,
         )
 
     def _module_info_string(self) -> str:
+        extra = "" if self.reduce == "sum" else f", reduce={self.reduce!r}"
+        if self.weight is not None:
+            extra += f", weight={self.weight!r}" if isinstance(self.weight, str) else ", weight=<array>"
+        if not self.fill == 0:
+            extra += f", fill={self.fill}"
         return (
             f"out_size={self.output_size}, kernel_size={self.kernel_size}, padding={self.padding}, "
-            f"stride={self.stride}, dilation={self.dilation}"
+            f"stride={self.stride}, dilation={self.dilation}{extra}"
         )
 
 

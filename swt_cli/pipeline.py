@@ -47,6 +47,8 @@ class Transform:
     in_dtype: np.dtype
     out_dtype: np.dtype
     device: str = "cpu"
+    #: Fold only: a ``swt_cli.blend.Blend`` (mean, weights, fill), its divisor prepared once per run.
+    blend: object = None
 
     @property
     def lead(self) -> int:
@@ -59,6 +61,8 @@ class Transform:
         inner_out = math.prod(self.plan.output_shape[self.lead:]) * self.out_dtype.itemsize
         if self.op == "fold":
             scratch = math.prod(self.plan.padded_size) * accumulator_dtype(self.in_dtype, self.out_dtype).itemsize
+            if self.blend is not None:
+                scratch += self.blend.scratch_bytes(self.plan, self.in_dtype, self.out_dtype)
         else:
             scratch = math.prod(s + 2 * p for s, p in zip(self.plan.size, g.padding)) * self.in_dtype.itemsize
         return 2 * inner_in + 3 * inner_out + scratch
@@ -66,6 +70,8 @@ class Transform:
     def __call__(self, block: np.ndarray) -> np.ndarray:
         plan = replace(self.plan, batch=tuple(block.shape[: self.lead]))
         run = kernels.fold if self.op == "fold" else kernels.unfold
+        if self.op == "fold" and self.blend is not None and self.blend.active:
+            run = self.blend.fold
         if self.device == "gpu":
             cupy = import_cupy()
             return cupy.asnumpy(run(cupy.asarray(block), plan, self.out_dtype))

@@ -1,0 +1,253 @@
+"""Both kernel paths (NumPy, numba where installed) against the plain loops, threads, dtypes and torch."""
+
+import contextlib
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swt_cli import SwtError, kernels, sliding_window, sliding_window_transpose
+from swt_cli.geometry import grid_size
+
+from reference import fold_loops, unfold_loops
+from test_kernels import geometries
+
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+PATHS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed"))]
+
+
+@contextlib.contextmanager
+def kernel(path, threads=None, tiny_blocks=False):
+    """Run with ``SWT_KERNEL=path`` and ``threads``; ``tiny_blocks`` makes even small inputs split into blocks."""
+    saved_env = os.environ.get("SWT_KERNEL")
+    saved = kernels._PARALLEL_BYTES, kernels._BLOCK_BYTES, kernels._threads
+    os.environ["SWT_KERNEL"] = path
+    kernels.set_threads(threads)
+    if tiny_blocks:
+        kernels._PARALLEL_BYTES = kernels._BLOCK_BYTES = 1
+    try:
+        yield
+    finally:
+        if saved_env is None:
+            os.environ.pop("SWT_KERNEL", None)
+        else:
+            os.environ["SWT_KERNEL"] = saved_env
+        kernels._PARALLEL_BYTES, kernels._BLOCK_BYTES = saved[:2]
+        kernels.set_threads(saved[2])
+
+
+def _args(g):
+    return dict(kernel_size=g["kernel"], stride=g["stride"], padding=g["padding"], dilation=g["dilation"])
+
+
+def _fold_ref(x, g):
+    return fold_loops(x, g["output"], g["kernel"], g["stride"], g["padding"], g["dilation"])
+
+
+@pytest.mark.parametrize("path", PATHS)
+@settings(max_examples=50, deadline=None)
+@given(geometries(), st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 3]))
+def test_fold_matches_plain_loops(path, g, seed, threads):
+    x = np.random.default_rng(seed).standard_normal(g["batch"] + g["grid"] + g["kernel"])
+    with kernel(path, threads, tiny_blocks=True):
+        got = sliding_window_transpose(x, g["output"], **_args(g))
+    assert got.shape == g["batch"] + g["output"] and got.flags.c_contiguous
+    np.testing.assert_allclose(got, _fold_ref(x, g), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@settings(max_examples=50, deadline=None)
+@given(geometries(), st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 3]))
+def test_unfold_matches_plain_loops(path, g, seed, threads):
+    x = np.random.default_rng(seed).standard_normal(g["batch"] + g["output"])
+    with kernel(path, threads, tiny_blocks=True):
+        got = sliding_window(x, **_args(g))
+    np.testing.assert_array_equal(got, unfold_loops(x, g["kernel"], g["stride"], g["padding"], g["dilation"]))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.int16])
+def test_one_and_two_threads_give_identical_results(path, dtype):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((6, 5, 33, 31, 3, 3)) * 50).astype(dtype)
+    img = (rng.standard_normal((6, 5, 40, 37)) * 50).astype(dtype)
+    results = []
+    for threads in (1, 2):
+        with kernel(path, threads):
+            results.append((sliding_window_transpose(x, (66, 62), 3, padding=1, stride=2), sliding_window(img, 3, padding=1, stride=2)))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_set_threads_and_get_threads():
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    saved = kernels._threads
+    try:
+        kernels.set_threads(None)
+        assert kernels.get_threads() == cores
+        kernels.set_threads(3)
+        assert kernels.get_threads() == 3
+        kernels.set_threads(np.int64(1))
+        assert kernels.get_threads() == 1 and type(kernels.get_threads()) is int
+        for bad in (0, -2, 1.5, True, "2"):
+            with pytest.raises(SwtError, match="threads must be a positive integer or None"):
+                kernels.set_threads(bad)
+        assert kernels.get_threads() == 1
+    finally:
+        kernels.set_threads(saved)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(
+    "grid, kernel_size, output",
+    [((7,), (3,), (21,)), ((7,), (3,), (23,)), ((4, 5), (2, 3), (8, 15)), ((4, 5), (2, 3), (9, 16)), ((2, 3, 2), (2, 1, 3), (4, 3, 7))],
+)
+def test_no_overlap_fast_path(path, grid, kernel_size, output):
+    """stride == kernel: every window is a tile; sizes beyond the tiles stay zero."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3) + grid + kernel_size).astype(np.float32)
+    nd = len(kernel_size)
+    with kernel(path, 2, tiny_blocks=True):
+        got = sliding_window_transpose(x, output, kernel_size, stride=kernel_size)
+        back = sliding_window(got, kernel_size, stride=kernel_size)
+    want = fold_loops(x, output, kernel_size, kernel_size, (0,) * nd, (1,) * nd)
+    np.testing.assert_array_equal(got, want.astype(np.float32))  # no sums: exact
+    np.testing.assert_array_equal(back, x)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_float16_accumulates_in_float32(path):
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, size=(3, 64, 64)).astype(np.float16)  # 1-d: 64 windows of kernel 64
+    with kernel(path, 2, tiny_blocks=True):
+        got = sliding_window_transpose(x, (127,), (64,))
+        windows = sliding_window(got, (64,))
+    want = fold_loops(x.astype(np.float64), (127,), (64,), (1,), (0,), (1,))
+    assert got.dtype == np.float16 and windows.dtype == np.float16
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=2.0**-11 * 1.01)
+    np.testing.assert_array_equal(windows, unfold_loops(got, (64,), (1,), (0,), (1,)))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "int32", "uint32", "int64", "uint64"])
+def test_integers_are_exact(path, dtype):
+    rng = np.random.default_rng(7)
+    info = np.iinfo(dtype)
+    x = rng.integers(max(info.min, -20), min(info.max, 20), size=(2, 3, 5, 5, 3, 2), dtype=dtype, endpoint=True)
+    with kernel(path, 2, tiny_blocks=True):
+        got = sliding_window_transpose(x, (5, 6), (3, 2), padding=(1, 0))
+        wide = sliding_window_transpose(x, (5, 6), (3, 2), padding=(1, 0), dtype=np.float64)
+        windows = sliding_window(got, (3, 2), padding=(1, 0))
+    want = fold_loops(x.astype(object), (5, 6), (3, 2), (1, 1), (1, 0), (1, 1), acc=object)
+    assert got.dtype == np.dtype(dtype)
+    assert (got.astype(object) == want).all()
+    np.testing.assert_array_equal(wide, want.astype(np.float64))
+    np.testing.assert_array_equal(windows, unfold_loops(got, (3, 2), (1, 1), (1, 0), (1, 1)))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_overflow_is_refused_from_any_thread(path):
+    x = np.zeros((8, 1, 2, 2, 2, 2), np.int64)
+    x[5] = 2**62  # in the second thread's block
+    with kernel(path, 2, tiny_blocks=True):
+        with pytest.raises(SwtError, match="sums overflow int64: use dtype float64"):
+            sliding_window_transpose(x, 3, 2)
+        small = np.full((4, 1, 3, 3, 2, 2), 100, np.int8)
+        with pytest.raises(SwtError, match=r"results range from 100 to 400, which does not fit int8: use dtype int16"):
+            sliding_window_transpose(small, 4, 2)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_complex(path, dtype):
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((2, 4, 4, 3, 3)) + 1j * rng.standard_normal((2, 4, 4, 3, 3))).astype(dtype)
+    with kernel(path, 2, tiny_blocks=True):
+        got = sliding_window_transpose(x, 6, 3, dilation=(1, 2), padding=(0, 1))
+        windows = sliding_window(got, 3, dilation=(1, 2), padding=(0, 1))
+    assert got.dtype == dtype and windows.dtype == dtype
+    want = fold_loops(x, (6, 6), (3, 3), (1, 1), (0, 1), (1, 2), acc=np.complex128)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_array_equal(windows, unfold_loops(got, (3, 3), (1, 1), (0, 1), (1, 2)))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_mixed_dtypes_non_contiguous_and_empty(path):
+    rng = np.random.default_rng(11)
+    x = rng.integers(-9, 9, size=(4, 3, 14, 6, 3, 4)).astype(np.int8)[::2, :, ::2, :, :, ::2]
+    image = np.asfortranarray(rng.standard_normal((2, 3, 9, 8)))[:, :, ::-1]
+    with kernel(path, 2, tiny_blocks=True):
+        got = sliding_window_transpose(x, (9, 7), (3, 2), dtype=np.float32)
+        windows = sliding_window(image, 3, stride=2, padding=1)
+        empty = sliding_window_transpose(np.zeros((0, 3, 31, 31, 3, 3), np.float32), 64, 3, stride=2)
+        no_windows = sliding_window(np.zeros((2, 0, 8, 8)), 3, padding=1)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, fold_loops(np.array(x), (9, 7), (3, 2), (1, 1), (0, 0), (1, 1)))
+    np.testing.assert_array_equal(windows, unfold_loops(np.array(image), (3, 3), (2, 2), (1, 1), (1, 1)))
+    assert empty.shape == (0, 3, 64, 64) and empty.dtype == np.float32
+    assert no_windows.shape == (2, 0, 8, 8, 3, 3)
+
+
+def test_kernel_switch():
+    with kernel("nonsense"):
+        with pytest.raises(SwtError, match="SWT_KERNEL must be 'numpy' or 'numba'"):
+            sliding_window_transpose(np.ones((1, 2, 2)), 3, (2,))
+    with kernel("numpy"):
+        assert kernels.kernel_name() == "numpy"
+    with kernel(""):
+        assert kernels.kernel_name() == ("numba" if HAVE_NUMBA else "numpy")
+
+
+def test_without_numba(monkeypatch):
+    """Where numba cannot be imported, the NumPy path runs; asking for numba says how to install it."""
+    monkeypatch.setattr(kernels, "_jit_module", None)
+    monkeypatch.setattr(kernels, "_jit_error", "No module named 'numba'")
+    x = np.ones((2, 3, 3, 2, 2))
+    with kernel(""):
+        assert kernels.kernel_name() == "numpy"
+        assert sliding_window_transpose(x, 4, 2)[0, 1, 1] == 4
+    with kernel("numba"):
+        with pytest.raises(SwtError, match=r"numba cannot be imported .*pip install 'swt-cli\[fast\]'"):
+            sliding_window_transpose(x, 4, 2)
+
+
+def test_importing_swt_does_not_import_numba():
+    code = (
+        "import sys; sys.modules['numba'] = None\n"  # any import of numba now fails
+        "import numpy as np, swt_cli\n"
+        "from swt_cli import kernels\n"
+        "y = swt_cli.sliding_window_transpose(np.ones((2, 3, 3, 2, 2)), 4, 2)\n"
+        "assert kernels.kernel_name() == 'numpy' and y[0, 1, 1] == 4\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SWT_KERNEL"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+    code = "import sys, swt_cli; assert 'numba' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+
+
+# The benchmark shapes (N, C, O, k, s, p, d), with fewer images.
+TORCH_SHAPES = [(2, 3, 256, 3, 2, 1, 1), (1, 16, 128, 3, 1, 1, 1), (4, 1, 256, 8, 4, 0, 1), (2, 3, 128, 5, 2, 2, 2), (4, 8, 96, 2, 2, 0, 1)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("shape", TORCH_SHAPES)
+def test_against_torch(path, shape):
+    torch = pytest.importorskip("torch")
+    n, c, o, k, s, p, d = shape
+    g = grid_size(o, k, s, p, d)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((n, c, g, g, k, k), dtype=np.float32)
+    img = rng.standard_normal((n, c, o, o), dtype=np.float32)
+    with kernel(path, 2):
+        got = sliding_window_transpose(x, o, k, padding=p, stride=s, dilation=d)
+        windows = sliding_window(img, k, padding=p, stride=s, dilation=d)
+    cols = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c * k * k, g * g))
+    want = torch.nn.functional.fold(cols, (o, o), k, dilation=d, padding=p, stride=s).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    want = torch.nn.functional.unfold(torch.from_numpy(img), k, dilation=d, padding=p, stride=s).numpy()
+    np.testing.assert_array_equal(windows, want.reshape(n, c, k, k, g, g).transpose(0, 1, 4, 5, 2, 3))
