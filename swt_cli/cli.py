@@ -20,6 +20,7 @@ from . import __version__
 from .backend import check_dtype, result_dtype
 from .errors import SwtError
 from .formats import COMPRESSIONS, Location, create_writer, open_reader
+from .formats.base import check_not_input
 from .geometry import Geometry, fmt_dims, fmt_shape, plan_fold, plan_unfold, spatial_ndim
 from .pipeline import Progress, Transform, parse_size, plan_blocks, run
 from .blend import REDUCES, WINDOWS
@@ -360,6 +361,7 @@ def _stream(ctx, op, reader, output, transform, geometry_meta, opts, make_writer
 
         import_cupy()
     out_loc = _output_location(output, opts["compression"])
+    check_not_input(reader, out_loc)
     compression = opts["compression"]
     plan = transform.plan
     lead_shape = plan.batch

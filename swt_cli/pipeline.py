@@ -8,6 +8,7 @@ read ahead and written behind on two threads, with progress on stderr and an ato
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 import threading
@@ -35,7 +36,36 @@ def parse_size(text: str) -> int:
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     if not match or match[2].lower() not in _UNITS:
         raise SwtError(f"'{text}' is not a size: use a number with a unit such as 128MiB, 512MB or 2GiB")
-    return int(float(match[1]) * _UNITS[match[2].lower()])
+    size = float(match[1]) * _UNITS[match[2].lower()]
+    if not math.isfinite(size) or size > 2**62:
+        raise SwtError(f"'{text}' is too large a size")
+    return int(size)
+
+
+def memory_limit() -> int | None:
+    """Bytes of memory plus swap on this machine, or None where unknown: no block can need more."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("SwapTotal:"):
+                    total += int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return total
+
+
+def check_memory(block_bytes: int, items: int = 1) -> None:
+    """Refuse, before reading anything, a block (of ``items`` items) that could never fit memory and swap."""
+    limit = memory_limit()
+    if limit and block_bytes > limit:
+        hint = ("lower --batch-size" if items > 1 else
+                "swt splits only the leading axes, so one image (or one image's windows) must fit in memory")
+        raise SwtError(f"one block needs about {block_bytes:,} bytes of memory, more than this machine has "
+                       f"({limit:,} bytes with swap): {hint}")
 
 
 @dataclass
@@ -237,6 +267,8 @@ def run(reader: ArrayReader, writer, transform, blocks: Blocks, progress: Progre
     read_may_block = bool(getattr(reader, "sequential", False))
     write_may_block = bool(getattr(writer, "sequential", False))
     try:
+        most = max(block_items(i, lead_shape) if lead_shape else 1 for i in indexes)
+        check_memory(most * transform.bytes_per_item(), most)
         with progress:
             pending_read = _spawn(reader.read, indexes[0])
             for i, index in enumerate(indexes):

@@ -127,6 +127,51 @@ def check_destination(path: str, overwrite: bool) -> None:
         raise SwtError(f"cannot write {path}: the folder {parent} is not writable")
 
 
+def check_not_input(reader: "ArrayReader", out: Location) -> None:
+    """Refuse an output that would destroy the input; allow one that replaces it whole.
+
+    Outputs replace whole files (the temporary sibling is renamed onto the name), which is safe for
+    the input itself, read to the end before the rename. But an input file that holds other arrays
+    too would lose them, and a Zarr folder around the input would take it with it.
+    """
+    src = reader.location
+    if src.fmt == "stream" or out.fmt == "stream" or not os.path.lexists(out.path):
+        return
+    try:
+        same = os.path.samefile(src.path, out.path)
+    except OSError:
+        same = False
+    if same:
+        arrays = [a.get("name") for a in (reader.describe().get("arrays") or [])]
+        if len(arrays) > 1:
+            raise SwtError(
+                f"{out} would replace the input's own file {src.path}, which holds other arrays too "
+                f"({', '.join(arrays)}): swt replaces whole files, so they would be lost; write to a new file"
+            )
+        return
+    inner, outer = os.path.realpath(src.path), os.path.realpath(out.path)
+    if os.path.isdir(outer) and os.path.commonpath([inner, outer]) == outer:
+        raise SwtError(f"{out} holds the input {src.path}: replacing it would delete the input; write to a new file")
+
+
+def check_space(path: str, nbytes: int) -> None:
+    """Refuse up front an output whose data alone cannot fit the free space where it goes.
+
+    Exact for .npy, a lower bound for uncompressed HDF5 and Zarr; compressed sizes cannot be known.
+    An old output being replaced keeps its space until the commit, so it does not count as free.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        st = os.statvfs(parent)
+    except OSError:
+        return
+    if not st.f_blocks:  # /proc and other file systems that report no size
+        return
+    free = st.f_bavail * st.f_frsize
+    if nbytes > free:
+        raise SwtError(f"cannot write {path}: it needs {nbytes:,} bytes and {parent} has {free:,} free")
+
+
 def os_reason(err: BaseException) -> str:
     """One line of the system's words for ``err``: an OSError, or an h5py error that carries ``errno = N``."""
     code = getattr(err, "errno", None)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..backend import check_dtype
 from ..errors import SwtError
-from .base import (ArrayReader, ArrayWriter, Location, check_destination, commit_path, find_arrays, remove_path, temp_sibling,
+from .base import (ArrayReader, ArrayWriter, Location, check_destination, check_space, commit_path, find_arrays, remove_path, temp_sibling,
                    write_failed)
 
 
@@ -132,6 +132,8 @@ class _Sink:
 class H5Writer(ArrayWriter):
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="none", overwrite=False):
         check_destination(location.path, overwrite)
+        if compression == "none":  # the data alone is a lower bound on the file
+            check_space(location.path, _nbytes(shape, dtype))
         self.location = location
         self._temp = temp_sibling(location.path)
         self._file = None
@@ -193,6 +195,13 @@ class H5Writer(ArrayWriter):
         except OSError:
             pass
         remove_path(self._temp)
+
+
+def _nbytes(shape, dtype) -> int:
+    count = 1
+    for v in shape:
+        count *= int(v)
+    return count * np.dtype(dtype).itemsize
 
 
 def _reason(err) -> str:

@@ -6,6 +6,7 @@ would count against the process and linger, while a read into a fresh block keep
 
 from __future__ import annotations
 
+import io
 import math
 import os
 
@@ -14,7 +15,8 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError
 from ..geometry import MAX_SIZE, fmt_shape
-from .base import ArrayReader, ArrayWriter, Location, check_destination, commit_path, remove_path, temp_sibling, write_failed
+from .base import (ArrayReader, ArrayWriter, Location, check_destination, check_space, commit_path, remove_path, temp_sibling,
+                   write_failed)
 
 #: numpy's own limit on header length (numpy >= 1.24 refuses longer headers as unsafe).
 MAX_HEADER = 10000
@@ -25,13 +27,21 @@ def read_header(stream, where: str):
     fmt = np.lib.format
     try:
         version = fmt.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(stream, max_header_size=MAX_HEADER)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = fmt.read_array_header_2_0(stream, max_header_size=MAX_HEADER)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, EOFError, SyntaxError, TypeError, OverflowError) as err:
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ValueError(f"unsupported .npy version {version[0]}.{version[1]}")
+        # numpy reads the whole header before checking its length: check it first, so a header that
+        # claims 4 GB (on a pipe, or in a large file) is refused before any of it is read
+        length_bytes = _read_exact(stream, 2 if version == (1, 0) else 4, "the header length")
+        length = int.from_bytes(length_bytes, "little")
+        if length > MAX_HEADER:
+            raise SwtError(f"{where} has a .npy header of {length:,} bytes, over numpy's safety limit of "
+                           f"{MAX_HEADER:,}: swt does not read it")
+        header = io.BytesIO(length_bytes + _read_exact(stream, length, "the header"))
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = read(header, max_header_size=MAX_HEADER)  # ast.literal_eval: never eval
+    except (ValueError, EOFError, SyntaxError, TypeError, OverflowError, MemoryError, RecursionError) as err:
+        if isinstance(err, SwtError):
+            raise
         raise SwtError(f"{where} is not a valid .npy file: {_first_line(err)}") from None
     if dtype.hasobject:
         raise SwtError(f"{where} holds Python objects (dtype {dtype}): swt never unpickles; save numeric data")
@@ -39,6 +49,17 @@ def read_header(stream, where: str):
     if any(not isinstance(v, int) or v < 0 for v in shape) or math.prod(shape) * dtype.itemsize > MAX_SIZE:
         raise SwtError(f"{where} claims an impossible shape {shape}")
     return tuple(shape), fortran, dtype
+
+
+def _read_exact(stream, size: int, what: str) -> bytes:
+    """``size`` bytes from ``stream`` (a pipe may hand them over in pieces), or EOFError."""
+    data = b""
+    while len(data) < size:
+        piece = stream.read(size - len(data))
+        if not piece:
+            raise EOFError(f"the file ends in {what} ({len(data)} of {size} bytes)")
+        data += piece
+    return data
 
 
 def _first_line(err) -> str:
@@ -136,6 +157,7 @@ class NpyWriter(ArrayWriter):
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="none", overwrite=False):
         check_destination(location.path, overwrite)
         self.location, self.shape, self.dtype = location, tuple(shape), np.dtype(dtype)
+        check_space(location.path, len(header_bytes(self.shape, self.dtype)) + math.prod(self.shape) * self.dtype.itemsize)
         self._temp = temp_sibling(location.path)
         try:
             self._file = open(self._temp, "wb")

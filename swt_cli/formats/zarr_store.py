@@ -8,7 +8,7 @@ import numpy as np
 
 from ..backend import check_dtype
 from ..errors import SwtError
-from .base import (ArrayReader, ArrayWriter, Location, check_destination, commit_path, find_arrays, remove_path, temp_sibling,
+from .base import (ArrayReader, ArrayWriter, Location, check_destination, check_space, commit_path, find_arrays, remove_path, temp_sibling,
                    write_failed)
 
 
@@ -88,6 +88,8 @@ class ZarrWriter(ArrayWriter):
 
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="zstd", overwrite=False):
         check_destination(location.path, overwrite)
+        if compression == "none":  # the data alone is a lower bound on the file
+            check_space(location.path, _nbytes(shape, dtype))
         self.location = location
         self._temp = temp_sibling(location.path)
         try:
@@ -128,6 +130,13 @@ def _numpy_dtype(array) -> np.dtype:
 
 def _fmt_index(index) -> str:
     return "[" + ", ".join(f"{s.start}:{s.stop}" for s in index) + "]"
+
+
+def _nbytes(shape, dtype) -> int:
+    count = 1
+    for v in shape:
+        count *= int(v)
+    return count * np.dtype(dtype).itemsize
 
 
 def _reason(err) -> str:
