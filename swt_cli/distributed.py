@@ -55,7 +55,7 @@ def connect(address: str, wait: float = 60.0):
             import logging
 
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                               dashboard_address=None, silence_logs=logging.ERROR)
+                                               dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
             client = distributed.Client(cluster)
         elif address.endswith(".json"):
             if not os.path.isfile(address):
@@ -63,6 +63,7 @@ def connect(address: str, wait: float = 60.0):
             client = distributed.Client(scheduler_file=address, timeout="10s")
         else:
             target = address if "://" in address else "tcp://" + address
+            _probe(target)
             client = distributed.Client(target, timeout="10s")
     except SwtError:
         raise
@@ -80,6 +81,26 @@ def connect(address: str, wait: float = 60.0):
         raise SwtError(f"the Dask scheduler at {address} has no workers (waited {wait:.0f}s): start some with "
                        f"'dask worker {address}'") from None
     return client, cluster
+
+
+def _probe(target: str) -> None:
+    """Fail at once on a tcp:// address where nothing listens (Dask would retry for its whole timeout)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not target.startswith("tcp://"):
+        return
+    try:
+        parts = urlsplit(target)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise SwtError(f"--scheduler {target}: not an address: use tcp://HOST:PORT") from None
+    if not host or not port:
+        raise SwtError(f"--scheduler {target}: give the port too, as in tcp://{host or 'HOST'}:8786")
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as err:
+        raise OSError(err.errno, err.strerror or str(err)) from None
 
 
 def _first_line(err) -> str:
