@@ -95,10 +95,13 @@ class _Sink:
     def write(self, data) -> int:
         size = memoryview(data).nbytes
         if self.error is None:
+            view = memoryview(data).cast("B")
             try:
-                done = self.raw.write(data)
-                if done is not None and done != size:
-                    raise OSError(5, f"short write of {done} of {size} bytes")
+                while len(view):  # unbuffered: a write may take part of the data
+                    done = self.raw.write(view)
+                    if not done:
+                        raise OSError(5, "the file system accepted none of a write")
+                    view = view[done:]
             except OSError as err:
                 self._keep(err)
         return size
@@ -138,7 +141,7 @@ class H5Writer(ArrayWriter):
         self._temp = temp_sibling(location.path)
         self._file = None
         try:
-            self._raw = open(self._temp, "w+b")
+            self._raw = open(self._temp, "w+b", buffering=0)  # unbuffered: every write error surfaces in write()
         except OSError as err:
             raise write_failed(location.path, err) from None
         try:
