@@ -132,45 +132,53 @@ def fold_planes_tiled(x, out, lo, hi, geo):
 def unfold_planes(x, out, lo, hi, geo):
     """Cut planes ``lo:hi`` of images ``x (P, S0, S1, S2)`` into windows ``out (P, G0, G1, G2, K0, K1, K2)``.
 
-    Writes run in output order (sequential); zeros where a window reaches into the padding.
+    The mirror of :func:`fold_planes`: one row of windows (a contiguous slab of ``out``, in L1 cache) at
+    a time, kernel-offset-major; a slab that reaches into the padding is zeroed first.
     """
     k0, k1, k2, s0, s1, s2, p0, p1, p2, d0, d1, d2 = geo
     n0, n1, n2 = x.shape[1], x.shape[2], x.shape[3]
     g0, g1, g2 = out.shape[1], out.shape[2], out.shape[3]
     kk = k0 * k1 * k2
+    slab = g2 * kk
     plane_in = n0 * n1 * n2
-    plane_out = g0 * g1 * g2 * kk
+    plane_out = g0 * g1 * slab
     xf = x.reshape(-1)
     of = out.reshape(-1)
-    inner_lo, inner_hi = _last_axis_range(-p2, s2, g2, n2 - (k2 - 1) * d2)
-    if inner_lo > inner_hi:
-        inner_lo = inner_hi
+    us2 = np.uint64(s2)
+    ukk = np.uint64(kk)
+    # Every window of a row inside the image along the last axis?
+    a0, b0 = _last_axis_range(-p2, s2, g2, n2 - (k2 - 1) * d2)
+    full_rows = a0 == 0 and b0 == g2
     for p in range(lo, hi):
-        ob = p * plane_out
         for i0 in range(g0):
             for i1 in range(g1):
-                for i2 in range(g2):
-                    c0 = i2 * s2 - p2
-                    edge = not (inner_lo <= i2 < inner_hi)
-                    for w0 in range(k0):
-                        r0 = i0 * s0 - p0 + w0 * d0
-                        row0_ok = 0 <= r0 < n0
-                        for w1 in range(k1):
-                            r1 = i1 * s1 - p1 + w1 * d1
-                            if not (row0_ok and 0 <= r1 < n1):
-                                for w2 in range(k2):
-                                    of[np.uint64(ob + w2)] = 0
-                            else:
-                                xb = p * plane_in + (r0 * n1 + r1) * n2 + c0
-                                if edge:
-                                    for w2 in range(k2):
-                                        c = c0 + w2 * d2
-                                        if 0 <= c < n2:
-                                            of[np.uint64(ob + w2)] = xf[np.uint64(xb + w2 * d2)]
-                                        else:
-                                            of[np.uint64(ob + w2)] = 0
-                                else:
-                                    for w2 in range(k2):
-                                        of[np.uint64(ob + w2)] = xf[np.uint64(xb + w2 * d2)]
-                            ob += k2
+                os_ = p * plane_out + (i0 * g1 + i1) * slab
+                inside = full_rows
+                for w0 in range(k0):
+                    r0 = i0 * s0 - p0 + w0 * d0
+                    inside = inside and 0 <= r0 < n0
+                for w1 in range(k1):
+                    r1 = i1 * s1 - p1 + w1 * d1
+                    inside = inside and 0 <= r1 < n1
+                if not inside:
+                    of[os_:os_ + slab] = 0
+                for w0 in range(k0):
+                    r0 = i0 * s0 - p0 + w0 * d0
+                    if r0 < 0 or r0 >= n0:
+                        continue
+                    for w1 in range(k1):
+                        r1 = i1 * s1 - p1 + w1 * d1
+                        if r1 < 0 or r1 >= n1:
+                            continue
+                        xbase = p * plane_in + (r0 * n1 + r1) * n2
+                        obase = os_ + (w0 * k1 + w1) * k2
+                        for w2 in range(k2):
+                            off = w2 * d2 - p2
+                            a, b = _last_axis_range(off, s2, g2, n2)
+                            xi = np.uint64(xbase + a * s2 + off)
+                            oi = np.uint64(obase + a * kk + w2)
+                            for _ in range(b - a):
+                                of[oi] = xf[xi]
+                                xi += us2
+                                oi += ukk
     return 0
