@@ -373,7 +373,7 @@ def _stream(ctx, op, reader, output, transform, geometry_meta, opts, make_writer
         from . import distributed
 
         distributed.run_job(op, reader, out_loc, transform, blocks, _provenance(ctx, geometry_meta), opts,
-                            lambda text: _note(opts["quiet"], text))
+                            lambda text: _note(opts["quiet"], text), make_writer)
         return
     writer = (make_writer or create_writer)(out_loc, plan.output_shape, transform.out_dtype, attrs=_provenance(ctx, geometry_meta),
                            chunks=blocks.chunks, compression=compression, overwrite=opts["overwrite"])

@@ -160,8 +160,12 @@ class _SharedWriter:
         pass  # the blocks written so far stay, recorded, for --resume
 
 
-def run_job(op: str, reader, out_loc: Location, transform, blocks: Blocks, attrs: dict, opts: dict, note) -> None:
-    """Run a fold or unfold with ``--scheduler``, ``--shard`` or ``--resume`` (the options in ``opts``)."""
+def run_job(op: str, reader, out_loc: Location, transform, blocks: Blocks, attrs: dict, opts: dict, note,
+            make_writer=None) -> None:
+    """Run a fold or unfold with ``--scheduler``, ``--shard`` or ``--resume`` (the options in ``opts``).
+
+    ``make_writer`` stands in for ``create_writer`` where the client writes (``--layout torch`` outputs).
+    """
     scheduler, shard, resume = opts.get("scheduler"), opts.get("shard"), bool(opts.get("resume"))
     which = "--scheduler" if scheduler else "--shard" if shard else "--resume"
     if reader.location.fmt == "stream":
@@ -170,12 +174,19 @@ def run_job(op: str, reader, out_loc: Location, transform, blocks: Blocks, attrs
     if (shard or resume) and out_loc.fmt != "zarr":
         raise SwtError(f"{'--shard' if shard else '--resume'} needs a Zarr output (OUTPUT.zarr): several processes "
                        f"write it at once and it records the finished blocks; {out_loc.fmt} outputs take one writer")
+    if scheduler and not type(reader).__module__.startswith("swt_cli.formats."):
+        raise SwtError(f"--scheduler: Dask workers read the input file as it is stored, and this input is read through "
+                       f"a conversion ({type(reader).__name__}, e.g. --layout torch): run without --scheduler, or "
+                       f"convert the input first")
+    if make_writer is not None and out_loc.fmt == "zarr":
+        raise SwtError(f"{which} writes Zarr outputs in swt's own layout only: drop --layout torch, or write an HDF5 "
+                       f"or .npy output with --scheduler")
     in_loc = _absolute(reader.location)
     label = f"swt {op}" + (f" (shard {shard[0]}/{shard[1]})" if shard else "")
     client, cluster = connect(scheduler) if scheduler else (None, None)  # before anything is written
     try:
         if out_loc.fmt != "zarr":
-            _client_writes(client, in_loc, out_loc, transform, blocks, attrs, opts, label)
+            _client_writes(client, in_loc, out_loc, transform, blocks, attrs, opts, label, make_writer or create_writer)
         else:
             _shared_zarr(client, op, reader, in_loc, out_loc, transform, blocks, attrs, opts, note, label)
     finally:
@@ -244,12 +255,12 @@ def _cluster_writes(client, in_loc, out_loc, transform, todo, lead, opts, progre
             client.cancel(futures)
 
 
-def _client_writes(client, in_loc, out_loc, transform, blocks, attrs, opts, label) -> None:
+def _client_writes(client, in_loc, out_loc, transform, blocks, attrs, opts, label, make_writer) -> None:
     """Workers compute, the client writes in order: for outputs that take one writer (HDF5, .npy, stdout)."""
     distributed = import_distributed()
     plan = transform.plan
     lead = tuple(plan.batch)
-    writer = create_writer(out_loc, plan.output_shape, transform.out_dtype, attrs=attrs, chunks=blocks.chunks,
+    writer = make_writer(out_loc, plan.output_shape, transform.out_dtype, attrs=attrs, chunks=blocks.chunks,
                            compression=opts.get("compression"), overwrite=bool(opts.get("overwrite")))
     indexes = blocks.indexes
     total = math.prod(lead) if lead else 1

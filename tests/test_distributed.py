@@ -61,16 +61,17 @@ class Cluster:
     def close(self):
         try:
             self.client.close()
-        finally:
-            for proc in [*self.workers, self.scheduler]:
-                if proc.poll() is None:
-                    proc.terminate()
-            for proc in [*self.workers, self.scheduler]:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        finally:  # workers first, while the scheduler can still hear them leave (else they linger ~10 s)
+            for group in (self.workers, [self.scheduler]):
+                for proc in group:
+                    if proc.poll() is None:
+                        proc.terminate()
+                for proc in group:
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
             self.log.close()
 
 
@@ -222,3 +223,15 @@ def test_clear_errors(tmp_path, windows, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if dask[distributed] were not installed
     r = invoke("fold", data / "win.npy", tmp_path / "o.zarr", *GEOMETRY, "--scheduler", "local:2")
     assert r.exit_code == 1 and "pip install 'swt-cli[dask]'" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["slurm_array.sh", "dask_cluster.sh"])
+def test_examples_run(script):
+    """Both examples run here, on one machine, and check their own result."""
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    examples = os.path.join(os.path.dirname(TESTS), "examples")
+    result = subprocess.run(["bash", os.path.join(examples, script)], env=env, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert b"equal" in result.stdout and b"True" in result.stdout
