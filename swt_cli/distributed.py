@@ -189,6 +189,13 @@ def run_job(op: str, reader, out_loc: Location, transform, blocks: Blocks, attrs
             _client_writes(client, in_loc, out_loc, transform, blocks, attrs, opts, label, make_writer or create_writer)
         else:
             _shared_zarr(client, op, reader, in_loc, out_loc, transform, blocks, attrs, opts, note, label)
+    except Exception as err:
+        if type(err).__module__.split(".")[0] != "distributed" and not isinstance(err, TimeoutError):
+            raise
+        hint = " (a block kept killing its workers: out of memory? lower --max-memory)" \
+            if type(err).__name__ == "KilledWorker" else ""
+        resume = ": rerun with --resume to do what is missing" if out_loc.fmt == "zarr" else ""
+        raise SwtError(f"the Dask cluster failed{hint}: {type(err).__name__}: {_first_line(err)}{resume}") from None
     finally:
         if client is not None:
             _close(client, cluster)

@@ -147,6 +147,14 @@ def test_resume_a_sharded_output_on_the_cluster(tmp_path, cluster, windows):
     assert all(r["worker"] is None for r in records if (r["start"], r["stop"]) in here)  # not redone
 
 
+def test_scheduler_file(tmp_path, cluster, windows):
+    data, expected, _ = windows
+    (tmp_path / "scheduler.json").write_text(json.dumps({"type": "Scheduler", "address": cluster.address}))
+    r = invoke("fold", data / "win.npy", tmp_path / "out.zarr", *GEOMETRY, "--scheduler", tmp_path / "scheduler.json", "-q")
+    assert r.exit_code == 0, r.stderr
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[...], expected)
+
+
 def test_a_failing_task_is_retried(tmp_path, cluster, windows):
     from flaky_task import FailOnce
     from swt_cli import distributed
