@@ -212,11 +212,17 @@ def status(folder: str, attrs: dict) -> dict | None:
     job = attrs.get(JOB_ATTR)
     if not isinstance(job, dict) or "items" not in job:
         return None
-    total = int(job["items"])
+    try:  # a damaged or hand-edited record describes nothing
+        total = int(job["items"])
+        lead = [int(v) for v in job.get("lead_shape", [])]
+    except (TypeError, ValueError):
+        return None
+    if total < 0:
+        return None
     done = merge(read_markers(folder))
     gaps = missing(done, total)
     incomplete = bool(attrs.get(INCOMPLETE_ATTR))
-    return {"complete": not incomplete, "items": total, "lead_shape": list(job.get("lead_shape", [])),
+    return {"complete": not incomplete, "items": total, "lead_shape": lead,
             "done": done, "missing": gaps if incomplete else []}
 
 
