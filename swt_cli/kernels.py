@@ -87,19 +87,35 @@ def _get_pool(workers: int) -> ThreadPoolExecutor:
 
 
 def _parallel(fn, count: int, nbytes: int) -> None:
-    """``fn(lo, hi)`` over ``range(count)`` cut into one contiguous range per thread."""
+    """``fn(lo, hi)`` over ``range(count)``, on up to :func:`get_threads` threads.
+
+    The range is cut into a few runs per thread that the threads take in turn, so that a core slowed by
+    another process leaves its share to the others instead of holding everyone up.
+    """
     threads = min(get_threads(), count, max(1, nbytes // _PARALLEL_BYTES))
     if threads <= 1:
         if count:
             fn(0, count)
         return
-    bounds = [count * i // threads for i in range(threads + 1)]
+    runs = min(count, 4 * threads)
+    bounds = [count * i // runs for i in range(runs + 1)]
+    queue = iter(range(runs))
+    take = threading.Lock()
+
+    def work():
+        while True:
+            with take:
+                i = next(queue, None)
+            if i is None:
+                return
+            fn(bounds[i], bounds[i + 1])
+
     pool = _get_pool(threads - 1)
-    futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, threads)]
+    futures = [pool.submit(work) for _ in range(threads - 1)]
     try:
-        fn(bounds[0], bounds[1])
+        work()
     finally:
-        errors = [f.exception() for f in futures]  # wait for every block before anything is raised
+        errors = [f.exception() for f in futures]  # wait for every run before anything is raised
     for err in errors:
         if err is not None:
             raise err
