@@ -37,6 +37,11 @@ class Interrupted(Exception):
         self.code = code
 
 
+def _one_line(text: str) -> str:
+    """An error as the one line swt promises, even where it quotes a value holding line breaks."""
+    return " ".join(text.splitlines())
+
+
 def _on_sigterm(signum, frame):
     raise KeyboardInterrupt("terminated")
 
@@ -59,15 +64,18 @@ class SwtGroup(click.Group):
                     signal.signal(signal.SIGTERM, previous)
         except click.exceptions.Exit as exit_:
             code = exit_.exit_code
+        except getattr(click.exceptions, "NoArgsIsHelpError", ()) as err:  # a bare 'swt': the help, not 'Error: Usage...'
+            click.echo(err.ctx.get_help(), err=True)
+            code = 2
         except click.UsageError as err:
             hint = f" (see '{err.ctx.command_path} -h')" if err.ctx else ""
-            click.echo(f"Error: {err.format_message()}{hint}", err=True)
+            click.echo(_one_line(f"Error: {err.format_message()}{hint}"), err=True)
             code = err.exit_code
         except click.ClickException as err:
-            click.echo(f"Error: {err.format_message()}", err=True)
+            click.echo(_one_line(f"Error: {err.format_message()}"), err=True)
             code = err.exit_code
         except Interrupted as err:
-            click.echo(f"Error: {err}", err=True)
+            click.echo(_one_line(f"Error: {err}"), err=True)
             code = err.code
         except click.Abort:
             click.echo("Error: interrupted", err=True)

@@ -37,7 +37,7 @@ class H5Reader(ArrayReader):
             self._file = h5py.File(location.path, "r")
         except FileNotFoundError:
             raise SwtError(f"no such file: {location.path}") from None
-        except OSError as err:
+        except Exception as err:  # OSError mostly; h5py raises others for some damage
             raise SwtError(f"{location.path} is not a readable HDF5 file ({_reason(err)})") from None
         try:
             self._members = _members(self._file)
@@ -49,14 +49,16 @@ class H5Reader(ArrayReader):
                 raise SwtError(f"{location.path}:{self._dataset.name} is an empty dataset with no shape")
             self.shape = tuple(self._dataset.shape)
             self.attrs = _attrs(self._dataset)
-        except BaseException:
+        except BaseException as err:
             self._file.close()
+            if isinstance(err, Exception) and not isinstance(err, SwtError):  # damage met while walking the file
+                raise SwtError(f"{location.path} is damaged: cannot read its structure ({_reason(err)})") from None
             raise
 
     def read(self, index: tuple) -> np.ndarray:
         try:
             return np.asarray(self._dataset[index] if index else self._dataset[()])
-        except (OSError, RuntimeError, ValueError, KeyError) as err:
+        except Exception as err:  # OSError, RuntimeError, ValueError, KeyError... for damaged chunks and B-trees
             raise SwtError(f"{self.location.path}: cannot read {self._dataset.name} ({_reason(err)}): the file is damaged") from None
 
     def describe(self) -> dict:

@@ -39,14 +39,15 @@ def read_header(stream, where: str):
         header = io.BytesIO(length_bytes + _read_exact(stream, length, "the header"))
         read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
         shape, fortran, dtype = read(header, max_header_size=MAX_HEADER)  # ast.literal_eval: never eval
-    except (ValueError, EOFError, SyntaxError, TypeError, OverflowError, MemoryError, RecursionError) as err:
-        if isinstance(err, SwtError):
-            raise
+    except SwtError:
+        raise
+    except (Exception, MemoryError, RecursionError) as err:  # numpy's parser raises many types (tokenize.TokenError...)
         raise SwtError(f"{where} is not a valid .npy file: {_first_line(err)}") from None
     if dtype.hasobject:
         raise SwtError(f"{where} holds Python objects (dtype {dtype}): swt never unpickles; save numeric data")
     check_dtype(dtype, f"{where}:")
-    if any(not isinstance(v, int) or v < 0 for v in shape) or math.prod(shape) * dtype.itemsize > MAX_SIZE:
+    if (any(not isinstance(v, int) or v < 0 for v in shape)
+            or math.prod(max(v, 1) for v in shape) * dtype.itemsize > MAX_SIZE):  # an empty (0, 2**70) too
         raise SwtError(f"{where} claims an impossible shape {shape}")
     return tuple(shape), fortran, dtype
 

@@ -53,9 +53,15 @@ class ZarrReader(ArrayReader):
     def __init__(self, location: Location, allow_incomplete: bool = False):
         self.location = location
         self._array, self._members = open_array(location)
-        self.dtype = check_dtype(_numpy_dtype(self._array), str(location))
-        self.shape = tuple(self._array.shape)
-        self.attrs = dict(self._array.attrs)
+        try:
+            self.dtype = check_dtype(_numpy_dtype(self._array), str(location))
+            self.shape = tuple(int(v) for v in self._array.shape)
+            attrs = self._array.attrs.asdict() if hasattr(self._array.attrs, "asdict") else dict(self._array.attrs)
+            self.attrs = attrs if isinstance(attrs, dict) else {}
+        except SwtError:
+            raise
+        except Exception as err:  # metadata that zarr parsed but cannot use (attributes that are not a dict...)
+            raise SwtError(f"{location.path} is not a readable Zarr store ({_reason(err)})") from None
         if self.attrs.get("swt_incomplete") and not allow_incomplete:  # a shard or worker never finished
             from ..shards import incomplete_message
 
