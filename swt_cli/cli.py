@@ -746,6 +746,9 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
 
 
 def main():
+    from .pipeline import return_freed_blocks_to_the_system
+
+    return_freed_blocks_to_the_system()
     cli.main(prog_name="swt")
 
 
