@@ -22,7 +22,7 @@ import math
 import os
 import uuid
 
-from .errors import SwtError
+from .errors import SwtError, first_line
 from .formats import Location, create_writer, open_reader
 from .pipeline import Blocks, Progress, block_items, plan_blocks, run
 from .shards import SharedOutput, item_range, layout_of, shard_part
@@ -70,7 +70,7 @@ def connect(address: str, wait: float = 60.0):
     except (OSError, TimeoutError) as err:
         if cluster is not None:
             cluster.close()
-        raise SwtError(f"cannot reach the Dask scheduler at {address} ({_first_line(err)}): start one with "
+        raise SwtError(f"cannot reach the Dask scheduler at {address} ({first_line(err)}): start one with "
                        f"'dask scheduler' and workers with 'dask worker ADDRESS', or use --scheduler local:N") from None
     try:
         client.wait_for_workers(1, timeout=wait)
@@ -102,10 +102,6 @@ def _probe(target: str) -> None:
     except OSError as err:
         raise OSError(err.errno, err.strerror or str(err)) from None
 
-
-def _first_line(err) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
 
 
 def _absolute(loc: Location) -> Location:
@@ -195,7 +191,7 @@ def run_job(op: str, reader, out_loc: Location, transform, blocks: Blocks, attrs
         hint = " (a block kept killing its workers: out of memory? lower --max-memory)" \
             if type(err).__name__ == "KilledWorker" else ""
         resume = ": rerun with --resume to do what is missing" if out_loc.fmt == "zarr" else ""
-        raise SwtError(f"the Dask cluster failed{hint}: {type(err).__name__}: {_first_line(err)}{resume}") from None
+        raise SwtError(f"the Dask cluster failed{hint}: {type(err).__name__}: {first_line(err)}{resume}") from None
     finally:
         if client is not None:
             _close(client, cluster)
@@ -233,6 +229,8 @@ def _shared_zarr(client, op, reader, in_loc, out_loc, transform, blocks, attrs, 
             _cluster_writes(client, in_loc, _absolute(out_loc), transform, todo, lead, opts, progress)
         else:
             run(reader, _SharedWriter(output), transform, Blocks(todo, blocks.chunks), progress)
+    except KeyboardInterrupt:
+        raise  # the CLI's one line says what stays
     except BaseException:
         note(f"{out_loc.path} stays incomplete with what was finished: rerun with --resume to do the rest")
         raise

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SwtError
+from ..errors import SwtError, first_line
 
 #: Marks temporary outputs, so a leftover from a killed run is recognisable (and ignored by later runs).
 TEMP_MARK = ".swt-tmp-"
@@ -181,8 +181,12 @@ def os_reason(err: BaseException) -> str:
     if code:
         name = errno.errorcode.get(code)
         return os.strerror(code) + (f" ({name})" if name else "")
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
+    return first_line(err)
+
+
+def nbytes(shape, dtype) -> int:
+    """Bytes of an array of ``shape`` and ``dtype``."""
+    return math.prod(int(v) for v in shape) * np.dtype(dtype).itemsize
 
 
 def write_failed(path: str, err: BaseException) -> SwtError:

@@ -6,9 +6,10 @@ import h5py
 import numpy as np
 
 from ..backend import check_dtype
-from ..errors import SwtError
-from .base import (ArrayReader, ArrayWriter, Location, check_destination, check_space, commit_path, find_arrays, remove_path, temp_sibling,
-                   write_failed)
+from ..errors import SwtError, first_line
+from .base import (
+    ArrayReader, ArrayWriter, Location, check_destination, check_space, commit_path, find_arrays, nbytes, remove_path, temp_sibling, write_failed,
+)
 
 
 def _attrs(obj) -> dict:
@@ -38,7 +39,7 @@ class H5Reader(ArrayReader):
         except FileNotFoundError:
             raise SwtError(f"no such file: {location.path}") from None
         except Exception as err:  # OSError mostly; h5py raises others for some damage
-            raise SwtError(f"{location.path} is not a readable HDF5 file ({_reason(err)})") from None
+            raise SwtError(f"{location.path} is not a readable HDF5 file ({first_line(err)})") from None
         try:
             self._members = _members(self._file)
             self._dataset = find_arrays(self._members, location.path, location.name)
@@ -52,14 +53,14 @@ class H5Reader(ArrayReader):
         except BaseException as err:
             self._file.close()
             if isinstance(err, Exception) and not isinstance(err, SwtError):  # damage met while walking the file
-                raise SwtError(f"{location.path} is damaged: cannot read its structure ({_reason(err)})") from None
+                raise SwtError(f"{location.path} is damaged: cannot read its structure ({first_line(err)})") from None
             raise
 
     def read(self, index: tuple) -> np.ndarray:
         try:
             return np.asarray(self._dataset[index] if index else self._dataset[()])
         except Exception as err:  # OSError, RuntimeError, ValueError, KeyError... for damaged chunks and B-trees
-            raise SwtError(f"{self.location.path}: cannot read {self._dataset.name} ({_reason(err)}): the file is damaged") from None
+            raise SwtError(f"{self.location.path}: cannot read {self._dataset.name} ({first_line(err)}): the file is damaged") from None
 
     def describe(self) -> dict:
         info = super().describe()
@@ -138,7 +139,7 @@ class H5Writer(ArrayWriter):
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="none", overwrite=False):
         check_destination(location.path, overwrite)
         if compression == "none":  # the data alone is a lower bound on the file
-            check_space(location.path, _nbytes(shape, dtype))
+            check_space(location.path, nbytes(shape, dtype))
         self.location = location
         self._temp = temp_sibling(location.path)
         self._file = None
@@ -200,15 +201,3 @@ class H5Writer(ArrayWriter):
         except OSError:
             pass
         remove_path(self._temp)
-
-
-def _nbytes(shape, dtype) -> int:
-    count = 1
-    for v in shape:
-        count *= int(v)
-    return count * np.dtype(dtype).itemsize
-
-
-def _reason(err) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__

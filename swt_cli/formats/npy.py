@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from ..backend import check_dtype
-from ..errors import SwtError
+from ..errors import SwtError, first_line
 from ..geometry import MAX_SIZE, fmt_shape
 from .base import (ArrayReader, ArrayWriter, Location, check_destination, check_space, commit_path, remove_path, temp_sibling,
                    write_failed)
@@ -42,7 +42,7 @@ def read_header(stream, where: str):
     except SwtError:
         raise
     except (Exception, MemoryError, RecursionError) as err:  # numpy's parser raises many types (tokenize.TokenError...)
-        raise SwtError(f"{where} is not a valid .npy file: {_first_line(err)}") from None
+        raise SwtError(f"{where} is not a valid .npy file: {first_line(err)}") from None
     if dtype.hasobject:
         raise SwtError(f"{where} holds Python objects (dtype {dtype}): swt never unpickles; save numeric data")
     check_dtype(dtype, f"{where}:")
@@ -62,10 +62,6 @@ def _read_exact(stream, size: int, what: str) -> bytes:
         data += piece
     return data
 
-
-def _first_line(err) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
 
 
 def header_bytes(shape, dtype) -> bytes:

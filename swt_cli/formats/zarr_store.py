@@ -7,9 +7,10 @@ import os
 import numpy as np
 
 from ..backend import check_dtype
-from ..errors import SwtError
-from .base import (ArrayReader, ArrayWriter, Location, check_destination, check_space, commit_path, find_arrays, remove_path, temp_sibling,
-                   write_failed)
+from ..errors import SwtError, first_line
+from .base import (
+    ArrayReader, ArrayWriter, Location, check_destination, check_space, commit_path, find_arrays, nbytes, remove_path, temp_sibling, write_failed,
+)
 
 
 def _zarr():
@@ -37,7 +38,7 @@ def open_array(location: Location, mode: str = "r"):
     try:
         node = zarr.open(store=location.path, mode=mode)
     except Exception as err:  # zarr raises many types for a store it cannot parse
-        raise SwtError(f"{location.path} is not a readable Zarr store ({_reason(err)})") from None
+        raise SwtError(f"{location.path} is not a readable Zarr store ({first_line(err)})") from None
     if isinstance(node, zarr.Array):
         if location.name:
             raise SwtError(f"{location.path} is a single array, not a group: drop the :/{location.name}")
@@ -45,7 +46,7 @@ def open_array(location: Location, mode: str = "r"):
     try:
         members = [(p, isinstance(o, zarr.Array), o) for p, o in node.members(max_depth=None)]
     except Exception as err:
-        raise SwtError(f"{location.path} is not a readable Zarr store ({_reason(err)})") from None
+        raise SwtError(f"{location.path} is not a readable Zarr store ({first_line(err)})") from None
     return find_arrays(members, location.path, location.name), members
 
 
@@ -61,7 +62,7 @@ class ZarrReader(ArrayReader):
         except SwtError:
             raise
         except Exception as err:  # metadata that zarr parsed but cannot use (attributes that are not a dict...)
-            raise SwtError(f"{location.path} is not a readable Zarr store ({_reason(err)})") from None
+            raise SwtError(f"{location.path} is not a readable Zarr store ({first_line(err)})") from None
         if self.attrs.get("swt_incomplete") and not allow_incomplete:  # a shard or worker never finished
             from ..shards import incomplete_message
 
@@ -76,7 +77,7 @@ class ZarrReader(ArrayReader):
         try:
             return np.asarray(self._array[index] if index else self._array[...])
         except Exception as err:  # codec errors come in many types
-            raise SwtError(f"{self.location}: cannot read block {_fmt_index(index)} ({_reason(err)}): a chunk is damaged") from None
+            raise SwtError(f"{self.location}: cannot read block {_fmt_index(index)} ({first_line(err)}): a chunk is damaged") from None
 
     def describe(self) -> dict:
         info = super().describe()
@@ -95,7 +96,7 @@ class ZarrWriter(ArrayWriter):
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="zstd", overwrite=False):
         check_destination(location.path, overwrite)
         if compression == "none":  # the data alone is a lower bound on the file
-            check_space(location.path, _nbytes(shape, dtype))
+            check_space(location.path, nbytes(shape, dtype))
         self.location = location
         self._temp = temp_sibling(location.path)
         try:
@@ -136,15 +137,3 @@ def _numpy_dtype(array) -> np.dtype:
 
 def _fmt_index(index) -> str:
     return "[" + ", ".join(f"{s.start}:{s.stop}" for s in index) + "]"
-
-
-def _nbytes(shape, dtype) -> int:
-    count = 1
-    for v in shape:
-        count *= int(v)
-    return count * np.dtype(dtype).itemsize
-
-
-def _reason(err) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0][:200] if text else type(err).__name__)
