@@ -93,9 +93,10 @@ class SwtGroup(click.Group):
         except KeyboardInterrupt as err:
             if ctx.meta.get("swt.debug"):
                 raise
+            outcome = ctx.meta.get("swt.interrupted_output", "no output was left behind")
             if str(err) == "terminated":
-                raise Interrupted(143, "terminated (SIGTERM): no output was left behind") from None
-            raise Interrupted(130, "interrupted: no output was left behind") from None
+                raise Interrupted(143, f"terminated (SIGTERM): {outcome}") from None
+            raise Interrupted(130, f"interrupted: {outcome}") from None
         except SwtError as err:
             if ctx.meta.get("swt.debug"):
                 raise
@@ -380,9 +381,15 @@ def _stream(ctx, op, reader, output, transform, geometry_meta, opts, make_writer
     if opts.get("scheduler") or opts.get("shard") or opts.get("resume"):
         from . import distributed
 
+        if out_loc.fmt == "zarr":
+            ctx.find_root().meta["swt.interrupted_output"] = (
+                f"{out_loc.path} keeps the finished blocks: rerun with --resume to do the rest")
+
         distributed.run_job(op, reader, out_loc, transform, blocks, _provenance(ctx, geometry_meta), opts,
                             lambda text: _note(opts["quiet"], text), make_writer)
         return
+    if out_loc.fmt == "stream":
+        ctx.find_root().meta["swt.interrupted_output"] = "the .npy stream on stdout is incomplete"
     writer = (make_writer or create_writer)(out_loc, plan.output_shape, transform.out_dtype, attrs=_provenance(ctx, geometry_meta),
                            chunks=blocks.chunks, compression=compression, overwrite=opts["overwrite"])
     total = math.prod(lead_shape) if lead_shape else 1
