@@ -10,16 +10,14 @@ import io
 import json
 import os
 import resource
-import shutil
 import struct
-import subprocess
 import time
 
 import h5py
 import numpy as np
 import pytest
 
-from clitools import SWT, invoke, run_swt
+from clitools import invoke, run_swt
 from swt_cli import SwtError, sliding_window, sliding_window_transpose
 from swt_cli.formats import open_reader
 from swt_cli.formats.stream import StdinReader

@@ -125,7 +125,7 @@ def test_float_and_complex_dtypes(dtype):
 @pytest.mark.parametrize("dtype", [bool, object, "U3", "datetime64[s]"])
 def test_unsupported_dtypes_are_refused(dtype):
     x = np.zeros((1, 1, 2, 2, 2, 2), dtype)
-    with pytest.raises(SwtError, match=f"input dtype .* is not supported: use an integer, float or complex dtype"):
+    with pytest.raises(SwtError, match="input dtype .* is not supported: use an integer, float or complex dtype"):
         sliding_window_transpose(x, 3, 2)
     with pytest.raises(SwtError, match="is not supported"):
         sliding_window(np.zeros((1, 1, 3, 3), dtype), 2)

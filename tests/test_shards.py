@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -16,7 +15,7 @@ import zarr
 from clitools import SWT, invoke
 from swt_cli import SwtError, sliding_window, sliding_window_transpose
 from swt_cli.formats import Location, open_reader
-from swt_cli.shards import MARKERS, SharedOutput, fmt_items, missing, parse_shard, read_marker, read_markers
+from swt_cli.shards import MARKERS, SharedOutput, fmt_items, missing, parse_shard, read_markers
 
 GEOMETRY = ["-k", "3", "-s", "2", "-o", "16"]
 
