@@ -35,56 +35,119 @@ def _last_axis_range(off, s, g, size):
     return lo, hi
 
 
-@njit(**_OPTS)
-def fold_planes(x, out, lo, hi, geo, accumulate):
-    """Add the windows of planes ``lo:hi`` of ``x`` onto ``out`` (zeroed first unless ``accumulate``).
+#: Rows of the transposed slab are padded to a multiple of this many elements (one AVX-512 vector of
+#: float32), so the vector adds run whole vectors with no scalar tail; the padding holds zeros.
+_LANES = 16
 
-    The last axis runs kernel-offset-major (for each offset, every window): reads stride through the
-    slab of one grid row, which is in L1 cache, and writes land ``s2`` apart. This beat the window-major
-    order (short inner loops, store-to-load stalls where windows overlap) and a gather per output.
+
+@njit(**_OPTS)
+def _flush_row(d, db, m, s2, p2, orow):
+    """Write output row ``orow`` from its deinterleaved sums: column ``c = col + p2`` is ``d[db + (c % s2)*m + c // s2]``."""
+    o2 = len(orow)
+    ph0 = p2 % s2
+    m0 = p2 // s2
+    if s2 == 1:
+        src = d[db + p2:db + p2 + o2]
+        for j in range(o2):
+            orow[j] = src[j]
+    elif s2 == 2:  # two phases: a constant-stride interleave, which LLVM vectorises
+        a = d[db + ph0 * m + m0:]
+        b = d[db + m + m0:] if ph0 == 0 else d[db + m0 + 1:]
+        h = o2 // 2
+        for j in range(h):
+            orow[2 * j] = a[j]
+            orow[2 * j + 1] = b[j]
+        if o2 % 2:
+            orow[o2 - 1] = a[h]
+    else:
+        us2 = np.uint64(s2)
+        for t in range(s2):  # output columns t, t + s2, ... come from one phase
+            ph = ph0 + t
+            first = m0
+            if ph >= s2:
+                ph -= s2
+                first += 1
+            src = d[db + ph * m + first:]
+            dst = orow[t:]
+            oi = np.uint64(0)
+            for j in range((o2 - t + s2 - 1) // s2):
+                dst[oi] = src[j]
+                oi += us2
+
+
+@njit(**_OPTS)
+def fold_planes(x, out, lo, hi, geo):
+    """Sum the windows of planes ``lo:hi`` of ``x`` into ``out`` (every element of ``out`` is written).
+
+    The sums are kept in a small scratch ring of output rows, deinterleaved along the last axis:
+    ``ring[row, phase, m]`` holds padded column ``c = m*s2 + phase``. Window ``i2`` at offset ``w2``
+    lands on ``c = i2*s2 + w2*d2``, so for one kernel offset the windows of a grid row add onto a
+    *contiguous* run of the ring, and the adds vectorise. Their inputs, strided by ``kk`` in ``x``,
+    are first transposed (one kernel row ``w0`` at a time, a few KiB that stay in L1) into ``t[w, i2]``.
+    A ring row is written out (interleaved, cropped to the output) once no later grid row reaches it,
+    so each output element is written once. The order of the sums depends only on the geometry.
     """
     k0, k1, k2, s0, s1, s2, p0, p1, p2, d0, d1, d2 = geo
     g0, g1, g2 = x.shape[1], x.shape[2], x.shape[3]
     o0, o1, o2 = out.shape[1], out.shape[2], out.shape[3]
     kk = k0 * k1 * k2
+    k12 = k1 * k2
     slab = g2 * kk  # one row of windows along the last axis: contiguous in x
     plane_in = g0 * g1 * slab
-    plane_out = o0 * o1 * o2
+    gp = (g2 + _LANES - 1) // _LANES * _LANES
+    m = max(gp + (k2 - 1) * d2 // s2, (o2 + p2) // s2 + 1)  # ring entries per phase: no bounds checks
+    rowlen = s2 * m
+    nring = (k0 - 1) * d0 + 1  # output rows (of the first axis) a grid row reaches
+    slot = o1 * rowlen
+    ring = np.zeros(nring * slot, out.dtype)
+    t = np.zeros(k12 * gp, out.dtype)
     xf = x.reshape(-1)
-    of = out.reshape(-1)
-    touch = 0
-    line = max(1, 64 // x.itemsize)  # elements per cache line
-    us2 = np.uint64(s2)
     ukk = np.uint64(kk)
+    line = max(1, 64 // x.itemsize)  # elements per cache line
+    touch = 0.0  # a float sum: LLVM keeps its order, so the touching loads stay scalar (not gathers)
     for p in range(lo, hi):
-        obase_p = p * plane_out
-        if not accumulate:
-            of[obase_p:obase_p + plane_out] = 0
-        for i0 in range(g0):
+        flushed = 0
+        for i0 in range(g0 + 1):
+            # Rows below this grid row's first are complete: write them out and clear their slots.
+            top = min(o0, i0 * s0 - p0) if i0 < g0 else o0
+            while flushed < top:
+                sb = (flushed % nring) * slot
+                for r1 in range(o1):
+                    _flush_row(ring, sb + r1 * rowlen, m, s2, p2, out[p, flushed, r1])
+                cleared = ring[sb:sb + slot]
+                for j in range(slot):
+                    cleared[j] = 0
+                flushed += 1
+            if i0 == g0:
+                break
             for i1 in range(g1):
                 xs = p * plane_in + (i0 * g1 + i1) * slab
-                # Pull the slab into cache with a sequential read: the strided passes below then hit L1.
+                xsl = xf[xs:xs + slab]
+                # Pull the slab into cache with a sequential read: the strided transposes below then hit L1.
                 for j in range(0, slab, line):
-                    touch += xf[xs + j] != 0
+                    touch += xsl[j] != 0
                 for w0 in range(k0):
                     r0 = i0 * s0 - p0 + w0 * d0
                     if r0 < 0 or r0 >= o0:
                         continue
+                    sbase = (r0 % nring) * slot
+                    for w in range(k12):
+                        tw = t[w * gp:w * gp + g2]
+                        xi = np.uint64(w0 * k12 + w)
+                        for i2 in range(g2):
+                            tw[i2] = xsl[xi]
+                            xi += ukk
                     for w1 in range(k1):
                         r1 = i1 * s1 - p1 + w1 * d1
                         if r1 < 0 or r1 >= o1:
                             continue
-                        obase = obase_p + (r0 * o1 + r1) * o2
-                        xbase = xs + (w0 * k1 + w1) * k2
+                        rbase = sbase + r1 * rowlen
                         for w2 in range(k2):
-                            off = w2 * d2 - p2
-                            a, b = _last_axis_range(off, s2, g2, o2)
-                            oi = np.uint64(obase + a * s2 + off)
-                            xi = np.uint64(xbase + a * kk + w2)
-                            for _ in range(b - a):
-                                of[oi] += xf[xi]
-                                oi += us2
-                                xi += ukk
+                            c = w2 * d2
+                            dst = ring[rbase + (c % s2) * m + c // s2:]
+                            src = t[(w1 * k2 + w2) * gp:(w1 * k2 + w2 + 1) * gp]
+                            for i2 in range(gp):
+                                dst[i2] += src[i2]
     return touch
 
 

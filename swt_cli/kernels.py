@@ -334,12 +334,18 @@ def _jit_handles(in_dtype, acc_dtype, g: Geometry) -> bool:
     return False
 
 
+def _rows3(values, fill):
+    """3 axes for the fold kernel, whose scratch ring runs over the first: 2-d problems put their size-1
+    axis in the middle, so that the ring holds a few image rows rather than the whole image."""
+    return (values[0], fill, values[1]) if len(values) == 2 else _pad3(values, fill)
+
+
 def _fold_numba(xs, rs, plan: FoldPlan):
     jit = _jit()
     g = plan.geometry
-    x7 = xs.reshape((len(xs),) + _pad3(plan.grid, 1) + _pad3(g.kernel, 1))
-    r4 = rs.reshape((len(rs),) + _pad3(plan.output_size, 1))
-    geo = _geo3(g)
+    x7 = xs.reshape((len(xs),) + _rows3(plan.grid, 1) + _rows3(g.kernel, 1))
+    r4 = rs.reshape((len(rs),) + _rows3(plan.output_size, 1))
+    geo = np.array(_rows3(g.kernel, 1) + _rows3(g.stride, 1) + _rows3(g.padding, 0) + _rows3(g.dilation, 1), np.int64)
     tiled = _is_tiled(g)
     direct = x7.dtype == r4.dtype and x7.flags.c_contiguous
     plane_bytes = math.prod(x7.shape[1:]) * max(x7.itemsize, r4.itemsize)
@@ -348,7 +354,7 @@ def _fold_numba(xs, rs, plan: FoldPlan):
         if tiled:
             jit.fold_planes_tiled(xb, rb, lo, hi, geo)
         else:
-            jit.fold_planes(xb, rb, lo, hi, geo, False)
+            jit.fold_planes(xb, rb, lo, hi, geo)
 
     def run(lo, hi):
         if direct:
