@@ -12,16 +12,87 @@ call handles planes ``lo`` to ``hi``; threads call them on disjoint plane ranges
 ``geo`` is ``(k0, k1, k2, s0, s1, s2, p0, p1, p2, d0, d1, d2)``.
 
 Window ``i`` at kernel offset ``w`` lands on output position ``i*s - p + w*d`` on every axis. The fold
-kernels accumulate straight into the unpadded output: on the last axis the range of windows that land
-inside it is worked out once per (row, kernel offset), so the inner loops carry no bounds checks.
+kernels sum into a small scratch ring of output rows (the rows of the first axis that one grid row
+reaches), padded along the last axis so the inner loops carry no bounds checks, and write each ring row
+into the output once it is complete. 2-d problems arrive with their size-1 axis in the middle, so that
+the ring runs over image rows. The order of the sums depends only on the geometry (not on threads).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 _OPTS = dict(nogil=True, cache=True, boundscheck=False, error_model="numpy")
+
+
+def _masked_add(nbytes):
+    """An intrinsic ``add(dst, i, src, j, n)``: ``dst[i:i+n] += src[j:j+n]`` as one vector of ``nbytes``
+    bytes, loaded and stored under a mask of the first ``n`` lanes (``n*itemsize <= nbytes``).
+
+    LLVM's generic ``llvm.masked.load`` / ``llvm.masked.store`` become AVX-512 masked moves where the CPU
+    has them and plain scalar code elsewhere; lanes past ``n`` are never read or written. Complex numbers
+    are handled as pairs of floats, integers with an integer add.
+    """
+
+    @intrinsic
+    def add(typingctx, dst, i, src, j, n):
+        if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype):
+            return None
+        dtype = dst.dtype
+        if isinstance(dtype, types.Complex):
+            base, per = dtype.underlying_float, 2
+        elif isinstance(dtype, (types.Float, types.Integer)):
+            base, per = dtype, 1
+        else:
+            return None
+
+        def codegen(context, builder, sig, args):
+            i64, i32 = ir.IntType(64), ir.IntType(32)
+            elt = context.get_data_type(base)
+            size = context.get_abi_sizeof(elt)
+            width = max(1, nbytes // size)
+            vty = ir.VectorType(elt, width)
+            pty = vty.as_pointer()
+            mty = ir.VectorType(ir.IntType(1), width)
+
+            def address(ary_arg, ary_ty, off_arg, off_ty):
+                ary = context.make_array(ary_ty)(context, builder, ary_arg)
+                off = context.cast(builder, off_arg, off_ty, types.intp)
+                return builder.bitcast(builder.gep(ary.data, [off]), pty)
+
+            dptr = address(args[0], sig.args[0], args[1], sig.args[1])
+            sptr = address(args[2], sig.args[2], args[3], sig.args[3])
+            count = context.cast(builder, args[4], sig.args[4], types.int64)
+            if per == 2:
+                count = builder.mul(count, i64(2))
+            splat = builder.insert_element(ir.Constant(ir.VectorType(i64, width), None), count, i32(0))
+            splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(i32, width), [0] * width))
+            mask = builder.icmp_unsigned("<", ir.Constant(ir.VectorType(i64, width), list(range(width))), splat)
+            tag = f"v{width}{'f' if isinstance(base, types.Float) else 'i'}{8 * size}"
+            ptag = "p0" if getattr(pty, "is_opaque", False) else f"p0{tag}"  # typed pointers: LLVM < 15
+            load = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [pty, i32, mty, vty]), f"llvm.masked.load.{tag}.{ptag}"
+            )
+            store = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [vty, pty, i32, mty]), f"llvm.masked.store.{tag}.{ptag}"
+            )
+            align, zero = i32(size), ir.Constant(vty, None)
+            a = builder.call(load, [dptr, align, mask, zero])
+            b = builder.call(load, [sptr, align, mask, zero])
+            total = builder.fadd(a, b) if isinstance(base, types.Float) else builder.add(a, b)
+            builder.call(store, [total, dptr, align, mask])
+            return context.get_dummy_value()
+
+        return types.void(dst, i, src, j, n), codegen
+
+    return add
+
+
+_add16, _add32, _add64 = _masked_add(16), _masked_add(32), _masked_add(64)
 
 
 @njit(**_OPTS)
@@ -33,6 +104,88 @@ def _last_axis_range(off, s, g, size):
     if hi > g:
         hi = g
     return lo, hi
+
+
+@njit(**_OPTS)
+def _clear(a):
+    for j in range(len(a)):
+        a[j] = 0
+
+
+@njit(**_OPTS)
+def fold_planes_windows(x, out, lo, hi, geo):
+    """Sum the windows of planes ``lo:hi`` of ``x`` into ``out``, for ``d2`` dividing ``s2``.
+
+    Then window ``i2`` at offset ``w2`` lands on padded column ``c = d2*(i2*(s2//d2) + w2)``: a ring row
+    stores column ``c`` at ``c // d2`` (its other ``d2 - 1`` phases stay zero), so each window adds its
+    ``k2`` values, contiguous in ``x``, onto a contiguous run of the ring: one masked vector
+    read-modify-write per window and kernel row, the narrowest of 16, 32 or 64 bytes that holds it.
+    Windows that are nearer than one vector apart in the ring would make the next load overlap a store
+    still in flight (a store-forwarding stall, whole vector wide on masked moves), so a row is swept in
+    ``npass`` passes of windows one vector or more apart.
+    """
+    k0, k1, k2, s0, s1, s2, p0, p1, p2, d0, d1, d2 = geo
+    g0, g1, g2 = x.shape[1], x.shape[2], x.shape[3]
+    o0, o1, o2 = out.shape[1], out.shape[2], out.shape[3]
+    kk = k0 * k1 * k2
+    slab = g2 * kk  # one row of windows along the last axis: contiguous in x
+    plane_in = g0 * g1 * slab
+    hop = s2 // d2
+    m = max((g2 - 1) * hop + k2, (o2 + p2) // d2 + 1)  # ring entries per phase: no bounds checks
+    rowlen = d2 * m
+    nring = (k0 - 1) * d0 + 1  # output rows (of the first axis) a grid row reaches
+    slot = o1 * rowlen
+    ring = np.zeros(nring * slot, out.dtype)
+    size = out.itemsize
+    nbytes = 16 if k2 * size <= 16 else (32 if k2 * size <= 32 else 64)
+    lanes = nbytes // size
+    reach = (k2 + lanes - 1) // lanes * lanes  # ring entries one window's vectors span
+    npass = (reach + hop - 1) // hop
+    xf = x.reshape(-1)
+    line = max(1, 64 // x.itemsize)  # elements per cache line
+    touch = 0.0  # a float sum: LLVM keeps its order, so the touching loads stay scalar (not gathers)
+    for p in range(lo, hi):
+        flushed = 0
+        for i0 in range(g0 + 1):
+            # Rows below this grid row's first are complete: write them out and clear their slots.
+            top = min(o0, i0 * s0 - p0) if i0 < g0 else o0
+            while flushed < top:
+                sb = (flushed % nring) * slot
+                for r1 in range(o1):
+                    _flush_row(ring, sb + r1 * rowlen, m, d2, p2, out[p, flushed, r1])
+                _clear(ring[sb:sb + slot])
+                flushed += 1
+            if i0 == g0:
+                break
+            for i1 in range(g1):
+                xs = p * plane_in + (i0 * g1 + i1) * slab
+                xsl = xf[xs:xs + slab]
+                # Pull the slab into cache with a sequential read: the strided reads below then hit L1.
+                for j in range(0, slab, line):
+                    touch += xsl[j] != 0
+                for w0 in range(k0):
+                    r0 = i0 * s0 - p0 + w0 * d0
+                    if r0 < 0 or r0 >= o0:
+                        continue
+                    sbase = (r0 % nring) * slot
+                    for w1 in range(k1):
+                        r1 = i1 * s1 - p1 + w1 * d1
+                        if r1 < 0 or r1 >= o1:
+                            continue
+                        rbase = sbase + r1 * rowlen
+                        xo = (w0 * k1 + w1) * k2
+                        for a in range(npass):
+                            for i2 in range(a, g2, npass):
+                                ri = rbase + i2 * hop
+                                xi = i2 * kk + xo
+                                if nbytes == 16:
+                                    _add16(ring, ri, xsl, xi, k2)
+                                elif nbytes == 32:
+                                    _add32(ring, ri, xsl, xi, k2)
+                                else:
+                                    for c in range(0, k2, lanes):
+                                        _add64(ring, ri + c, xsl, xi + c, min(lanes, k2 - c))
+    return touch
 
 
 #: Rows of the transposed slab are padded to a multiple of this many elements (one AVX-512 vector of

@@ -35,6 +35,8 @@ from .geometry import FoldPlan, Geometry, UnfoldPlan, fmt_shape, plan_fold, plan
 
 #: Work below this many bytes (input plus output) runs on the calling thread alone.
 _PARALLEL_BYTES = 1 << 19
+#: The numba fold without overlap (a copy) runs on the calling thread alone below this many times that.
+_TILED_SPLIT = 8
 #: Planes per block of the NumPy path and of dtype conversions aim at this many input bytes (L2-sized).
 _BLOCK_BYTES = 1 << 19
 
@@ -340,6 +342,26 @@ def _rows3(values, fill):
     return (values[0], fill, values[1]) if len(values) == 2 else _pad3(values, fill)
 
 
+_windows_state: dict = {}  # accumulator dtype -> whether fold_planes_windows compiled
+
+
+def _windows_compile(x7, r4, geo) -> bool:
+    """Compile ``fold_planes_windows`` for these dtypes (on no planes); False, for good, where it cannot be.
+
+    Its masked vector adds are LLVM intrinsics written for this module: should an unusual numba or LLVM
+    refuse them, the fold takes the transposing kernel instead of failing.
+    """
+    ok = _windows_state.get(r4.dtype)
+    if ok is None:
+        try:
+            _jit().fold_planes_windows(np.zeros((0,) + x7.shape[1:], r4.dtype), r4[:0], 0, 0, geo)
+            ok = True
+        except Exception:  # noqa: BLE001 - any compile failure means: use the other kernel
+            ok = False
+        _windows_state[r4.dtype] = ok
+    return ok
+
+
 def _fold_numba(xs, rs, plan: FoldPlan):
     jit = _jit()
     g = plan.geometry
@@ -349,12 +371,24 @@ def _fold_numba(xs, rs, plan: FoldPlan):
     tiled = _is_tiled(g)
     direct = x7.dtype == r4.dtype and x7.flags.c_contiguous
     plane_bytes = math.prod(x7.shape[1:]) * max(x7.itemsize, r4.itemsize)
+    # Without overlap the fold copies bits: where a window row and an output row are whole 8-byte words,
+    # move words (float32 with an even kernel: two elements per load and store).
+    words = tiled and r4.itemsize < 8 and geo[2] * r4.itemsize % 8 == 0 and r4.shape[3] * r4.itemsize % 8 == 0
+    if words:
+        geo[2] = geo[2] * r4.itemsize // 8
+
+    # Where the dilation divides the stride along the last axis, each window's row is a contiguous run of
+    # the kernel's scratch rows: one masked vector add per window (fold_planes_windows); otherwise the
+    # window rows are transposed first (fold_planes).
+    summing = jit.fold_planes_windows if geo[5] % geo[11] == 0 and _windows_compile(x7, r4, geo) else jit.fold_planes
 
     def kernel(xb, rb, lo, hi):
-        if tiled:
+        if words:
+            jit.fold_planes_tiled(xb.view(np.uint64), rb.view(np.uint64), lo, hi, geo)
+        elif tiled:
             jit.fold_planes_tiled(xb, rb, lo, hi, geo)
         else:
-            jit.fold_planes(xb, rb, lo, hi, geo)
+            summing(xb, rb, lo, hi, geo)
 
     def run(lo, hi):
         if direct:
@@ -363,7 +397,8 @@ def _fold_numba(xs, rs, plan: FoldPlan):
         for a, b in _blocks(lo, hi, plane_bytes):  # convert (or make contiguous) one cache-sized block at a time
             kernel(np.ascontiguousarray(x7[a:b], dtype=r4.dtype), r4[a:b], 0, b - a)
 
-    _parallel(run, len(x7), xs.nbytes + rs.nbytes)
+    # A copy costs a few times less per byte than a sum: it pays for a second thread only on more bytes.
+    _parallel(run, len(x7), (xs.nbytes + rs.nbytes) // (_TILED_SPLIT if tiled else 1))
 
 
 # --------------------------------------------------------------------------------------------- unfold
