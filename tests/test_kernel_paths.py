@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swt_cli import SwtError, kernels, sliding_window, sliding_window_transpose
-from swt_cli.geometry import grid_size
+from swt_cli.geometry import grid_size, output_range
 
 from reference import fold_loops, unfold_loops
 from test_kernels import geometries
@@ -251,3 +251,120 @@ def test_against_torch(path, shape):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
     want = torch.nn.functional.unfold(torch.from_numpy(img), k, dilation=d, padding=p, stride=s).numpy()
     np.testing.assert_array_equal(windows, want.reshape(n, c, k, k, g, g).transpose(0, 1, 4, 5, 2, 3))
+
+
+def _largest_output(grid, kernel, stride, padding, dilation):
+    """The largest output size that holds the grid: up to ``stride - 1`` past the last window's reach."""
+    return tuple(output_range(*axis)[1] for axis in zip(grid, kernel, stride, padding, dilation))
+
+
+# Geometries for the two summing numba kernels (fold_planes_windows where the dilation divides the stride
+# along the last axis, fold_planes elsewhere): overlapping windows, gaps between windows (stride > kernel),
+# dilation, padding wider than the kernel, long window rows (several vectors), 1-d, 2-d and 3-d, each with
+# its largest output size. (grid, kernel, stride, padding, dilation, output)
+SUMMING_GEOMETRIES = [
+    geometry + (_largest_output(*geometry),)
+    for geometry in [
+        ((7,), (3,), (1,), (1,), (1,)),  # 1-d, overlap
+        ((5,), (19,), (2,), (0,), (1,)),  # float32 row of 19: a 64-byte vector and a masked remainder
+        ((4,), (9,), (4,), (3,), (1,)),  # float64 row of 9: 72 bytes
+        ((6, 5), (3, 3), (2, 2), (1, 1), (1, 1)),  # the common 2-d case
+        ((5, 6), (2, 3), (3, 5), (0, 0), (1, 1)),  # stride > kernel: gaps, and columns past the last window
+        ((4, 5), (3, 5), (2, 2), (2, 2), (2, 2)),  # dilation == stride
+        ((4, 5), (2, 3), (4, 4), (1, 1), (2, 2)),  # dilation divides stride
+        ((5, 6), (3, 3), (1, 1), (1, 1), (2, 2)),  # dilation 2, stride 1: the transposing kernel
+        ((4, 4), (2, 3), (3, 3), (0, 1), (2, 2)),  # dilation 2, stride 3: the transposing kernel
+        ((6, 7), (2, 2), (1, 2), (3, 3), (1, 1)),  # padding wider than the kernel
+        ((3, 4, 5), (2, 3, 2), (2, 1, 2), (1, 0, 1), (1, 2, 1)),  # 3-d
+        ((2, 3, 4), (3, 2, 3), (1, 2, 3), (0, 1, 2), (2, 1, 3)),  # 3-d, dilation == stride
+    ]
+]
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128, np.int16, np.float16])
+@pytest.mark.parametrize("grid, kernel_size, stride, padding, dilation, output", SUMMING_GEOMETRIES)
+def test_numba_summing_kernels(dtype, grid, kernel_size, stride, padding, dilation, output):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3) + grid + kernel_size) * 20
+    if np.dtype(dtype).kind == "c":
+        x = x + 1j * rng.standard_normal(x.shape)
+    x = x.astype(dtype)
+    args = dict(stride=stride, padding=padding, dilation=dilation)
+    acc = np.complex128 if np.dtype(dtype).kind == "c" else np.float64
+    want = fold_loops(x.astype(acc), output, kernel_size, stride, padding, dilation, acc=acc)
+    results = []
+    for threads in (1, 2):
+        with kernel("numba", threads, tiny_blocks=True):
+            results.append(sliding_window_transpose(x, output, kernel_size, **args))
+    got = results[0]
+    assert got.dtype == dtype and got.shape == (2, 3) + output
+    np.testing.assert_array_equal(results[0], results[1])  # the order of the sums does not depend on threads
+    if np.dtype(dtype).kind in "iu":
+        np.testing.assert_array_equal(got, want.astype(dtype))
+    else:
+        tol = {2: 2e-3, 4: 1e-5, 8: 1e-5, 16: 1e-12}[np.dtype(dtype).itemsize]
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * 50 * np.prod(kernel_size))
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("grid, kernel_size, stride, padding, dilation, output", SUMMING_GEOMETRIES)
+def test_numba_summing_kernels_agree(grid, kernel_size, stride, padding, dilation, output):
+    """Both summing kernels, called directly: the transposing one takes every geometry, the window one
+    those where the dilation divides the stride on the last axis; both match the plain loops."""
+    jit = kernels._jit()
+    nd = len(kernel_size)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3,) + grid + kernel_size)
+    want = fold_loops(x, output, kernel_size, stride, padding, dilation)
+    rows = kernels._rows3
+    x7 = x.reshape((3,) + rows(grid, 1) + rows(kernel_size, 1))
+    geo = np.array(rows(kernel_size, 1) + rows(stride, 1) + rows(padding, 0) + rows(dilation, 1), np.int64)
+    fns = [jit.fold_planes] + ([jit.fold_planes_windows] if stride[-1] % dilation[-1] == 0 else [])
+    for fn in fns:
+        got = np.full((3,) + output, np.nan)  # every element must be written
+        fn(x7, got.reshape((3,) + rows(output, 1)), 0, 3, geo)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=fn.__name__)
+    assert nd in (1, 2, 3)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+def test_numba_window_kernel_fallback(monkeypatch):
+    """Where the masked-vector kernel cannot be compiled, the transposing kernel gives the same sums."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 3, 9, 8, 3, 3)).astype(np.float32)
+    with kernel("numba", 2, tiny_blocks=True):
+        fast = sliding_window_transpose(x, (18, 16), 3, stride=2, padding=1)
+        monkeypatch.setattr(kernels, "_windows_state", {np.dtype(np.float32): False})
+        slow = sliding_window_transpose(x, (18, 16), 3, stride=2, padding=1)
+    want = fold_loops(x.astype(np.float64), (18, 16), (3, 3), (2, 2), (1, 1), (1, 1))
+    np.testing.assert_allclose(fast, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(slow, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+def test_numba_window_kernel_compile_failure_is_remembered(monkeypatch):
+    def broken(*args):
+        raise RuntimeError("LLVM says no")
+
+    monkeypatch.setattr(kernels, "_windows_state", {})
+    monkeypatch.setattr(kernels._jit(), "fold_planes_windows", broken)
+    x = np.ones((2, 4, 4, 3, 3), np.float64)
+    with kernel("numba", 1):
+        got = sliding_window_transpose(x, 9, 3, stride=2)
+    assert kernels._windows_state == {np.dtype(np.float64): False}
+    np.testing.assert_array_equal(got, fold_loops(x, (9, 9), (3, 3), (2, 2), (0, 0), (1, 1)))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("output", [(9, 8), (9, 9), (8, 9)])
+def test_no_overlap_word_copies(path, output):
+    """Tiled float32 folds copy 8-byte words where rows allow (even kernel and output widths), elements elsewhere."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((3, 4, 4, 2, 2)).astype(np.float32)
+    with kernel(path, 2, tiny_blocks=True):
+        got = sliding_window_transpose(x, output, 2, stride=2)
+        from_f16 = sliding_window_transpose(x.astype(np.float16), output, 2, stride=2)
+    want = fold_loops(x, output, (2, 2), (2, 2), (0, 0), (1, 1))
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    np.testing.assert_array_equal(from_f16, want.astype(np.float16))
