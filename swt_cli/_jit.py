@@ -114,15 +114,18 @@ def _clear(a):
 
 @njit(**_OPTS)
 def fold_planes_windows(x, out, lo, hi, geo):
-    """Sum the windows of planes ``lo:hi`` of ``x`` into ``out``, for ``d2`` dividing ``s2``.
+    """Sum the windows of planes ``lo:hi`` of ``x`` into ``out`` (every element of ``out`` is written).
 
-    Then window ``i2`` at offset ``w2`` lands on padded column ``c = d2*(i2*(s2//d2) + w2)``: a ring row
-    stores column ``c`` at ``c // d2`` (its other ``d2 - 1`` phases stay zero), so each window adds its
-    ``k2`` values, contiguous in ``x``, onto a contiguous run of the ring: one masked vector
-    read-modify-write per window and kernel row, the narrowest of 16, 32 or 64 bytes that holds it.
-    Windows that are nearer than one vector apart in the ring would make the next load overlap a store
-    still in flight (a store-forwarding stall, whole vector wide on masked moves), so a row is swept in
-    ``npass`` passes of windows one vector or more apart.
+    The sums are kept in a small scratch ring of output rows (the rows of the first axis that one grid
+    row reaches), split by phase modulo the dilation ``d2`` along the last axis: padded column ``c`` is
+    ``ring[row, c % d2, c // d2]``. The values of window ``i2`` at offsets ``w2 = 0..k2-1`` land on
+    ``c = i2*s2 + w2*d2``: one phase, consecutive entries. So each window row, contiguous in ``x``, is
+    one masked vector read-modify-write on the ring, of the narrowest of 16, 32 or 64 bytes that holds
+    it (longer rows take several 64-byte vectors). Windows nearer than one vector apart in the ring would
+    make the next load overlap a store still in flight (a store-forwarding stall, whole vector wide on
+    masked moves), so each row is swept in ``npass`` passes of windows at least one vector apart. A ring
+    row is written out (phases interleaved, cropped to the output) once no later grid row reaches it, so
+    each output element is written once. The order of the sums depends only on the geometry.
     """
     k0, k1, k2, s0, s1, s2, p0, p1, p2, d0, d1, d2 = geo
     g0, g1, g2 = x.shape[1], x.shape[2], x.shape[3]
@@ -130,17 +133,18 @@ def fold_planes_windows(x, out, lo, hi, geo):
     kk = k0 * k1 * k2
     slab = g2 * kk  # one row of windows along the last axis: contiguous in x
     plane_in = g0 * g1 * slab
-    hop = s2 // d2
-    m = max((g2 - 1) * hop + k2, (o2 + p2) // d2 + 1)  # ring entries per phase: no bounds checks
+    m = max((g2 - 1) * s2 // d2 + k2, (o2 + p2) // d2 + 1)  # ring entries per phase: no bounds checks
     rowlen = d2 * m
-    nring = (k0 - 1) * d0 + 1  # output rows (of the first axis) a grid row reaches
+    nring = (k0 - 1) * d0 + 1
     slot = o1 * rowlen
     ring = np.zeros(nring * slot, out.dtype)
     size = out.itemsize
     nbytes = 16 if k2 * size <= 16 else (32 if k2 * size <= 32 else 64)
     lanes = nbytes // size
     reach = (k2 + lanes - 1) // lanes * lanes  # ring entries one window's vectors span
-    npass = (reach + hop - 1) // hop
+    # Windows npass apart are at least reach entries apart, and in one phase (npass a multiple of d2).
+    npass = ((reach * d2 + s2 - 1) // s2 + d2 - 1) // d2 * d2
+    step = npass * s2 // d2
     xf = x.reshape(-1)
     line = max(1, 64 // x.itemsize)  # elements per cache line
     touch = 0.0  # a float sum: LLVM keeps its order, so the touching loads stay scalar (not gathers)
@@ -175,8 +179,8 @@ def fold_planes_windows(x, out, lo, hi, geo):
                         rbase = sbase + r1 * rowlen
                         xo = (w0 * k1 + w1) * k2
                         for a in range(npass):
+                            ri = rbase + (a * s2 % d2) * m + a * s2 // d2
                             for i2 in range(a, g2, npass):
-                                ri = rbase + i2 * hop
                                 xi = i2 * kk + xo
                                 if nbytes == 16:
                                     _add16(ring, ri, xsl, xi, k2)
@@ -185,6 +189,7 @@ def fold_planes_windows(x, out, lo, hi, geo):
                                 else:
                                     for c in range(0, k2, lanes):
                                         _add64(ring, ri + c, xsl, xi + c, min(lanes, k2 - c))
+                                ri += step
     return touch
 
 

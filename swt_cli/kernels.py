@@ -377,10 +377,9 @@ def _fold_numba(xs, rs, plan: FoldPlan):
     if words:
         geo[2] = geo[2] * r4.itemsize // 8
 
-    # Where the dilation divides the stride along the last axis, each window's row is a contiguous run of
-    # the kernel's scratch rows: one masked vector add per window (fold_planes_windows); otherwise the
+    # One masked vector add per window row (fold_planes_windows); should that kernel not compile, the
     # window rows are transposed first (fold_planes).
-    summing = jit.fold_planes_windows if geo[5] % geo[11] == 0 and _windows_compile(x7, r4, geo) else jit.fold_planes
+    summing = jit.fold_planes_windows if _windows_compile(x7, r4, geo) else jit.fold_planes
 
     def kernel(xb, rb, lo, hi):
         if words:

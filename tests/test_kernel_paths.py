@@ -258,8 +258,8 @@ def _largest_output(grid, kernel, stride, padding, dilation):
     return tuple(output_range(*axis)[1] for axis in zip(grid, kernel, stride, padding, dilation))
 
 
-# Geometries for the two summing numba kernels (fold_planes_windows where the dilation divides the stride
-# along the last axis, fold_planes elsewhere): overlapping windows, gaps between windows (stride > kernel),
+# Geometries for the two summing numba kernels (fold_planes_windows, and fold_planes where that one cannot
+# be compiled): overlapping windows, gaps between windows (stride > kernel),
 # dilation, padding wider than the kernel, long window rows (several vectors), 1-d, 2-d and 3-d, each with
 # its largest output size. (grid, kernel, stride, padding, dilation, output)
 SUMMING_GEOMETRIES = [
@@ -272,8 +272,9 @@ SUMMING_GEOMETRIES = [
         ((5, 6), (2, 3), (3, 5), (0, 0), (1, 1)),  # stride > kernel: gaps, and columns past the last window
         ((4, 5), (3, 5), (2, 2), (2, 2), (2, 2)),  # dilation == stride
         ((4, 5), (2, 3), (4, 4), (1, 1), (2, 2)),  # dilation divides stride
-        ((5, 6), (3, 3), (1, 1), (1, 1), (2, 2)),  # dilation 2, stride 1: the transposing kernel
-        ((4, 4), (2, 3), (3, 3), (0, 1), (2, 2)),  # dilation 2, stride 3: the transposing kernel
+        ((5, 6), (3, 3), (1, 1), (1, 1), (2, 2)),  # dilation 2, stride 1: windows alternate phases
+        ((4, 4), (2, 3), (3, 3), (0, 1), (2, 2)),  # dilation 2, stride 3
+        ((3, 5), (2, 4), (2, 2), (0, 3), (3, 3)),  # dilation 3, stride 2
         ((6, 7), (2, 2), (1, 2), (3, 3), (1, 1)),  # padding wider than the kernel
         ((3, 4, 5), (2, 3, 2), (2, 1, 2), (1, 0, 1), (1, 2, 1)),  # 3-d
         ((2, 3, 4), (3, 2, 3), (1, 2, 3), (0, 1, 2), (2, 1, 3)),  # 3-d, dilation == stride
@@ -310,8 +311,7 @@ def test_numba_summing_kernels(dtype, grid, kernel_size, stride, padding, dilati
 @pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("grid, kernel_size, stride, padding, dilation, output", SUMMING_GEOMETRIES)
 def test_numba_summing_kernels_agree(grid, kernel_size, stride, padding, dilation, output):
-    """Both summing kernels, called directly: the transposing one takes every geometry, the window one
-    those where the dilation divides the stride on the last axis; both match the plain loops."""
+    """Both summing kernels, called directly (the transposing one is the fallback): both match the plain loops."""
     jit = kernels._jit()
     nd = len(kernel_size)
     rng = np.random.default_rng(9)
@@ -320,8 +320,7 @@ def test_numba_summing_kernels_agree(grid, kernel_size, stride, padding, dilatio
     rows = kernels._rows3
     x7 = x.reshape((3,) + rows(grid, 1) + rows(kernel_size, 1))
     geo = np.array(rows(kernel_size, 1) + rows(stride, 1) + rows(padding, 0) + rows(dilation, 1), np.int64)
-    fns = [jit.fold_planes] + ([jit.fold_planes_windows] if stride[-1] % dilation[-1] == 0 else [])
-    for fn in fns:
+    for fn in (jit.fold_planes, jit.fold_planes_windows):
         got = np.full((3,) + output, np.nan)  # every element must be written
         fn(x7, got.reshape((3,) + rows(output, 1)), 0, 3, geo)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=fn.__name__)
