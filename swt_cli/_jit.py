@@ -5,17 +5,20 @@ imports it only on the first fold or unfold that can use it. Every kernel is com
 dtype, and cached on disk (``cache=True``), so the compile cost (about a second each) is paid once per
 machine, not per call.
 
-All kernels see 3 spatial axes: 1-d and 2-d problems get leading axes of size 1 (kernel 1, stride 1, no
-padding, dilation 1), which costs nothing since those loops run once. Arrays arrive C-contiguous as
+All kernels see 3 spatial axes: 1-d and 2-d problems get axes of size 1 (kernel 1, stride 1, no padding,
+dilation 1), which costs nothing since those loops run once: leading ones, except that a 2-d fold gets
+its size-1 axis in the middle (see below). Arrays arrive C-contiguous as
 ``x (P, G0, G1, G2, K0, K1, K2)`` and ``out (P, O0, O1, O2)``, P the flattened leading (batch) axes, and a
 call handles planes ``lo`` to ``hi``; threads call them on disjoint plane ranges (``nogil=True``).
 ``geo`` is ``(k0, k1, k2, s0, s1, s2, p0, p1, p2, d0, d1, d2)``.
 
-Window ``i`` at kernel offset ``w`` lands on output position ``i*s - p + w*d`` on every axis. The fold
-kernels sum into a small scratch ring of output rows (the rows of the first axis that one grid row
-reaches), padded along the last axis so the inner loops carry no bounds checks, and write each ring row
-into the output once it is complete. 2-d problems arrive with their size-1 axis in the middle, so that
-the ring runs over image rows. The order of the sums depends only on the geometry (not on threads).
+Window ``i`` at kernel offset ``w`` lands on output position ``i*s - p + w*d`` on every axis. The summing
+fold kernels add into a small scratch ring of output rows (the rows of the first axis that one grid row
+reaches: a few KiB, in L1 cache), padded along the last axis so the inner loops carry no bounds checks,
+and write each ring row into the output once it is complete, so each output element is written once.
+2-d folds arrive with their size-1 axis in the middle, so that the ring holds image rows. The order of
+the sums depends only on the geometry, not on the threads. :func:`fold_planes_windows` adds each window
+row as one masked vector; :func:`fold_planes`, which transposes window rows first, is its fallback.
 """
 
 from __future__ import annotations

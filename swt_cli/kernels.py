@@ -10,8 +10,9 @@ array([[1., 2., 2., 1.],
 
 NumPy arrays take one of two paths, both threaded over blocks of the flattened leading (batch) axes:
 
-- ``numba``: compiled kernels (:mod:`swt_cli._jit`) that read each window once and write each output
-  plane while it is in cache; the default where numba is installed (``pip install "swt-cli[fast]"``);
+- ``numba``: compiled kernels (:mod:`swt_cli._jit`) that read each window once, sum it with vector adds
+  into a few output rows held in cache, and write each output element once; the default where numba is
+  installed (``pip install "swt-cli[fast]"``);
 - ``numpy``: one strided add per kernel offset, on blocks of planes small enough to stay in cache.
 
 The environment variable ``SWT_KERNEL=numpy|numba`` picks one (read at each call). 64-bit integer sums
