@@ -46,6 +46,10 @@ _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
 _jit_module = None
 _jit_error: str | None = None
+#: Importing numba costs about half a second and 100 MB: the first this many bytes of work (input plus
+#: output) in a process go through NumPy, so that small folds (a quick CLI call) never pay for it.
+_JIT_WORTH_BYTES = 32 << 20
+_work_without_jit = 0
 
 
 def _cpu_count() -> int:
@@ -137,13 +141,22 @@ def _jit():
     return _jit_module
 
 
-def kernel_name() -> str:
-    """``'numba'`` or ``'numpy'``: the path NumPy arrays take now (``SWT_KERNEL`` or the default)."""
+def kernel_name(nbytes: int | None = None) -> str:
+    """``'numba'`` or ``'numpy'``: the path NumPy arrays take now (``SWT_KERNEL`` or the default).
+
+    By default, a call of ``nbytes`` takes NumPy while numba is not loaded yet and the work of this
+    process so far is below ``_JIT_WORTH_BYTES``.
+    """
+    global _work_without_jit
     choice = os.environ.get("SWT_KERNEL", "").strip().lower()
     if choice not in ("", "numpy", "numba"):
         raise SwtError(f"SWT_KERNEL must be 'numpy' or 'numba', got {choice!r}")
     if choice == "numpy":
         return "numpy"
+    if not choice and nbytes is not None and _jit_module is None and _jit_error is None:
+        _work_without_jit += nbytes
+        if _work_without_jit < _JIT_WORTH_BYTES:
+            return "numpy"
     if _jit() is None:
         if choice == "numba":
             raise SwtError(f"SWT_KERNEL=numba but numba cannot be imported ({_jit_error}): pip install 'swt-cli[fast]'")
@@ -254,7 +267,7 @@ def fold(x, plan: FoldPlan, out_dtype=None):
     nd = plan.geometry.ndim
     result = _allocate(np, plan.output_shape, acc_dtype, context, zero=False)
     xs, rs = _planes(x, 2 * nd), _planes(result, nd)
-    if kernel_name() == "numba" and _jit_handles(x.dtype, acc_dtype, plan.geometry):
+    if kernel_name(x.nbytes + result.nbytes) == "numba" and _jit_handles(x.dtype, acc_dtype, plan.geometry):
         _fold_numba(xs, rs, plan)
     else:
         _fold_numpy(xs, rs, plan, context)
@@ -419,7 +432,7 @@ def unfold(x, plan: UnfoldPlan, out_dtype=None):
     nd = plan.geometry.ndim
     result = _allocate(np, plan.output_shape, x.dtype, context, zero=False)
     xs, rs = _planes(x, nd), _planes(result, 2 * nd)
-    if kernel_name() == "numba":
+    if kernel_name(x.nbytes + result.nbytes) == "numba":
         _unfold_numba(xs, rs, plan)
     else:
         _unfold_numpy(xs, rs, plan, context)

@@ -367,3 +367,23 @@ def test_no_overlap_word_copies(path, output):
     want = fold_loops(x, output, (2, 2), (2, 2), (0, 0), (1, 1))
     np.testing.assert_array_equal(got, want.astype(np.float32))
     np.testing.assert_array_equal(from_f16, want.astype(np.float16))
+
+
+def test_small_work_never_imports_numba():
+    """A quick fold stays on NumPy (no half-second numba import); past the threshold numba takes over."""
+    script = (
+        "import sys, numpy as np\n"
+        "from swt_cli import kernels, sliding_window_transpose\n"
+        "x = np.random.default_rng(0).standard_normal((2, 3, 9, 9, 3, 3)).astype(np.float32)\n"
+        "y = sliding_window_transpose(x, 19, 3, stride=2)\n"
+        "assert 'numba' not in sys.modules, 'small work imported numba'\n"
+        "big = np.random.default_rng(1).standard_normal((400, 3, 31, 31, 3, 3)).astype(np.float32)\n"
+        "sliding_window_transpose(big, 63, 3, stride=2)\n"
+        "assert 'numba' in sys.modules and kernels.kernel_name(x.nbytes) == 'numba'\n"
+        "np.testing.assert_allclose(sliding_window_transpose(x, 19, 3, stride=2), y, rtol=1e-6, atol=1e-6)\n"
+    )
+    if not HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "SWT_KERNEL"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr

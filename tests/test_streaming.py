@@ -1,5 +1,7 @@
 """Streaming: blocks within the memory budget, progress on stderr only, results independent of blocking."""
 
+import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -20,8 +22,13 @@ PEAK_RSS = (
 
 
 def peak_rss(*args):
-    """Peak resident memory, in bytes, of one ``swt`` process (the only child of a fresh parent)."""
-    out = subprocess.run([sys.executable, "-c", PEAK_RSS, SWT, *map(str, args)], capture_output=True, text=True, check=True)
+    """Peak resident memory, in bytes, of one ``swt`` process (the only child of a fresh parent).
+
+    The kernel path is pinned, so a tiny run loads the same libraries as a large one.
+    """
+    env = dict(os.environ, SWT_KERNEL="numba" if importlib.util.find_spec("numba") else "numpy")
+    out = subprocess.run([sys.executable, "-c", PEAK_RSS, SWT, *map(str, args)], capture_output=True, text=True,
+                         check=True, env=env)
     rss, code = out.stdout.split()
     assert code == "0"
     return int(rss)
