@@ -289,6 +289,10 @@ def run(reader: ArrayReader, writer, transform, blocks: Blocks, progress: Progre
     try:
         most = max(block_items(i, lead_shape) if lead_shape else 1 for i in indexes)
         check_memory(most * transform.bytes_per_item(), most)
+        plan = getattr(transform, "plan", None)
+        if plan is not None:  # choose the kernel once for the whole job (see kernels.expect_work)
+            kernels.expect_work(math.prod(plan.input_shape) * transform.in_dtype.itemsize
+                                + math.prod(plan.output_shape) * transform.out_dtype.itemsize)
         with progress:
             pending_read = _spawn(reader.read, indexes[0])
             for i, index in enumerate(indexes):
@@ -313,3 +317,5 @@ def run(reader: ArrayReader, writer, transform, blocks: Blocks, progress: Progre
         finally:
             writer.abort()
         raise
+    finally:
+        kernels.expect_work(None)

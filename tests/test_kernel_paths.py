@@ -370,16 +370,18 @@ def test_no_overlap_word_copies(path, output):
 
 
 def test_small_work_never_imports_numba():
-    """A quick fold stays on NumPy (no half-second numba import); past the threshold numba takes over."""
+    """Small work stays on NumPy (numba's load would cost more than it saves); announced large work does not."""
     script = (
         "import sys, numpy as np\n"
         "from swt_cli import kernels, sliding_window_transpose\n"
         "x = np.random.default_rng(0).standard_normal((2, 3, 9, 9, 3, 3)).astype(np.float32)\n"
         "y = sliding_window_transpose(x, 19, 3, stride=2)\n"
         "assert 'numba' not in sys.modules, 'small work imported numba'\n"
-        "big = np.random.default_rng(1).standard_normal((400, 3, 31, 31, 3, 3)).astype(np.float32)\n"
-        "sliding_window_transpose(big, 63, 3, stride=2)\n"
+        "kernels.expect_work(4 << 30)  # a job announced as large takes numba from its first block\n"
+        "z = sliding_window_transpose(x, 19, 3, stride=2)\n"
         "assert 'numba' in sys.modules and kernels.kernel_name(x.nbytes) == 'numba'\n"
+        "kernels.expect_work(None)\n"
+        "np.testing.assert_allclose(z, y, rtol=1e-6, atol=1e-6)\n"
         "np.testing.assert_allclose(sliding_window_transpose(x, 19, 3, stride=2), y, rtol=1e-6, atol=1e-6)\n"
     )
     if not HAVE_NUMBA:
