@@ -173,7 +173,12 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=9, help="timed runs per measurement (median taken; default 9)")
     parser.add_argument("--threads", type=int, default=None, help="threads for swt and torch (default: all cores)")
     parser.add_argument("--no-unfold", action="store_true", help="time fold only")
+    parser.add_argument("--kernel", choices=["numba", "numpy", "auto"], default="numba",
+                        help="swt's path for NumPy arrays (default numba, which large jobs take; 'auto' lets "
+                             "swt choose per process by the work done, see kernels.expect_work)")
     args = parser.parse_args(argv)
+    if args.kernel != "auto":
+        os.environ["SWT_KERNEL"] = args.kernel
 
     set_threads = getattr(kernels, "set_threads", None)
     if set_threads is not None:
