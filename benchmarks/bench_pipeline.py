@@ -4,8 +4,8 @@ For each format (HDF5, Zarr, .npy) the input is float32 windows (N, 3, 63, 63, 3
 folded to (N, 3, 127, 127); N=2048 makes the input about 0.88 GB. The floor is a process of its own,
 like `swt`, that reads the same input and writes an output of the same size, chunking and compression
 in the same blocks, computing nothing (it imports numpy, h5py and zarr, as swt does; swt also loads its
-compiled kernels). Both are timed as whole commands, medians of --repeat runs taken in turn (the input
-stays in the page cache for all of them); peak RSS is that of the `swt` process, at the default budget
+compiled kernels). Both are timed as whole commands, medians of --repeat runs taken in turn, each after
+an `os.sync()` so that no run pays for writing back the one before (the input stays in the page cache); peak RSS is that of the `swt` process, at the default budget
 and at --max-memory 128MiB.
 
     python benchmarks/bench_pipeline.py                 # full size, all formats
@@ -50,6 +50,7 @@ def make_input(path: str, n: int, fmt: str) -> None:
 
 def run_floor(src: str, dst: str) -> float:
     """Wall time of the floor as a command of its own."""
+    os.sync()  # no write-back of an earlier run's output lands on this one
     start = time.perf_counter()
     subprocess.run([sys.executable, __file__, "--floor", src, dst], check=True)
     return time.perf_counter() - start
@@ -80,6 +81,7 @@ def floor(src: str, dst: str) -> float:
 
 
 def run_swt(src: str, dst: str, *extra: str) -> tuple[float, int]:
+    os.sync()
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", PEAK_RSS, SWT, "fold", src, dst, "-k", "3", "-s", "2", "-o", "127", "--overwrite", "-q", *extra],
