@@ -362,9 +362,9 @@ def test_full_disk(tiny_disk, image, fmt, options, overwrite):
 
 def test_full_disk_mid_write_npy(tiny_disk, image, monkeypatch):
     """Past the up-front space check (another process fills the disk): ENOSPC mid-write is one line too."""
-    from swt_cli.formats import npy
+    from swt_cli.formats import base
 
-    monkeypatch.setattr(npy, "check_space", lambda path, nbytes: None)
+    monkeypatch.setattr(base, "check_space", lambda path, nbytes: None)
     result = invoke("unfold", image, tiny_disk / "out.npy", "-k", "3", "-q")
     assert result.exit_code == 1
     assert "No space left on device" in one_error_line(result.stderr)

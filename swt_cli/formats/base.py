@@ -11,6 +11,7 @@ and moves it into place only on ``commit``:
 from __future__ import annotations
 
 import errno
+import contextlib
 import math
 import os
 import re
@@ -101,6 +102,26 @@ class ArrayWriter:
     parallel_safe = False
     #: True for a pipe: blocks in order, and a write may block for as long as the far end waits.
     sequential = False
+
+    def _start(self, location: Location, overwrite: bool, at_least_bytes: int | None = None) -> None:
+        """Check the destination (and the free space, where a lower bound on the size is known), then
+        name the temporary sibling the output is written into."""
+        check_destination(location.path, overwrite)
+        if at_least_bytes is not None:
+            check_space(location.path, at_least_bytes)
+        self.location = location
+        self._temp = temp_sibling(location.path)
+
+    @contextlib.contextmanager
+    def _creating(self, errors=(OSError,)):
+        """Around creating the temporary output: on failure remove it, and report ``errors`` as a failed write."""
+        try:
+            yield
+        except BaseException as err:
+            self.abort()
+            if isinstance(err, errors):
+                raise write_failed(self.location.path, err) from None
+            raise
 
     def write(self, index: tuple, block: np.ndarray) -> None:
         raise NotImplementedError

@@ -8,7 +8,7 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError, first_line
 from .base import (
-    ArrayReader, ArrayWriter, Location, check_destination, check_space, commit_path, find_arrays, nbytes, remove_path, temp_sibling, write_failed,
+    ArrayReader, ArrayWriter, Location, commit_path, find_arrays, nbytes, remove_path, write_failed,
 )
 
 
@@ -137,17 +137,13 @@ class _Sink:
 
 class H5Writer(ArrayWriter):
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="none", overwrite=False):
-        check_destination(location.path, overwrite)
-        if compression == "none":  # the data alone is a lower bound on the file
-            check_space(location.path, nbytes(shape, dtype))
-        self.location = location
-        self._temp = temp_sibling(location.path)
+        self._start(location, overwrite, nbytes(shape, dtype) if compression == "none" else None)
         self._file = None
         try:
             self._raw = open(self._temp, "w+b", buffering=0)  # unbuffered: every write error surfaces in write()
         except OSError as err:
             raise write_failed(location.path, err) from None
-        try:
+        with self._creating(errors=(OSError, RuntimeError)):
             self._sink = _Sink(self._raw)
             self._file = h5py.File(self._sink, "w")
             options = {} if compression == "none" else {"compression": compression}
@@ -161,11 +157,6 @@ class H5Writer(ArrayWriter):
             for key, value in (attrs or {}).items():
                 self._dataset.attrs[key] = value
             self._check()
-        except BaseException as err:
-            self.abort()
-            if isinstance(err, (OSError, RuntimeError)):
-                raise write_failed(location.path, err) from None
-            raise
 
     def _check(self) -> None:
         if self._sink.error is not None:

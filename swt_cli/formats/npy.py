@@ -15,7 +15,7 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError, first_line
 from ..geometry import MAX_SIZE, fmt_shape
-from .base import (ArrayReader, ArrayWriter, Location, check_destination, check_space, commit_path, remove_path, temp_sibling,
+from .base import (ArrayReader, ArrayWriter, Location, commit_path, nbytes, remove_path,
                    write_failed)
 
 #: numpy's own limit on header length (numpy >= 1.24 refuses longer headers as unsafe).
@@ -152,24 +152,17 @@ class NpyWriter(ArrayWriter):
     """Writes blocks at their offsets in a temporary file; ``commit`` renames it onto the output."""
 
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="none", overwrite=False):
-        check_destination(location.path, overwrite)
-        self.location, self.shape, self.dtype = location, tuple(shape), np.dtype(dtype)
-        check_space(location.path, len(header_bytes(self.shape, self.dtype)) + math.prod(self.shape) * self.dtype.itemsize)
-        self._temp = temp_sibling(location.path)
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self._start(location, overwrite, len(header_bytes(self.shape, self.dtype)) + nbytes(self.shape, self.dtype))
         try:
             self._file = open(self._temp, "wb")
         except OSError as err:
             raise write_failed(location.path, err) from None
-        try:
+        with self._creating():
             header = header_bytes(self.shape, self.dtype)
             self._file.write(header)
             self._data_offset = len(header)
-            self._file.truncate(self._data_offset + math.prod(self.shape) * self.dtype.itemsize)
-        except BaseException as err:
-            self.abort()
-            if isinstance(err, OSError):
-                raise write_failed(location.path, err) from None
-            raise
+            self._file.truncate(self._data_offset + nbytes(self.shape, self.dtype))
 
     def write(self, index: tuple, block: np.ndarray) -> None:
         offset, count = block_offset(self.shape, index)

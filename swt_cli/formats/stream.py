@@ -69,12 +69,14 @@ class StdoutWriter(ArrayWriter):
         self._header = header_bytes(self.shape, self.dtype)
         self._started = False
 
-    def _put(self, data) -> None:
+    def _put(self, data, flush: bool = False) -> None:
         try:
             if not self._started:
                 _write_all(self._stream, self._header)
                 self._started = True
             _write_all(self._stream, data)
+            if flush:
+                self._stream.flush()
         except BrokenPipeError:
             _silence_stdout()
             raise SwtError("stdout was closed before the output was complete (the reading end of the pipe exited)") from None
@@ -90,16 +92,7 @@ class StdoutWriter(ArrayWriter):
         self._position += count
 
     def commit(self) -> None:
-        if not self._started:
-            self._put(b"")
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            _silence_stdout()
-            raise SwtError("stdout was closed before the output was complete (the reading end of the pipe exited)") from None
-        except OSError as err:
-            _silence_stdout()
-            raise SwtError(f"cannot write to stdout: {_strerror(err)}; the stream is incomplete") from None
+        self._put(b"", flush=True)
 
     def abort(self) -> None:
         pass

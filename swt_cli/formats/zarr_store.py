@@ -9,7 +9,7 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError, first_line
 from .base import (
-    ArrayReader, ArrayWriter, Location, check_destination, check_space, commit_path, find_arrays, nbytes, remove_path, temp_sibling, write_failed,
+    ArrayReader, ArrayWriter, Location, commit_path, find_arrays, nbytes, remove_path, write_failed,
 )
 
 
@@ -94,22 +94,13 @@ class ZarrWriter(ArrayWriter):
     parallel_safe = True
 
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="zstd", overwrite=False):
-        check_destination(location.path, overwrite)
-        if compression == "none":  # the data alone is a lower bound on the file
-            check_space(location.path, nbytes(shape, dtype))
-        self.location = location
-        self._temp = temp_sibling(location.path)
-        try:
+        self._start(location, overwrite, nbytes(shape, dtype) if compression == "none" else None)
+        with self._creating():
             self._array = _zarr().create_array(
                 store=self._temp, name=location.name, shape=tuple(shape), dtype=np.dtype(dtype),
                 chunks=tuple(chunks) if chunks else "auto", compressors=compressors(compression),
                 fill_value=0, attributes=dict(attrs or {}), zarr_format=3,
             )
-        except BaseException as err:
-            self.abort()
-            if isinstance(err, OSError):
-                raise write_failed(location.path, err) from None
-            raise
 
     def write(self, index: tuple, block: np.ndarray) -> None:
         try:
