@@ -107,4 +107,5 @@ def cast_result(acc, out_dtype, xp, context: str):
                 f"{context}: results range from {lo} to {hi}, which does not fit {out_dtype.name}: "
                 f"use dtype {holding_dtype(lo, hi, out_dtype.kind)}"
             )
-    return acc.astype(out_dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):  # floats: a sum beyond float16's range is inf (IEEE)
+        return acc.astype(out_dtype, copy=False)

@@ -305,7 +305,8 @@ def fold_into(buf, x, plan: FoldPlan, context: str = "fold"):
         if checked:
             _add_checked(buf, target, source, context)
         else:
-            buf[target] += source
+            with np.errstate(invalid="ignore", over="ignore"):  # IEEE: inf + -inf is NaN, silently, as in numba
+                buf[target] += source
 
 
 def _add_checked(buf, target, source, context):

@@ -176,3 +176,20 @@ def test_inputs_are_not_modified_and_lists_are_accepted():
     sliding_window_transpose(x, 3, 2)
     np.testing.assert_array_equal(x, before)
     assert sliding_window_transpose(x.tolist(), 3, 2).shape == (1, 1, 3, 3)
+
+
+@pytest.mark.parametrize("path", ["numpy", "numba"])
+def test_ieee_overflow_and_inf_minus_inf_are_silent(path, monkeypatch):
+    """Sums past float16's range are inf and inf + -inf is NaN, as IEEE says, with no RuntimeWarning."""
+    import warnings
+
+    if path == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("SWT_KERNEL", path)
+    x = np.full((1, 1, 2, 2, 2, 2), 60000, np.float16)
+    x[0, 0, 0, 0, 1, 1] = -np.inf
+    x[0, 0, 0, 1, 1, 0] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = sliding_window_transpose(x, 3, 2)
+    assert y.dtype == np.float16 and np.isnan(y[0, 0, 1, 1]) and np.isinf(y[0, 0, 0, 1]) and y[0, 0, 0, 0] == 60000
