@@ -150,26 +150,19 @@ def fold_planes_windows(x, out, lo, hi, geo):
     step = npass * s2 // d2
     xf = x.reshape(-1)
     line = max(1, 64 // x.itemsize)  # elements per cache line
-    touch = 0.0  # a float sum: LLVM keeps its order, so the touching loads stay scalar (not gathers)
+    touch = 0.0
     for p in range(lo, hi):
         flushed = 0
         for i0 in range(g0 + 1):
             # Rows below this grid row's first are complete: write them out and clear their slots.
             top = min(o0, i0 * s0 - p0) if i0 < g0 else o0
-            while flushed < top:
-                sb = (flushed % nring) * slot
-                for r1 in range(o1):
-                    _flush_row(ring, sb + r1 * rowlen, m, d2, p2, out[p, flushed, r1])
-                _clear(ring[sb:sb + slot])
-                flushed += 1
+            flushed = _flush_rows(ring, out, p, flushed, top, nring, slot, rowlen, m, d2, p2)
             if i0 == g0:
                 break
             for i1 in range(g1):
                 xs = p * plane_in + (i0 * g1 + i1) * slab
                 xsl = xf[xs:xs + slab]
-                # Pull the slab into cache with a sequential read: the strided reads below then hit L1.
-                for j in range(0, slab, line):
-                    touch += xsl[j] != 0
+                touch += _touch(xsl, line)  # the strided reads below then hit L1
                 for w0 in range(k0):
                     r0 = i0 * s0 - p0 + w0 * d0
                     if r0 < 0 or r0 >= o0:
@@ -193,6 +186,30 @@ def fold_planes_windows(x, out, lo, hi, geo):
                                     for c in range(0, k2, lanes):
                                         _add64(ring, ri + c, xsl, xi + c, min(lanes, k2 - c))
                                 ri += step
+    return touch
+
+
+@njit(**_OPTS)
+def _flush_rows(ring, out, p, flushed, top, nring, slot, rowlen, m, phases, p2):
+    """Write ring rows ``flushed:top`` (complete: no later grid row reaches them) to ``out[p]`` and clear
+    their slots; returns the new ``flushed``."""
+    while flushed < top:
+        sb = (flushed % nring) * slot
+        for r1 in range(out.shape[2]):
+            _flush_row(ring, sb + r1 * rowlen, m, phases, p2, out[p, flushed, r1])
+        _clear(ring[sb:sb + slot])
+        flushed += 1
+    return flushed
+
+
+@njit(**_OPTS)
+def _touch(xsl, line):
+    """Read one element per cache line of ``xsl``, pulling it into cache for the strided reads after.
+
+    A float sum: LLVM keeps its order, so these loads stay scalar (an integer count became gathers)."""
+    touch = 0.0
+    for j in range(0, len(xsl), line):
+        touch += xsl[j] != 0
     return touch
 
 
@@ -265,28 +282,19 @@ def fold_planes(x, out, lo, hi, geo):
     xf = x.reshape(-1)
     ukk = np.uint64(kk)
     line = max(1, 64 // x.itemsize)  # elements per cache line
-    touch = 0.0  # a float sum: LLVM keeps its order, so the touching loads stay scalar (not gathers)
+    touch = 0.0
     for p in range(lo, hi):
         flushed = 0
         for i0 in range(g0 + 1):
             # Rows below this grid row's first are complete: write them out and clear their slots.
             top = min(o0, i0 * s0 - p0) if i0 < g0 else o0
-            while flushed < top:
-                sb = (flushed % nring) * slot
-                for r1 in range(o1):
-                    _flush_row(ring, sb + r1 * rowlen, m, s2, p2, out[p, flushed, r1])
-                cleared = ring[sb:sb + slot]
-                for j in range(slot):
-                    cleared[j] = 0
-                flushed += 1
+            flushed = _flush_rows(ring, out, p, flushed, top, nring, slot, rowlen, m, s2, p2)
             if i0 == g0:
                 break
             for i1 in range(g1):
                 xs = p * plane_in + (i0 * g1 + i1) * slab
                 xsl = xf[xs:xs + slab]
-                # Pull the slab into cache with a sequential read: the strided transposes below then hit L1.
-                for j in range(0, slab, line):
-                    touch += xsl[j] != 0
+                touch += _touch(xsl, line)  # the strided transposes below then hit L1
                 for w0 in range(k0):
                     r0 = i0 * s0 - p0 + w0 * d0
                     if r0 < 0 or r0 >= o0:
