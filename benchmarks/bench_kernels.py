@@ -8,8 +8,13 @@ It prints, for five float32 shapes ``(N, C, O, k, s, p, d)`` (O the square image
 ``swt_cli.sliding_window_transpose`` on windows in MegEngine's layout ``(N, C, IH, IW, KH, KW)``, of
 ``torch.nn.functional.fold`` on its own best layout ``(N, C*k*k, L)`` (already contiguous, not timed), and of
 the memory floor (read the input once and write the output once: ``x.sum()`` + ``out.fill(1)``), their
-ratios and the largest error against torch; then geometric means. The same for unfold against
-``torch.nn.functional.unfold``. torch and MegEngine are optional: their columns are skipped without them.
+ratios and the largest error against torch (and MegEngine); then geometric means. The same for unfold
+against ``torch.nn.functional.unfold``. torch and MegEngine are optional: their columns are skipped
+without them.
+
+MegEngine 1.13 runs only on CPython <= 3.10 with numpy < 2, so it is timed in a process of its own:
+``--megengine PYTHON`` names a Python that has it (see ``megengine_peer.py``), which is given each input
+as a .npy file after swt, torch and the floor have been timed on it, with the same number of runs.
 
 ``--threads N`` gives both swt (``swt_cli.kernels.set_threads``) and torch ``N`` threads; the default is
 every core. The figures in BENCHMARKS.md were taken on a 2-core machine where the environment happened to
@@ -19,10 +24,13 @@ set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; no BLAS is involved in these operation
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -95,9 +103,23 @@ def floor_fn(n_in: int, n_out: int):
     return run
 
 
-def _run(fns, repeat):
-    t = median_times(fns, repeat)
-    return t["swt"], t.get("torch"), t["floor"], t.get("mge")
+PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "megengine_peer.py")
+
+
+def megengine_time(python, op, x, params, repeat, out):
+    """MegEngine's median seconds on ``x`` (in its own process) and its largest difference from ``out``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "in.npy"), os.path.join(tmp, "out.npy")
+        np.save(src, x)
+        done = subprocess.run([python, PEER, op, src, dst, json.dumps(params), str(repeat)],
+                              capture_output=True, text=True, check=True)
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        return report["seconds"], float(np.abs(np.load(dst) - out).max())
+
+
+def _max(*errors):
+    errors = [e for e in errors if e is not None]
+    return max(errors) if errors else None
 
 
 def bench_fold(shape, repeat, torch, mge):
@@ -115,12 +137,12 @@ def bench_fold(shape, repeat, torch, mge):
         ref = f(cols, (o, o), k, dilation=d, padding=p, stride=s).numpy()
         err = float(np.abs(out - ref).max())
         fns["torch"] = lambda: f(cols, (o, o), k, dilation=d, padding=p, stride=s)
+    t = median_times(fns, repeat)
+    t_mge = None
     if mge is not None:
-        mx = mge.tensor(x)
-        fn = mge.functional.sliding_window_transpose
-        fns["mge"] = lambda: fn(mx, (o, o), k, p, s, d).numpy()
-    t_swt, t_torch, t_floor, t_mge = _run(fns, repeat)
-    return t_swt, t_torch, t_floor, err, t_mge
+        t_mge, mge_err = megengine_time(mge, "fold", x, dict(o=o, k=k, s=s, p=p, d=d), repeat, out)
+        err = _max(err, mge_err)
+    return t["swt"], t.get("torch"), t["floor"], err, t_mge
 
 
 def bench_unfold(shape, repeat, torch, mge):
@@ -138,12 +160,12 @@ def bench_unfold(shape, repeat, torch, mge):
         ref = f(timg, k, dilation=d, padding=p, stride=s).numpy().reshape(n, c, k, k, g, g).transpose(0, 1, 4, 5, 2, 3)
         err = float(np.abs(out - ref).max())
         fns["torch"] = lambda: f(timg, k, dilation=d, padding=p, stride=s)
+    t = median_times(fns, repeat)
+    t_mge = None
     if mge is not None:
-        mimg = mge.tensor(img)
-        fn = mge.functional.sliding_window
-        fns["mge"] = lambda: fn(mimg, k, p, s, d).numpy()
-    t_swt, t_torch, t_floor, t_mge = _run(fns, repeat)
-    return t_swt, t_torch, t_floor, err, t_mge
+        t_mge, mge_err = megengine_time(mge, "unfold", img, dict(k=k, s=s, p=p, d=d), repeat, out)
+        err = _max(err, mge_err)
+    return t["swt"], t.get("torch"), t["floor"], err, t_mge
 
 
 def table(title, rows, mge):
@@ -176,6 +198,7 @@ def main(argv=None):
     parser.add_argument("--kernel", choices=["numba", "numpy", "auto"], default="numba",
                         help="swt's path for NumPy arrays (default numba, which large jobs take; 'auto' lets "
                              "swt choose per process by the work done, see kernels.expect_work)")
+    parser.add_argument("--megengine", metavar="PYTHON", help="a Python with MegEngine 1.13 installed, to time it too")
     args = parser.parse_args(argv)
     if args.kernel != "auto":
         os.environ["SWT_KERNEL"] = args.kernel
@@ -185,12 +208,16 @@ def main(argv=None):
         set_threads(args.threads)
     threads = kernels.get_threads() if hasattr(kernels, "get_threads") else args.threads
     torch = _optional("torch")
-    mge = _optional("megengine")
+    mge = args.megengine
+    if mge is not None:
+        probe = [mge, "-c", "import megengine; print(megengine.__version__)"]
+        mge_version = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split()[-1]
     if torch is not None:
         torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
     print(f"swt kernel: {getattr(kernels, 'kernel_name', lambda: 'numpy')()}, threads {threads}; "
           f"numpy {np.__version__}; torch {torch.__version__ + ' threads ' + str(torch.get_num_threads()) if torch else 'not installed (its columns are skipped)'}"
-          f"{'; megengine ' + mge.__version__ if mge else ''}; median of {args.repeat} runs, float32")
+          f"{'; megengine ' + mge_version + ' (own process, default device)' if mge else ''}; "
+          f"median of {args.repeat} runs, float32")
 
     rows = [(shape, bench_fold(shape, args.repeat, torch, mge)) for shape in SHAPES]
     table("fold (sliding_window_transpose): windows (N, C, IH, IW, KH, KW) -> images (N, C, O, O)", rows, mge)
