@@ -59,10 +59,12 @@ def run_floor(src: str, dst: str) -> float:
 def floor(src: str, dst: str) -> float:
     """Read the input and write an output of the fold's size in the blocks and chunks swt uses; no compute.
 
-    What it writes is the first elements of the block it read (random floats, as compressible as the
-    fold's results), not a constant that a Zarr codec would squeeze to nothing.
+    Blocks are read into one reused buffer where the format can (as swt reads into two), so the floor
+    pays no page faults that swt does not. What it writes is the first elements of the block it read
+    (random floats, as compressible as the fold's results), not a constant that a Zarr codec would
+    squeeze to nothing.
     """
-    from swt_cli.formats import create_writer, open_reader
+    from swt_cli.formats import block_shape, create_writer, open_reader
     from swt_cli.geometry import Geometry, plan_fold
     from swt_cli.pipeline import Transform, parse_size, plan_blocks
 
@@ -72,8 +74,10 @@ def floor(src: str, dst: str) -> float:
         transform = Transform("fold", plan, reader.dtype, np.dtype(np.float32))
         blocks = plan_blocks(plan.batch, plan.output_shape, 4, transform.bytes_per_item(), parse_size("512MiB"))
         writer = create_writer(dst, plan.output_shape, np.float32, chunks=blocks.chunks, overwrite=True)
+        buffer = np.empty(max(math.prod(block_shape(reader.shape, i)) for i in blocks.indexes), reader.dtype)
         for index in blocks.indexes:
-            block = reader.read(index)
+            shape = block_shape(reader.shape, index)
+            block = reader.read(index, buffer[: math.prod(shape)].reshape(shape))
             out_shape = (block.shape[0],) + plan.output_shape[1:]
             writer.write(index, block.reshape(-1)[: math.prod(out_shape)].reshape(out_shape))
         writer.commit()

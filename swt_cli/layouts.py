@@ -105,7 +105,7 @@ class TorchFoldReader(ArrayReader):
         self.shape = megengine_shape(inner.shape, self.kernel, self.grid)
         self._n_lead = len(inner.shape) - 2
 
-    def read(self, index: tuple):
+    def read(self, index: tuple, out=None):  # the block is a view of another layout: nothing to read into
         block = self.inner.read(_torch_index(index, self._n_lead, math.prod(self.kernel)))
         return from_torch(block, self.kernel, self.grid)
 

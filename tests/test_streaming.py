@@ -128,3 +128,55 @@ def test_progress_on_a_terminal_is_a_live_bar(tmp_path):
     text = b"".join(chunks).decode(errors="replace")
     assert os.waitstatus_to_exitcode(status) == 0
     assert "swt unfold" in text and "24/24" in text and "━" in text
+
+
+def test_blocks_stay_near_block_bytes_under_a_larger_budget_but_large_items_go_whole():
+    from swt_cli.pipeline import BLOCK_BYTES
+
+    per_item = 3 << 20
+    blocks = plan_blocks((1000,), (1000, 64, 64), 4, per_item, 4 << 30)
+    extent = blocks.indexes[0][0].stop
+    assert extent * per_item <= BLOCK_BYTES and len(blocks.indexes) > 1
+    big = plan_blocks((4, 10), (4, 10, 64, 64), 4, BLOCK_BYTES // 4, 4 << 30)  # one item: 10 x BLOCK_BYTES / 4
+    assert [i[0].stop - i[0].start for i in big.indexes] == [1, 1, 1, 1] and all(len(i) == 1 for i in big.indexes)
+
+
+def test_a_transform_that_returns_its_input_block_still_writes_every_block(tmp_path):
+    """The pipeline reads each block into one of two reused buffers: a result that is a view of its
+    buffer must be copied before the buffer is read into again."""
+    import time
+
+    from swt_cli.formats import create_writer, open_reader
+    from swt_cli.pipeline import Blocks, Progress, run
+
+    class SlowWriter:  # the next reads land in the buffers while a block is still being written
+        def __init__(self, inner):
+            self.inner = inner
+
+        def write(self, index, block):
+            time.sleep(0.05)
+            self.inner.write(index, block)
+
+        def commit(self):
+            self.inner.commit()
+
+        def abort(self):
+            self.inner.abort()
+
+    x = np.random.default_rng().standard_normal((10, 3, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+
+    class Identity:
+        lead = 1
+
+        def bytes_per_item(self):
+            return 2 * 3 * 4 * 4
+
+        def __call__(self, block):
+            return block
+
+    with open_reader(str(tmp_path / "x.npy")) as reader:
+        writer = SlowWriter(create_writer(str(tmp_path / "y.npy"), x.shape, x.dtype))
+        blocks = Blocks([(slice(i, min(i + 3, 10)),) for i in range(0, 10, 3)], (3, 3, 4))
+        run(reader, writer, Identity(), blocks, Progress("copy", 10, "items", quiet=True))
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), x)

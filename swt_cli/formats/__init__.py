@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from ..errors import SwtError
-from .base import COMPRESSIONS, TEMP_MARK, ArrayReader, ArrayWriter, Location, chunk_shape
+from .base import COMPRESSIONS, TEMP_MARK, ArrayReader, ArrayWriter, Location, block_shape, chunk_shape
 
 
 def open_reader(spec: str | Location) -> ArrayReader:

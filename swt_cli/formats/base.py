@@ -65,10 +65,22 @@ class Location:
         return self.path + (f":/{self.name}" if self.name else "")
 
 
+def block_shape(shape, index) -> tuple:
+    """The shape of ``index`` (slices over the leading axes) of an array of ``shape``.
+
+    >>> block_shape((10, 3, 4), (slice(8, 12),))
+    (2, 3, 4)
+    """
+    return tuple(len(range(*sl.indices(shape[a]))) for a, sl in enumerate(index)) + tuple(shape[len(index):])
+
+
 class ArrayReader:
     """An array in a file, read block by block. Subclasses set ``shape``, ``dtype`` and ``attrs``.
 
-    ``read(index)`` takes a tuple of slices over the leading axes and returns a NumPy array.
+    ``read(index, out=None)`` takes a tuple of slices over the leading axes and returns a NumPy array.
+    ``out``, where given, is a C-contiguous array of the block's shape and dtype that the reader may fill
+    and return instead of allocating (formats that cannot read into it ignore it): the pipeline reuses
+    two such buffers, since reading into fresh memory costs the kernel a page fault per page.
     """
 
     location: Location
@@ -77,7 +89,7 @@ class ArrayReader:
     attrs: dict
     sequential = False  # True where blocks must be read in order (a pipe)
 
-    def read(self, index: tuple) -> np.ndarray:
+    def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
 
     def describe(self) -> dict:

@@ -56,8 +56,11 @@ class H5Reader(ArrayReader):
                 raise SwtError(f"{location.path} is damaged: cannot read its structure ({first_line(err)})") from None
             raise
 
-    def read(self, index: tuple) -> np.ndarray:
+    def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray:
         try:
+            if out is not None and index and out.size:
+                self._dataset.read_direct(out, source_sel=index)
+                return out
             return np.asarray(self._dataset[index] if index else self._dataset[()])
         except Exception as err:  # OSError, RuntimeError, ValueError, KeyError... for damaged chunks and B-trees
             raise SwtError(f"{self.location.path}: cannot read {self._dataset.name} ({first_line(err)}): the file is damaged") from None

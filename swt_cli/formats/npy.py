@@ -15,7 +15,7 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError, first_line
 from ..geometry import MAX_SIZE, fmt_shape
-from .base import (ArrayReader, ArrayWriter, Location, commit_path, nbytes, remove_path,
+from .base import (ArrayReader, ArrayWriter, Location, block_shape, commit_path, nbytes, remove_path,
                    write_failed)
 
 #: numpy's own limit on header length (numpy >= 1.24 refuses longer headers as unsafe).
@@ -102,10 +102,6 @@ def _bytes(array: np.ndarray) -> np.ndarray:
     return array.reshape(-1).view(np.uint8)
 
 
-def block_shape(shape, index) -> tuple:
-    return tuple(len(range(*sl.indices(shape[a]))) for a, sl in enumerate(index)) + tuple(shape[len(index):])
-
-
 class NpyReader(ArrayReader):
     def __init__(self, location: Location):
         self.location = location
@@ -127,12 +123,13 @@ class NpyReader(ArrayReader):
                 f"({expected} bytes) but the file has {actual}"
             )
 
-    def read(self, index: tuple) -> np.ndarray:
+    def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray:
         if self._fortran:
             view = np.memmap(self._file, self.dtype, "r", self._data_offset, self.shape, order="F")
             return np.array(view[index], order="C")
         offset, count = block_offset(self.shape, index)
-        out = np.empty(block_shape(self.shape, index), self.dtype)
+        if out is None:
+            out = np.empty(block_shape(self.shape, index), self.dtype)
         nbytes = count * self.dtype.itemsize
         got = os.preadv(self._file.fileno(), [_bytes(out)], self._data_offset + offset * self.dtype.itemsize) if nbytes else 0
         if got != nbytes:

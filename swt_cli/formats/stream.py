@@ -34,11 +34,12 @@ class StdinReader(ArrayReader):
             raise SwtError("stdin holds a Fortran-ordered .npy stream: swt streams C order only (save with np.save on a C-ordered array)")
         self._position = 0  # elements consumed
 
-    def read(self, index: tuple) -> np.ndarray:
+    def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray:
         offset, count = block_offset(self.shape, index)
         if offset != self._position:
             raise SwtError(f"internal error: stdin blocks must be read in order (at {self._position}, asked for {offset})")
-        out = np.empty(block_shape(self.shape, index), self.dtype)
+        if out is None:
+            out = np.empty(block_shape(self.shape, index), self.dtype)
         view = memoryview(_bytes(out))
         got = 0
         while got < len(view):

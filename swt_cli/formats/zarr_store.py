@@ -73,7 +73,7 @@ class ZarrReader(ArrayReader):
         path = getattr(self._array, "path", "") or ""
         return os.path.join(self.location.path, path) if path else self.location.path
 
-    def read(self, index: tuple) -> np.ndarray:
+    def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray:  # zarr decodes into its own buffers
         try:
             return np.asarray(self._array[index] if index else self._array[...])
         except Exception as err:  # codec errors come in many types
