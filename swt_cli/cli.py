@@ -253,7 +253,7 @@ def io_options(fn):
     for decorator in reversed([
         click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (only once the new one is complete)."),
         click.option("--max-memory", type=Size(), default="512MiB", show_default=True,
-                     help="Memory budget for blocks in flight (units: KiB MiB GiB, KB MB GB)."),
+                     help="Memory budget for blocks in flight (units: KiB MiB GiB, KB MB GB); blocks aim at 128MiB within it."),
         click.option("--batch-size", type=click.IntRange(1), help="Items of the first axis per block (overrides --max-memory)."),
         click.option("--compression", type=click.Choice(sorted({c for v in COMPRESSIONS.values() for c in v})),
                      help="HDF5: none (default), gzip, lzf. Zarr: zstd (default), blosc, gzip, none."),
