@@ -25,11 +25,11 @@ PATHS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not HAVE_NUMBA,
 def kernel(path, threads=None, tiny_blocks=False):
     """Run with ``SWT_KERNEL=path`` and ``threads``; ``tiny_blocks`` makes even small inputs split into blocks."""
     saved_env = os.environ.get("SWT_KERNEL")
-    saved = kernels._PARALLEL_BYTES, kernels._BLOCK_BYTES, kernels._threads
+    saved = kernels._PARALLEL_BYTES, kernels._BLOCK_BYTES, kernels._NUMPY_BLOCK_BYTES, kernels._threads
     os.environ["SWT_KERNEL"] = path
     kernels.set_threads(threads)
     if tiny_blocks:
-        kernels._PARALLEL_BYTES = kernels._BLOCK_BYTES = 1
+        kernels._PARALLEL_BYTES = kernels._BLOCK_BYTES = kernels._NUMPY_BLOCK_BYTES = 1
     try:
         yield
     finally:
@@ -37,8 +37,8 @@ def kernel(path, threads=None, tiny_blocks=False):
             os.environ.pop("SWT_KERNEL", None)
         else:
             os.environ["SWT_KERNEL"] = saved_env
-        kernels._PARALLEL_BYTES, kernels._BLOCK_BYTES = saved[:2]
-        kernels.set_threads(saved[2])
+        kernels._PARALLEL_BYTES, kernels._BLOCK_BYTES, kernels._NUMPY_BLOCK_BYTES = saved[:3]
+        kernels.set_threads(saved[3])
 
 
 def _args(g):
@@ -58,6 +58,25 @@ def test_fold_matches_plain_loops(path, g, seed, threads):
         got = sliding_window_transpose(x, g["output"], **_args(g))
     assert got.shape == g["batch"] + g["output"] and got.flags.c_contiguous
     np.testing.assert_allclose(got, _fold_ref(x, g), rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(geometries(), st.integers(0, 2**32 - 1), st.sampled_from([np.float32, np.float64]))
+def test_numpy_pair_and_phase_kernels_agree_to_the_bit(g, seed, dtype):
+    """fold_pairs (two kernel columns per complex add) against fold_phases and the loops."""
+    from swt_cli.geometry import Geometry, plan_fold
+
+    x = np.random.default_rng(seed).standard_normal(g["batch"] + g["grid"] + g["kernel"]).astype(dtype)
+    geometry = Geometry.from_args(g["kernel"], g["padding"], g["stride"], g["dilation"])
+    plan = plan_fold(x.shape, geometry, g["output"])
+    phases, pairs = (np.full(plan.output_shape, np.nan, dtype) for _ in range(2))
+    kernels.fold_phases(np, x, phases, plan)
+    if kernels._pairs_apply(x, np.dtype(dtype), geometry):
+        kernels.fold_pairs(np, x, pairs, plan)
+        np.testing.assert_array_equal(pairs, phases)
+    else:
+        assert g["kernel"][-1] == 1 or g["dilation"][-1] > 1
+    np.testing.assert_allclose(phases, _fold_ref(x, g), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("path", PATHS)
