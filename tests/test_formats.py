@@ -143,6 +143,65 @@ class TestHdf5(FormatContract):
             np.testing.assert_array_equal(ds[...], np.arange(32).reshape(8, 4))
 
 
+def _h5_with(path, array, **options):
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=array, **options)
+    return str(path)
+
+
+@pytest.mark.parametrize("options, raw", [
+    ({}, True),                                                  # contiguous
+    ({"chunks": (3, 4, 5)}, True),                               # chunks of whole rows, the last one partial
+    ({"chunks": (3, 2, 5)}, False),                              # chunks cut the rows
+    ({"chunks": (3, 4, 5), "compression": "gzip"}, False),
+    ({"chunks": (3, 4, 5), "shuffle": True}, False),
+    ({"chunks": (3, 4, 5), "fletcher32": True}, False),
+    ({"dtype": ">f4"}, False),                                   # not this machine's byte order
+])
+def test_hdf5_blocks_read_as_plain_bytes_where_the_file_allows(tmp_path, options, raw):
+    from swt_cli.formats.hdf5 import raw_extents
+
+    array = np.random.default_rng().standard_normal((10, 4, 5)).astype(np.float32)
+    spec = _h5_with(tmp_path / "a.h5", array, **options)
+    import h5py
+
+    with h5py.File(spec) as f:
+        assert (raw_extents(f["x"]) is not None) == raw
+    flat = np.full(array.size, np.nan, np.float32)
+    with open_reader(spec) as reader:
+        for index in [(slice(0, 10),), (slice(2, 7),), (slice(9, 10),), (slice(4, 5), slice(1, 3)), (slice(5, 6),)]:
+            want = array[index]
+            out = flat[: want.size].reshape(want.shape)
+            np.testing.assert_array_equal(reader.read(index, out), want)
+        assert (reader._fd is not None) == raw
+
+
+def test_hdf5_unwritten_chunks_read_as_the_fill_value(tmp_path):
+    import h5py
+
+    path = tmp_path / "a.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("x", shape=(8, 3), dtype="f4", chunks=(2, 3), fillvalue=7.5)
+        d[0:2] = 1.0
+    with open_reader(str(path)) as reader:
+        got = reader.read((slice(0, 8),), np.empty((8, 3), np.float32))
+    np.testing.assert_array_equal(got[:2], 1.0)
+    np.testing.assert_array_equal(got[2:], 7.5)
+
+
+def test_hdf5_truncated_raw_data_is_a_damaged_file(tmp_path):
+    array = np.random.default_rng().standard_normal((64, 32, 32)).astype(np.float32)
+    path = tmp_path / "a.h5"
+    _h5_with(path, array, chunks=(8, 32, 32))
+    with open_reader(str(path)) as reader:
+        reader.read((slice(0, 8),), np.empty((8, 32, 32), np.float32))  # looks the chunks up
+        os.truncate(path, os.path.getsize(path) - 40000)
+        with pytest.raises(SwtError, match=r"/x ends early in the file \(got \d+ of 32768 bytes\): the file is damaged or was truncated"):
+            reader.read((slice(56, 64),), np.empty((8, 32, 32), np.float32))
+
+
 class TestZarr(FormatContract):
     reads_into_buffers = False
     ext = ".zarr"

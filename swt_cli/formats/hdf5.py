@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import os
+
 import h5py
 import numpy as np
 
@@ -10,6 +13,7 @@ from ..errors import SwtError, first_line
 from .base import (
     ArrayReader, ArrayWriter, Location, commit_path, find_arrays, nbytes, remove_path, write_failed,
 )
+from .npy import block_offset
 
 
 def _attrs(obj) -> dict:
@@ -31,9 +35,57 @@ def _members(h5file):
     return found
 
 
+#: Datasets of more chunks than this are read through HDF5 (looking each one up costs a few microseconds).
+MAX_RAW_CHUNKS = 1 << 16
+
+
+def raw_extents(dataset) -> list | None:
+    """Where a dataset stored as plain bytes lies in its file: ``[(array_byte, file_byte, length)]`` in
+    array order, or None where its bytes must go through HDF5.
+
+    Plain bytes: native byte order, no filters (compression, shuffle, checksums), no external files or
+    user block, and either one contiguous run or chunks of whole rows (``(c, *shape[1:])``), every one
+    of them written (an unwritten chunk reads as the fill value, which only HDF5 knows) and no more than
+    ``MAX_RAW_CHUNKS`` of them (each is looked up once, at the first read).
+    """
+    dsid = dataset.id
+    dcpl = dsid.get_create_plist()
+    if (not dataset.dtype.isnative or dcpl.get_nfilters() or dcpl.get_external_count()
+            or dataset.file.id.get_create_plist().get_userblock() or not dataset.shape):
+        return None
+    row_bytes = math.prod(dataset.shape[1:]) * dataset.dtype.itemsize
+    total = dataset.shape[0] * row_bytes
+    if dcpl.get_layout() == h5py.h5d.CONTIGUOUS:
+        offset = dsid.get_offset()
+        return None if offset is None else [(0, offset, total)]
+    if dcpl.get_layout() != h5py.h5d.CHUNKED or tuple(dataset.chunks[1:]) != tuple(dataset.shape[1:]):
+        return None
+    rows = dataset.chunks[0]
+    count = -(-dataset.shape[0] // rows)
+    if count > MAX_RAW_CHUNKS or dsid.get_num_chunks() != count:
+        return None
+    extents = []
+    for i in range(count):
+        info = dsid.get_chunk_info(i)
+        if info.byte_offset is None or info.size != rows * row_bytes:
+            return None
+        start = info.chunk_offset[0] * row_bytes
+        extents.append((start, info.byte_offset, min(rows * row_bytes, total - start)))
+    return sorted(extents)
+
+
 class H5Reader(ArrayReader):
+    """Reads through h5py, or, for blocks read into a buffer from a dataset stored as plain bytes
+    (:func:`raw_extents`), with ``preadv`` on a file descriptor of its own.
+
+    h5py runs one HDF5 call at a time in a process, so while the pipeline's writer thread was inside
+    HDF5 its reader thread waited: on the pipeline benchmark (0.88 GB, HDF5 to HDF5) reading the bytes
+    directly took the fold from 1.23 s to 0.83 s (medians of 9).
+    """
+
     def __init__(self, location: Location):
         self.location = location
+        self._raw = self._fd = None
         try:
             self._file = h5py.File(location.path, "r")
         except FileNotFoundError:
@@ -59,11 +111,34 @@ class H5Reader(ArrayReader):
     def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray:
         try:
             if out is not None and index and out.size:
+                if self._raw is None:
+                    self._raw = raw_extents(self._dataset) or []
+                    if self._raw:
+                        self._fd = os.open(self.location.path, os.O_RDONLY)
+                if self._raw:
+                    return self._read_raw(index, out)
                 self._dataset.read_direct(out, source_sel=index)
                 return out
             return np.asarray(self._dataset[index] if index else self._dataset[()])
+        except SwtError:
+            raise
         except Exception as err:  # OSError, RuntimeError, ValueError, KeyError... for damaged chunks and B-trees
             raise SwtError(f"{self.location.path}: cannot read {self._dataset.name} ({first_line(err)}): the file is damaged") from None
+
+    def _read_raw(self, index: tuple, out: np.ndarray) -> np.ndarray:
+        """Read ``index`` (a run of the array's bytes: whole rows, or part of one row) into ``out``."""
+        offset, count = block_offset(self.shape, index)
+        itemsize = self.dtype.itemsize
+        want = memoryview(out.reshape(-1).view(np.uint8))
+        start, end = offset * itemsize, (offset + count) * itemsize
+        for array_byte, file_byte, length in self._raw:
+            lo, hi = max(start, array_byte), min(end, array_byte + length)
+            if lo < hi:
+                got = os.preadv(self._fd, [want[lo - start: hi - start]], file_byte + lo - array_byte)
+                if got != hi - lo:
+                    raise SwtError(f"{self.location.path}: {self._dataset.name} ends early in the file "
+                                   f"(got {got} of {hi - lo} bytes): the file is damaged or was truncated")
+        return out
 
     def describe(self) -> dict:
         info = super().describe()
@@ -78,6 +153,9 @@ class H5Reader(ArrayReader):
         return info
 
     def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         self._file.close()
 
 
