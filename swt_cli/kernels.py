@@ -365,9 +365,12 @@ _PAIR_DTYPES = {np.dtype(np.float32): np.dtype(np.complex64), np.dtype(np.float6
 
 
 def _pairs_apply(x, acc_dtype, g: Geometry) -> bool:
-    """:func:`fold_pairs` takes float32/float64 sums of the same dtype, undilated along the last axis."""
+    """:func:`fold_pairs` takes float32/float64 sums of the same dtype, strided and undilated along the
+    last axis. With stride 1, columns ``w`` and ``w + 1`` of neighbouring windows meet on one output
+    element, and the pairs would add them out of order (different last bits than :func:`fold_phases`);
+    it was no faster there either (benchmark shape 2: 14.4 ms against 13.9)."""
     return (x.dtype == acc_dtype and acc_dtype in _PAIR_DTYPES and g.dilation[-1] == 1 and g.kernel[-1] >= 2
-            and x.strides[-1] == x.itemsize)
+            and g.stride[-1] >= 2 and x.strides[-1] == x.itemsize)
 
 
 def fold_pairs(xp, x, out, plan: FoldPlan, context="fold"):
@@ -377,8 +380,8 @@ def fold_pairs(xp, x, out, plan: FoldPlan, context="fold"):
     Along the last axis, window ``i``'s columns ``w`` and ``w + 1`` land side by side, on padded positions
     ``i*s + w`` and ``i*s + w + 1``, and they sit side by side in the input too: viewed as one complex
     number, the pair is a single element of a strided add, so a 3-wide kernel row takes two adds (a pair
-    and a single column) instead of three. With an odd stride the pairs of even and odd windows fall on
-    opposite parities, so they go in two adds. The sums go into the padded output, zeroed, which is then
+    and a single column) instead of three. With an odd stride (3 and up) the pairs of even and odd
+    windows fall on opposite parities, so they go in two adds. The sums go into the padded output, zeroed, which is then
     cropped into ``out`` (or is ``out`` itself, without padding). It adds in the same order as
     :func:`fold_phases`, so the sums are the same to the bit. Measured (float32, kernel 3, stride 2):
     a fold of 78 items of the pipeline benchmark on one thread took 10.5 ms against 13.0, and

@@ -75,7 +75,7 @@ def test_numpy_pair_and_phase_kernels_agree_to_the_bit(g, seed, dtype):
         kernels.fold_pairs(np, x, pairs, plan)
         np.testing.assert_array_equal(pairs, phases)
     else:
-        assert g["kernel"][-1] == 1 or g["dilation"][-1] > 1
+        assert g["kernel"][-1] == 1 or g["dilation"][-1] > 1 or g["stride"][-1] == 1 or x.size == 0
     np.testing.assert_allclose(phases, _fold_ref(x, g), rtol=1e-5, atol=1e-5)
 
 
