@@ -441,9 +441,11 @@ def _fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, *,
     return reader, transform, layout
 
 
-def _torch_layout_alone(layout, opts) -> None:
+def _torch_layout_alone(layout, opts, recorded=False) -> None:
+    """Refuse the torch layout with distributed runs; ``recorded``: the layout came from the input's record."""
     if layout == "torch" and (opts.get("scheduler") or opts.get("shard") or opts.get("resume")):
-        raise click.UsageError("--layout torch does not combine with --scheduler, --shard or --resume: "
+        what = "input in torch's layout (as recorded by swt unfold --layout torch)" if recorded else "--layout torch"
+        raise click.UsageError(f"{what} does not combine with --scheduler, --shard or --resume: "
                                "convert with a plain run first")
 
 
@@ -474,10 +476,11 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
     opts["quiet"] = quiet
     _output_location(output, opts["compression"])
     with open_reader(input) as reader:
+        given = layout
         reader, transform, layout = _fold_setup(
             reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout, dtype=opts["dtype"],
             reduce=reduce, weight=weight, fill=fill, device=opts["device"], quiet=quiet)
-        _torch_layout_alone(layout, opts)
+        _torch_layout_alone(layout, opts, recorded=given is None)
         plan = transform.plan
         if transform.blend is not None:
             transform.blend.prepare(plan)  # the divisor of one image: once per run, not per block
@@ -581,6 +584,8 @@ def info(input, as_json, quiet):
         lines.append(("geometry", f"{geo.get('op')}: kernel {geo.get('kernel_size')}, stride {geo.get('stride')}, "
                                   f"padding {geo.get('padding')}, dilation {geo.get('dilation')}, "
                                   f"{size_key.replace('_', ' ')} {geo.get(size_key)}"))
+        if geo.get("layout", "megengine") != "megengine":
+            lines.append(("layout", f"{geo['layout']} (swt fold reads it as such without --layout)"))
     job = facts["job"]
     if job:
         lines.append(("status", "complete" if job["complete"] else f"INCOMPLETE: {job['missing_text']} were never written "

@@ -155,3 +155,21 @@ def test_cli_torch_layout_errors(tmp_path, image):
     assert nochannel.stderr == ("Error: the torch layout needs a channel axis: windows of shape (11, 9, 3, 3) have none "
                                 "(torch's unfold takes (N, C, H, W) or (C, H, W) images)\n")
     assert not (tmp_path / "out.npy").exists() and not (tmp_path / "c.npy").exists()
+
+
+def test_recorded_torch_layout_is_shown_by_info_and_named_when_refused(tmp_path):
+    np.save(tmp_path / "img.npy", np.random.default_rng().random((2, 3, 16, 12), dtype=np.float32))
+    assert invoke("unfold", tmp_path / "img.npy", tmp_path / "cols.h5", "-k", "4", "-s", "4", "--layout", "torch",
+                  "-q").exit_code == 0
+    info = invoke("info", tmp_path / "cols.h5")
+    assert "layout:     torch (swt fold reads it as such without --layout)\n" in info.stdout
+    plain = invoke("unfold", tmp_path / "img.npy", tmp_path / "plain.h5", "-k", "4", "-s", "4", "-q")
+    assert plain.exit_code == 0 and "layout:" not in invoke("info", tmp_path / "plain.h5").stdout
+    recorded = invoke("fold", tmp_path / "cols.h5", tmp_path / "out.zarr", "--shard", "1/2", "-q")
+    assert recorded.exit_code == 2
+    assert recorded.stderr.startswith("Error: input in torch's layout (as recorded by swt unfold --layout torch) does "
+                                      "not combine with --scheduler, --shard or --resume: convert with a plain run first")
+    given = invoke("fold", tmp_path / "cols.h5", tmp_path / "out.zarr", "--shard", "1/2", "--layout", "torch", "-q")
+    assert given.exit_code == 2
+    assert given.stderr.startswith("Error: --layout torch does not combine with --scheduler, --shard or --resume")
+    assert not (tmp_path / "out.zarr").exists()
