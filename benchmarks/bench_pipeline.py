@@ -69,13 +69,13 @@ def floor(src: str, dst: str, plain: bool = False) -> float:
     """
     from swt_cli.formats import block_shape, create_writer, open_reader
     from swt_cli.geometry import Geometry, plan_fold
-    from swt_cli.pipeline import Transform, parse_size, plan_blocks
+    from swt_cli.pipeline import DEFAULT_MAX_MEMORY, Transform, parse_size, plan_blocks
 
     start = time.perf_counter()
     with open_reader(src) as reader:
         plan = plan_fold(reader.shape, Geometry.from_args(3, stride=2), 127, itemsize=4)
         transform = Transform("fold", plan, reader.dtype, np.dtype(np.float32))
-        blocks = plan_blocks(plan.batch, plan.output_shape, 4, transform.bytes_per_item(), parse_size("512MiB"))
+        blocks = plan_blocks(plan.batch, plan.output_shape, 4, transform.bytes_per_item(), parse_size(DEFAULT_MAX_MEMORY))
         writer = create_writer(dst, plan.output_shape, np.float32, chunks=blocks.chunks, overwrite=True)
         buffer = np.empty(max(math.prod(block_shape(reader.shape, i)) for i in blocks.indexes), reader.dtype)
         for index in blocks.indexes:

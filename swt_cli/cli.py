@@ -22,7 +22,7 @@ from .errors import SwtError
 from .formats import COMPRESSIONS, Location, create_writer, open_reader
 from .formats.base import check_not_input
 from .geometry import Geometry, fmt_dims, fmt_shape, plan_fold, plan_unfold, spatial_ndim
-from .pipeline import Progress, Transform, parse_size, plan_blocks, run
+from .pipeline import DEFAULT_MAX_MEMORY, Progress, Transform, parse_size, plan_blocks, run
 from .blend import REDUCES, WINDOWS
 from .layouts import LAYOUTS
 
@@ -252,7 +252,7 @@ def io_options(fn):
     """Options of every command that streams one file into another."""
     for decorator in reversed([
         click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (only once the new one is complete)."),
-        click.option("--max-memory", type=Size(), default="512MiB", show_default=True,
+        click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY, show_default=True,
                      help="Memory budget for blocks in flight (units: KiB MiB GiB, KB MB GB); blocks aim at 128MiB within it."),
         click.option("--batch-size", type=click.IntRange(1), help="Items of the first axis per block (overrides --max-memory)."),
         click.option("--compression", type=click.Choice(sorted({c for v in COMPRESSIONS.values() for c in v})),
@@ -616,7 +616,7 @@ def _fmt_bytes(n) -> str:
 @click.option("--weight", type=WeightSpec(), help="As fold's.")
 @layout_option("Layout of --input: megengine or torch [default: recorded by swt unfold, else megengine].")
 @click.option("--dtype", type=DType(), help="Output dtype of the fold [default: the input's].")
-@click.option("--max-memory", type=Size(), default="512MiB", show_default=True, help="Memory budget the fold would run with.")
+@click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY, show_default=True, help="Memory budget the fold would run with.")
 @click.option("--batch-size", type=click.IntRange(1), help="Items of the first axis per block (overrides --max-memory).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @common_options

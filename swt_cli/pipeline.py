@@ -27,6 +27,9 @@ from .geometry import FoldPlan, UnfoldPlan
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
           "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
 
+#: The memory budget of a run without --max-memory (and of ``swt plan``'s estimate).
+DEFAULT_MAX_MEMORY = "512MiB"
+
 #: Chunk size that HDF5 and Zarr outputs aim for: large enough to stream, small enough to stay in budget.
 CHUNK_BYTES = 4 << 20
 
