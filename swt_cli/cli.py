@@ -22,7 +22,7 @@ from .errors import SwtError
 from .formats import COMPRESSIONS, Location, create_writer, open_reader
 from .formats.base import check_not_input
 from .geometry import Geometry, fmt_dims, fmt_shape, plan_fold, plan_unfold, spatial_ndim
-from .pipeline import DEFAULT_MAX_MEMORY, Progress, Transform, parse_size, plan_blocks, run
+from .pipeline import DEFAULT_MAX_MEMORY, Progress, Transform, default_budget, parse_size, plan_blocks, run
 from .blend import REDUCES, WINDOWS
 from .layouts import LAYOUTS
 
@@ -253,7 +253,8 @@ def io_options(fn):
     for decorator in reversed([
         click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (only once the new one is complete)."),
         click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY, show_default=True,
-                     help="Memory budget for blocks in flight (units: KiB MiB GiB, KB MB GB); blocks aim at 128MiB within it."),
+                     help="Memory budget for blocks in flight (units: KiB MiB GiB, KB MB GB); blocks aim at 128MiB within "
+                          "it. Not given: 512MiB, or a third of the job's cgroup memory limit where that is less."),
         click.option("--batch-size", type=click.IntRange(1), help="Items of the first axis per block (overrides --max-memory)."),
         click.option("--compression", type=click.Choice(sorted({c for v in COMPRESSIONS.values() for c in v})),
                      help="HDF5: none (default), gzip, lzf. Zarr: zstd (default), blosc, gzip, none."),
@@ -374,6 +375,8 @@ def _stream(ctx, op, reader, output, transform, geometry_meta, opts, make_writer
     compression = opts["compression"]
     plan = transform.plan
     lead_shape = plan.batch
+    if ctx.get_parameter_source("max_memory") == click.core.ParameterSource.DEFAULT:
+        opts["max_memory"] = default_budget(opts["max_memory"])
     blocks = plan_blocks(lead_shape, plan.output_shape, transform.out_dtype.itemsize, transform.bytes_per_item(),
                          opts["max_memory"], opts["batch_size"])
     if blocks.over_budget:

@@ -93,14 +93,66 @@ def memory_limit() -> int | None:
     return total
 
 
+#: A cgroup v1 limit this large means none (the kernel's page-rounded LONG_MAX).
+_NO_CGROUP_LIMIT = 1 << 62
+
+
+def cgroup_memory_limit(cgroup_file: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int | None:
+    """The memory limit of this process's cgroup, the smallest along its path up to the root of the
+    mount (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``), or None where none is set or readable.
+
+    A batch scheduler (SLURM, Kubernetes, systemd) kills a job that goes over it, whatever the machine has.
+    """
+    try:
+        with open(cgroup_file) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, path = parts
+        if hierarchy == "0" and not controllers:
+            base, name = root, "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = os.path.join(root, "memory"), "memory.limit_in_bytes"
+        else:
+            continue
+        steps = [p for p in path.split("/") if p]
+        for depth in range(len(steps), -1, -1):
+            try:
+                with open(os.path.join(base, *steps[:depth], name)) as f:
+                    text = f.read().strip()
+            except OSError:
+                continue
+            if text.isdigit() and int(text) < _NO_CGROUP_LIMIT:
+                limits.append(int(text))
+    return min(limits) if limits else None
+
+
+def default_budget(budget: int) -> int:
+    """The memory budget of a run not given --max-memory: ``budget``, or a third of this job's cgroup limit
+    where that is less (the rest is for Python and its libraries, the I/O buffers and the allocator's
+    slack: peak memory ran up to 1.9 times the budget at 128 MiB)."""
+    job_limit = cgroup_memory_limit()
+    return min(budget, job_limit // 3) if job_limit else budget
+
+
 def check_memory(block_bytes: int, items: int = 1) -> None:
-    """Refuse, before reading anything, a block (of ``items`` items) that could never fit memory and swap."""
+    """Refuse, before reading anything, a block (of ``items`` items) that could never fit memory and swap,
+    or this job's cgroup memory limit."""
+    hint = ("lower --batch-size" if items > 1 else
+            "swt splits only the leading axes, so one image (or one image's windows) must fit in memory")
     limit = memory_limit()
     if limit and block_bytes > limit:
-        hint = ("lower --batch-size" if items > 1 else
-                "swt splits only the leading axes, so one image (or one image's windows) must fit in memory")
         raise SwtError(f"one block needs about {block_bytes:,} bytes of memory, more than this machine has "
                        f"({limit:,} bytes with swap): {hint}")
+    job_limit = cgroup_memory_limit()
+    if job_limit and block_bytes > job_limit:
+        raise SwtError(f"one block needs about {block_bytes:,} bytes of memory, more than this job may use "
+                       f"(its cgroup's limit is {job_limit:,} bytes): {hint}")
 
 
 @dataclass

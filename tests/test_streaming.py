@@ -180,3 +180,96 @@ def test_a_transform_that_returns_its_input_block_still_writes_every_block(tmp_p
         blocks = Blocks([(slice(i, min(i + 3, 10)),) for i in range(0, 10, 3)], (3, 3, 4))
         run(reader, writer, Identity(), blocks, Progress("copy", 10, "items", quiet=True))
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), x)
+
+
+def _cgroup_files(root, proc_lines, limits):
+    """A /proc/self/cgroup and a cgroup mount under ``root``: ``limits`` maps file paths to their text."""
+    (root / "cgroup").write_text("\n".join(proc_lines) + "\n")
+    for rel, text in limits.items():
+        path = root / "fs" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    return str(root / "cgroup"), str(root / "fs")
+
+
+@pytest.mark.parametrize("proc_lines, limits, want", [
+    # cgroup v2: the smallest memory.max on the way up; "max" is none
+    (["0::/job/step"], {"job/memory.max": "3000000", "job/step/memory.max": "max"}, 3000000),
+    (["0::/job/step"], {"job/memory.max": "max", "job/step/memory.max": "max"}, None),
+    # cgroup v1: the memory controller's hierarchy; the kernel's "no limit" is a huge number
+    (["4:memory:/slurm/uid_1/job_7", "3:cpuset:/"], {"memory/slurm/uid_1/job_7/memory.limit_in_bytes": "2147483648",
+                                                     "memory/slurm/memory.limit_in_bytes": "9223372036854771712"},
+     2147483648),
+    (["9:name=systemd:/", "4:cpu,memory:/a"], {"memory/a/memory.limit_in_bytes": "9223372036854771712"}, None),
+    (["0::/"], {}, None),  # nothing readable
+])
+def test_cgroup_memory_limit_reads_v1_and_v2(tmp_path, proc_lines, limits, want):
+    from swt_cli.pipeline import cgroup_memory_limit
+
+    cgroup_file, root = _cgroup_files(tmp_path, proc_lines, limits)
+    assert cgroup_memory_limit(cgroup_file, root) == want
+    assert cgroup_memory_limit(str(tmp_path / "missing"), root) is None
+
+
+def _child_cgroup(tmp_name, limit_bytes):
+    """A real child of this process's memory cgroup (v1) with ``limit_bytes``, or a skip where none can be made."""
+    from swt_cli.pipeline import cgroup_memory_limit  # noqa: F401 (the reader under test)
+
+    try:
+        lines = open("/proc/self/cgroup").read().splitlines()
+    except OSError:
+        pytest.skip("no /proc/self/cgroup")
+    for line in lines:
+        hierarchy, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            parent = "/sys/fs/cgroup/memory" + path
+            break
+    else:
+        pytest.skip("no cgroup v1 memory controller to make a child cgroup in")
+    child = os.path.join(parent, tmp_name)
+    try:
+        os.mkdir(child)
+        with open(os.path.join(child, "memory.limit_in_bytes"), "w") as f:
+            f.write(str(limit_bytes))
+    except OSError as err:
+        pytest.skip(f"cannot make a memory cgroup here ({err})")
+    return child
+
+
+def test_a_block_over_the_jobs_cgroup_limit_is_refused_before_reading(tmp_path):
+    """A real memory cgroup of 150 MB, as a batch scheduler would set: one item needing about 540 MB is
+    refused with the cgroup named, not killed by the kernel halfway."""
+    child = _child_cgroup(f"swt-test-{os.getpid()}", 150_000_000)
+    try:
+        windows = open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.float32, shape=(1, 1, 2000, 2000, 3, 3))
+        windows[0, 0, :4] = 1.0  # sparse: never read, since the check comes first
+        del windows
+        script = f'echo $$ > {child}/cgroup.procs && exec "$@"'
+        proc = subprocess.run(["sh", "-c", script, "sh", SWT, "fold", str(tmp_path / "big.npy"), str(tmp_path / "out.npy"),
+                               "-k", "3", "-s", "2", "-q"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert re.fullmatch(r"Error: one block needs about [\d,]+ bytes of memory, more than this job may use "
+                            r"\(its cgroup's limit is 149,9\d\d,\d{3} bytes\): swt splits only the leading axes, so one "
+                            r"image \(or one image's windows\) must fit in memory\n", proc.stderr), proc.stderr
+        assert not (tmp_path / "out.npy").exists()
+    finally:
+        os.rmdir(child)
+
+
+def test_the_default_budget_is_a_third_of_the_jobs_cgroup_limit(tmp_path):
+    child = _child_cgroup(f"swt-test-budget-{os.getpid()}", 300_000_000)
+    try:
+        x = np.random.default_rng().standard_normal((40, 3, 31, 31, 3, 3)).astype(np.float32)
+        np.save(tmp_path / "x.npy", x)
+        script = f'echo $$ > {child}/cgroup.procs && exec "$@"'
+        code = ("from swt_cli.pipeline import default_budget, parse_size; "
+                "print(default_budget(parse_size('512MiB')))")
+        proc = subprocess.run(["sh", "-c", script, "sh", sys.executable, "-c", code], capture_output=True, text=True)
+        limit = int(open(os.path.join(child, "memory.limit_in_bytes")).read())  # rounded down to whole pages
+        assert 299_000_000 < limit <= 300_000_000 and int(proc.stdout) == limit // 3
+        proc = subprocess.run(["sh", "-c", script, "sh", SWT, "fold", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"),
+                               "-k", "3", "-s", "2", "-q"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        np.testing.assert_allclose(np.load(tmp_path / "y.npy"), sliding_window_transpose(x, None, 3, stride=2), rtol=1e-5)
+    finally:
+        os.rmdir(child)
