@@ -270,6 +270,7 @@ def test_the_default_budget_is_a_third_of_the_jobs_cgroup_limit(tmp_path):
         proc = subprocess.run(["sh", "-c", script, "sh", SWT, "fold", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"),
                                "-k", "3", "-s", "2", "-q"], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
-        np.testing.assert_allclose(np.load(tmp_path / "y.npy"), sliding_window_transpose(x, None, 3, stride=2), rtol=1e-5)
+        np.testing.assert_allclose(np.load(tmp_path / "y.npy"), sliding_window_transpose(x, None, 3, stride=2),
+                                   rtol=1e-5, atol=1e-5)  # this process may take the numba kernels: other rounding
     finally:
         os.rmdir(child)
