@@ -20,7 +20,7 @@ from . import __version__
 from .backend import check_dtype, result_dtype
 from .errors import SwtError
 from .formats import COMPRESSIONS, Location, create_writer, open_reader
-from .formats.base import check_not_input
+from .formats.base import check_not_input, describe_leftovers
 from .geometry import Geometry, fmt_dims, fmt_shape, plan_fold, plan_unfold, spatial_ndim
 from .pipeline import DEFAULT_MAX_MEMORY, Progress, Transform, default_budget, parse_size, plan_blocks, run
 from .blend import REDUCES, WINDOWS
@@ -372,6 +372,10 @@ def _stream(ctx, op, reader, output, transform, geometry_meta, opts, make_writer
         import_cupy()
     out_loc = _output_location(output, opts["compression"])
     check_not_input(reader, out_loc)
+    if out_loc.fmt != "stream":
+        leftovers = describe_leftovers(out_loc.path)
+        if leftovers:
+            _note(opts["quiet"], leftovers)
     compression = opts["compression"]
     plan = transform.plan
     lead_shape = plan.batch

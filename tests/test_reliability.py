@@ -207,8 +207,13 @@ def test_sigkill_mid_write_leaves_a_named_temp_that_later_runs_ignore(tmp_path, 
     # a later run succeeds beside it and leaves it alone
     windows = tmp_path / "windows.npy"
     np.save(windows, np.ones((2, 4, 4, KERNEL, KERNEL), np.float32))
-    done = run_swt("fold", windows, out, "-k", KERNEL, "-q", *(["--overwrite"] if overwrite else []), cwd=tmp_path)
+    done = run_swt("fold", windows, out, "-k", KERNEL, *(["--overwrite"] if overwrite else []), cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode()
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(temp) for f in fs) if os.path.isdir(temp) \
+        else os.path.getsize(temp)
+    # ... and says that the leftover is there, on stderr
+    assert (f"swt: 1 temporary file of another run lies beside {out} ({os.path.basename(temp)}; {size:,} bytes): a run "
+            f"killed outright leaves it; delete it once no swt writes there\n") in done.stderr.decode()
     assert fingerprint(temp) == leftover
     assert temps(tmp_path, out.name) == [temp]
     from swt_cli.formats import open_reader

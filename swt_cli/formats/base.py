@@ -233,6 +233,42 @@ def temp_sibling(path: str) -> str:
     return os.path.join(folder, f".{base}{TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def leftover_temps(path: str) -> list[str]:
+    """Temporary siblings of ``path`` that some run left (killed outright, or still writing), sorted.
+
+    >>> leftover_temps("/nonexistent/folder/out.h5")
+    []
+    """
+    folder, base = os.path.split(os.path.abspath(path))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(os.path.join(folder, n) for n in names if n.startswith(f".{base}{TEMP_MARK}"))
+
+
+def _tree_bytes(path: str) -> int:
+    if not os.path.isdir(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def describe_leftovers(path: str) -> str | None:
+    """One line about ``path``'s leftover temporary files, or None where there are none."""
+    found = leftover_temps(path)
+    if not found:
+        return None
+    try:
+        size = sum(_tree_bytes(p) for p in found)
+    except OSError:  # one went away while we looked: another run finished
+        return None
+    names = ", ".join(os.path.basename(p) for p in found[:3]) + (", ..." if len(found) > 3 else "")
+    many = len(found) > 1
+    return (f"{len(found)} temporary file{'s' * many} of another run {'lie' if many else 'lies'} beside {path} "
+            f"({names}; {size:,} bytes): a run killed outright leaves {'them' if many else 'it'}; delete "
+            f"{'them' if many else 'it'} once no swt writes there")
+
+
 def commit_path(temp: str, path: str) -> None:
     """Move a finished ``temp`` onto ``path``; an old file or folder there survives until this moment."""
     if os.path.isdir(temp) and os.path.lexists(path):
