@@ -384,7 +384,8 @@ def _stream(ctx, op, reader, output, transform, geometry_meta, opts, make_writer
     blocks = plan_blocks(lead_shape, plan.output_shape, transform.out_dtype.itemsize, transform.bytes_per_item(),
                          opts["max_memory"], opts["batch_size"])
     if blocks.over_budget:
-        _note(opts["quiet"], f"one item needs more than --max-memory ({opts['max_memory']} bytes): going on one at a time")
+        _note(opts["quiet"], f"one item needs more than the memory budget ({opts['max_memory']:,} bytes, --max-memory): "
+                             "going on one at a time")
     if opts.get("scheduler") or opts.get("shard") or opts.get("resume"):
         from . import distributed
 
@@ -659,6 +660,8 @@ def plan(input_, kernel, stride, padding, dilation, ndim, output_size, reduce, w
             p = transform.plan
             geometry, size, grid = p.geometry, p.output_size, p.grid
             per_item = transform.bytes_per_item()
+            if click.get_current_context().get_parameter_source("max_memory") == click.core.ParameterSource.DEFAULT:
+                max_memory = default_budget(max_memory)  # as swt fold would take it here
             blocks = plan_blocks(p.batch, p.output_shape, transform.out_dtype.itemsize, per_item, max_memory, batch_size)
             items = block_items(blocks.indexes[0], p.batch) if blocks.indexes else 0
             fixed = transform.blend.fixed_bytes(p) if transform.blend is not None else 0

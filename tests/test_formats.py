@@ -178,6 +178,102 @@ def test_hdf5_blocks_read_as_plain_bytes_where_the_file_allows(tmp_path, options
         assert (reader._fd is not None) == raw
 
 
+def _h5_low_level(path, make_type, values, chunks=None):
+    """A dataset of a stored type that h5py shows as an ordinary NumPy dtype but HDF5 converts on reading."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        if chunks:
+            dcpl.set_chunk(chunks)
+        h5py.h5d.create(f.id, b"x", make_type(), h5py.h5s.create_simple(values.shape), dcpl=dcpl)
+        f["x"][...] = values
+    return str(path)
+
+
+def _int32_in_16_bits():
+    import h5py
+
+    t = h5py.h5t.STD_I32LE.copy()
+    t.set_precision(16)
+    t.set_offset(8)
+    return t
+
+
+def _complex_imaginary_first():
+    import h5py
+
+    t = h5py.h5t.create(h5py.h5t.COMPOUND, 8)
+    t.insert(b"r", 4, h5py.h5t.IEEE_F32LE)
+    t.insert(b"i", 0, h5py.h5t.IEEE_F32LE)
+    return t
+
+
+@pytest.mark.parametrize("make_type, values, chunks", [
+    (_int32_in_16_bits, np.arange(60, dtype=np.int32).reshape(10, 6) * 3, None),
+    (_int32_in_16_bits, np.arange(60, dtype=np.int32).reshape(10, 6) * 3, (2, 6)),
+    (_complex_imaginary_first, (np.arange(60) - 1j * np.arange(60)).astype(np.complex64).reshape(10, 6), None),
+], ids=["int32-precision-16-contiguous", "int32-precision-16-chunked", "complex-imaginary-first"])
+def test_hdf5_stored_types_that_need_converting_go_through_hdf5(tmp_path, make_type, values, chunks):
+    from swt_cli.formats.hdf5 import raw_extents
+
+    spec = _h5_low_level(tmp_path / "a.h5", make_type, values, chunks)
+    with open_reader(spec) as reader:
+        assert raw_extents(reader._dataset) is None
+        np.testing.assert_array_equal(reader.read((slice(0, 10),), np.empty((10, 6), reader.dtype)), values)
+
+
+def test_hdf5_reads_the_file_it_opened_even_if_the_path_is_replaced(tmp_path):
+    array = np.arange(60, dtype=np.float32).reshape(10, 6)
+    spec = _h5_with(tmp_path / "a.h5", array)
+    with open_reader(spec) as reader:  # swt opens the input and checks it ...
+        _h5_with(tmp_path / "b.h5", -array)
+        os.replace(tmp_path / "b.h5", tmp_path / "a.h5")  # ... while another job commits a new version
+        np.testing.assert_array_equal(reader.read((slice(0, 10),), np.empty((10, 6), np.float32)), array)
+        assert reader._fd is not None
+
+
+@pytest.mark.parametrize("ext", [".npy", ".h5"])
+def test_a_buffer_that_does_not_fit_is_not_read_into(tmp_path, ext):
+    array = np.random.default_rng().standard_normal((6, 10)).astype(np.float32)
+    spec = str(tmp_path / f"a{ext}")
+    np.save(spec, array) if ext == ".npy" else _h5_with(spec, array)
+    with open_reader(spec) as reader:
+        for out in [np.zeros((10, 6), np.float32).T, np.zeros((6, 10), np.float64), np.zeros((5, 10), np.float32)]:
+            got = reader.read((slice(0, 6),), out)
+            np.testing.assert_array_equal(got, array)
+            assert got is not out and not out.any()
+        # an index that is not one run of the file's bytes still reads right (through HDF5 for .h5)
+        out = np.empty((1, 3), np.float32)
+        np.testing.assert_array_equal(reader.read((slice(2, 3), slice(4, 7)), out), array[2:3, 4:7])
+
+
+@pytest.mark.slow
+def test_a_block_of_more_than_2_gib_is_read_whole(tmp_path):
+    """One preadv returns at most about 2 GiB on Linux; a larger block takes several."""
+    from numpy.lib.format import open_memmap
+
+    n = (1 << 29) + 2048  # float32: 2 GiB and 8 KiB
+    for ext in (".npy", ".h5"):
+        spec = str(tmp_path / f"big{ext}")
+        if ext == ".npy":
+            big = open_memmap(spec, mode="w+", dtype=np.float32, shape=(1, n))  # sparse: zeros cost no disk
+            big[0, -5:] = np.arange(1, 6)
+            big.flush()
+            del big
+        else:
+            import h5py
+
+            with h5py.File(spec, "w") as f:
+                f.create_dataset("x", shape=(1, n), dtype="f4")[0, -5:] = np.arange(1, 6)
+        with open_reader(spec) as reader:
+            got = reader.read((slice(0, 1),), np.empty((1, n), np.float32))
+            np.testing.assert_array_equal(got[0, -5:], np.arange(1, 6))
+            assert not got[0, :-5].any()
+            del got
+        os.remove(spec)
+
+
 def test_hdf5_unwritten_chunks_read_as_the_fill_value(tmp_path):
     import h5py
 

@@ -65,6 +65,25 @@ class Location:
         return self.path + (f":/{self.name}" if self.name else "")
 
 
+def read_at(fd: int, buffer, offset: int) -> int:
+    """Read into ``buffer`` (a writable bytes-like object) from ``offset`` of ``fd`` until it is full or
+    the file ends; the bytes read. One ``preadv`` returns at most about 2 GiB on Linux."""
+    view = memoryview(buffer).cast("B")
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if not got:
+            break
+        done += got
+    return done
+
+
+def out_fits(out, shape, dtype) -> bool:
+    """Whether ``out`` (given to ``ArrayReader.read``) can be read into: C-contiguous, ``shape``, ``dtype``."""
+    return (out is not None and out.flags.c_contiguous and out.flags.writeable and out.dtype == dtype
+            and tuple(out.shape) == tuple(shape))
+
+
 def block_shape(shape, index) -> tuple:
     """The shape of ``index`` (slices over the leading axes) of an array of ``shape``.
 
@@ -78,9 +97,10 @@ class ArrayReader:
     """An array in a file, read block by block. Subclasses set ``shape``, ``dtype`` and ``attrs``.
 
     ``read(index, out=None)`` takes a tuple of slices over the leading axes and returns a NumPy array.
-    ``out``, where given, is a C-contiguous array of the block's shape and dtype that the reader may fill
-    and return instead of allocating (formats that cannot read into it ignore it): the pipeline reuses
-    two such buffers, since reading into fresh memory costs the kernel a page fault per page.
+    ``out``, where given, is an array the reader may fill and return instead of allocating, if it is
+    C-contiguous, of the block's shape and of the reader's dtype (else, and for formats that cannot read
+    into it, it is ignored): the pipeline reuses two such buffers, since reading into fresh memory costs
+    the kernel a page fault per page.
     """
 
     location: Location

@@ -11,9 +11,10 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError, first_line
 from .base import (
-    ArrayReader, ArrayWriter, Location, commit_path, find_arrays, nbytes, remove_path, write_failed,
+    ArrayReader, ArrayWriter, Location, block_shape, commit_path, find_arrays, nbytes, out_fits, read_at, remove_path,
+    write_failed,
 )
-from .npy import block_offset
+from .npy import block_offset, contiguous_block
 
 
 def _attrs(obj) -> dict:
@@ -43,14 +44,17 @@ def raw_extents(dataset) -> list | None:
     """Where a dataset stored as plain bytes lies in its file: ``[(array_byte, file_byte, length)]`` in
     array order, or None where its bytes must go through HDF5.
 
-    Plain bytes: native byte order, no filters (compression, shuffle, checksums), no external files or
-    user block, and either one contiguous run or chunks of whole rows (``(c, *shape[1:])``), every one
+    Plain bytes: the stored type is exactly the NumPy dtype h5py reports (native byte order, no odd
+    precision, padding or field order that HDF5 would convert on reading), no filters (compression,
+    shuffle, checksums), no external files or user block, and either one contiguous run or chunks of
+    whole rows (``(c, *shape[1:])``), every one
     of them written (an unwritten chunk reads as the fill value, which only HDF5 knows) and no more than
     ``MAX_RAW_CHUNKS`` of them (each is looked up once, at the first read).
     """
     dsid = dataset.id
     dcpl = dsid.get_create_plist()
-    if (not dataset.dtype.isnative or dcpl.get_nfilters() or dcpl.get_external_count()
+    if (not dataset.dtype.isnative or dsid.get_type() != h5py.h5t.py_create(dataset.dtype)
+            or dcpl.get_nfilters() or dcpl.get_external_count()
             or dataset.file.id.get_create_plist().get_userblock() or not dataset.shape):
         return None
     row_bytes = math.prod(dataset.shape[1:]) * dataset.dtype.itemsize
@@ -110,12 +114,10 @@ class H5Reader(ArrayReader):
 
     def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray:
         try:
-            if out is not None and index and out.size:
+            if index and out_fits(out, block_shape(self.shape, index), self.dtype) and out.size:
                 if self._raw is None:
-                    self._raw = raw_extents(self._dataset) or []
-                    if self._raw:
-                        self._fd = os.open(self.location.path, os.O_RDONLY)
-                if self._raw:
+                    self._raw = self._raw_layout()
+                if self._raw and contiguous_block(self.shape, index):
                     return self._read_raw(index, out)
                 self._dataset.read_direct(out, source_sel=index)
                 return out
@@ -124,6 +126,17 @@ class H5Reader(ArrayReader):
             raise
         except Exception as err:  # OSError, RuntimeError, ValueError, KeyError... for damaged chunks and B-trees
             raise SwtError(f"{self.location.path}: cannot read {self._dataset.name} ({first_line(err)}): the file is damaged") from None
+
+    def _raw_layout(self) -> list:
+        """:func:`raw_extents`, with a duplicate of h5py's own descriptor (the file it opened, even if the
+        path has since been replaced); ``[]`` where the bytes must go through HDF5, or anything fails."""
+        try:
+            extents = raw_extents(self._dataset)
+            if extents:
+                self._fd = os.dup(self._file.id.get_vfd_handle())
+            return extents or []
+        except Exception:  # noqa: BLE001 - an older HDF5 without chunk queries, a driver without a descriptor
+            return []
 
     def _read_raw(self, index: tuple, out: np.ndarray) -> np.ndarray:
         """Read ``index`` (a run of the array's bytes: whole rows, or part of one row) into ``out``."""
@@ -134,7 +147,7 @@ class H5Reader(ArrayReader):
         for array_byte, file_byte, length in self._raw:
             lo, hi = max(start, array_byte), min(end, array_byte + length)
             if lo < hi:
-                got = os.preadv(self._fd, [want[lo - start: hi - start]], file_byte + lo - array_byte)
+                got = read_at(self._fd, want[lo - start: hi - start], file_byte + lo - array_byte)
                 if got != hi - lo:
                     raise SwtError(f"{self.location.path}: {self._dataset.name} ends early in the file "
                                    f"(got {got} of {hi - lo} bytes): the file is damaged or was truncated")

@@ -15,7 +15,7 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError, first_line
 from ..geometry import MAX_SIZE, fmt_shape
-from .base import (ArrayReader, ArrayWriter, Location, block_shape, commit_path, nbytes, remove_path,
+from .base import (ArrayReader, ArrayWriter, Location, block_shape, commit_path, nbytes, out_fits, read_at, remove_path,
                    write_failed)
 
 #: numpy's own limit on header length (numpy >= 1.24 refuses longer headers as unsafe).
@@ -97,6 +97,15 @@ def block_offset(shape, index) -> tuple[int, int]:
     return offset, count * stride if index else math.prod(shape)
 
 
+def contiguous_block(shape, index) -> bool:
+    """Whether ``index`` is one run of the C-ordered array's elements (what :func:`block_offset` takes)."""
+    try:
+        block_offset(shape, index)
+    except ValueError:
+        return False
+    return True
+
+
 def _bytes(array: np.ndarray) -> np.ndarray:
     """A C-contiguous array's memory as flat bytes (works for every dtype, complex included)."""
     return array.reshape(-1).view(np.uint8)
@@ -128,10 +137,11 @@ class NpyReader(ArrayReader):
             view = np.memmap(self._file, self.dtype, "r", self._data_offset, self.shape, order="F")
             return np.array(view[index], order="C")
         offset, count = block_offset(self.shape, index)
-        if out is None:
-            out = np.empty(block_shape(self.shape, index), self.dtype)
+        shape = block_shape(self.shape, index)
+        if not out_fits(out, shape, self.dtype):
+            out = np.empty(shape, self.dtype)
         nbytes = count * self.dtype.itemsize
-        got = os.preadv(self._file.fileno(), [_bytes(out)], self._data_offset + offset * self.dtype.itemsize) if nbytes else 0
+        got = read_at(self._file.fileno(), _bytes(out), self._data_offset + offset * self.dtype.itemsize) if nbytes else 0
         if got != nbytes:
             raise SwtError(f"{self.location.path} changed while being read: got {got} of {nbytes} bytes")
         return out

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import SwtError
 from ..geometry import fmt_shape
-from .base import ArrayReader, ArrayWriter, Location
+from .base import ArrayReader, ArrayWriter, Location, out_fits
 from .npy import _bytes, block_offset, block_shape, header_bytes, read_header
 
 
@@ -38,7 +38,7 @@ class StdinReader(ArrayReader):
         offset, count = block_offset(self.shape, index)
         if offset != self._position:
             raise SwtError(f"internal error: stdin blocks must be read in order (at {self._position}, asked for {offset})")
-        if out is None:
+        if not out_fits(out, block_shape(self.shape, index), self.dtype):
             out = np.empty(block_shape(self.shape, index), self.dtype)
         view = memoryview(_bytes(out))
         got = 0
