@@ -52,6 +52,7 @@ HOSTILE_NPY = {
     "petabytes": (npy_bytes(hdr(descr="'<f8'", shape="(1000000, 1000000, 1000, 3, 3)")), "truncated"),
     "overflowing-shape": (npy_bytes(hdr(descr="'<f8'", shape="(4294967296, 4294967296, 4294967296)")), "impossible shape"),
     "negative-shape": (npy_bytes(hdr(shape="(-1, 3, 3)")), "impossible shape"),
+    "boolean-shape": (npy_bytes(hdr(shape="(1, 0, True)")), "impossible shape"),  # found by the slow fuzz test
     "float-shape": (npy_bytes(hdr(shape="(2.5, 3)")), "not a valid .npy"),
     "string-shape": (npy_bytes(hdr(shape="'big'")), "not a valid .npy"),
     "object-pickle": (npy_bytes(hdr(descr="'|O'"), data=b"\x80\x04\x95" + b"cos\nsystem\n" * 20), "never unpickles"),

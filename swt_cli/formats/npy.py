@@ -46,7 +46,7 @@ def read_header(stream, where: str):
     if dtype.hasobject:
         raise SwtError(f"{where} holds Python objects (dtype {dtype}): swt never unpickles; save numeric data")
     check_dtype(dtype, f"{where}:")
-    if (any(not isinstance(v, int) or v < 0 for v in shape)
+    if (any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in shape)  # True is an int to Python
             or math.prod(max(v, 1) for v in shape) * dtype.itemsize > MAX_SIZE):  # an empty (0, 2**70) too
         raise SwtError(f"{where} claims an impossible shape {shape}")
     return tuple(shape), fortran, dtype
