@@ -233,6 +233,10 @@ def _child_cgroup(tmp_name, limit_bytes):
             f.write(str(limit_bytes))
     except OSError as err:
         pytest.skip(f"cannot make a memory cgroup here ({err})")
+    moved = subprocess.run(["sh", "-c", f"echo $$ > {child}/cgroup.procs"], capture_output=True, text=True)
+    if moved.returncode:
+        os.rmdir(child)
+        pytest.skip(f"cannot move a process into a memory cgroup here ({moved.stderr.strip()})")
     return child
 
 
