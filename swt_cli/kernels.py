@@ -381,11 +381,11 @@ def fold_pairs(xp, x, out, plan: FoldPlan, context="fold"):
     ``i*s + w`` and ``i*s + w + 1``, and they sit side by side in the input too: viewed as one complex
     number, the pair is a single element of a strided add, so a 3-wide kernel row takes two adds (a pair
     and a single column) instead of three. With an odd stride (3 and up) the pairs of even and odd
-    windows fall on opposite parities, so they go in two adds. The sums go into the padded output, zeroed, which is then
-    cropped into ``out`` (or is ``out`` itself, without padding). It adds in the same order as
-    :func:`fold_phases`, so the sums are the same to the bit. Measured (float32, kernel 3, stride 2):
-    a fold of 78 items of the pipeline benchmark on one thread took 10.5 ms against 13.0, and
-    the benchmark's HDF5 pipeline 1.03 s against 1.09 (medians of 11).
+    windows fall on opposite parities, so they go in two adds. The sums go into the padded output,
+    zeroed, which is then cropped into ``out`` (or is ``out`` itself, without padding). It adds in the
+    same order as :func:`fold_phases`, so the sums are the same to the bit. Measured (float32, kernel
+    3, stride 2): a fold of 78 items of the pipeline benchmark on one thread took 10.5 ms against 13.0,
+    and the benchmark's HDF5 pipeline 1.03 s against 1.09 (medians of 11).
     """
     g = plan.geometry
     s, n, k = g.stride[-1], plan.grid[-1], g.kernel[-1]
