@@ -169,17 +169,24 @@ class Run:
 
 # ---- interrupted runs ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("overwrite", [False, True], ids=["new", "overwrite"])
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
-def test_interrupt_mid_write_leaves_nothing(tmp_path, fmt, overwrite, sig, code):
+def run_caught_mid_write(tmp_path, fmt, overwrite):
+    """A fold into ``out.<fmt>`` (over an existing output with ``overwrite``), stopped in the middle of
+    writing: ``(out, fingerprint of the output before, the run, its temporary file)``."""
     out = tmp_path / f"out.{fmt}"
     if overwrite:
         existing_output(out, fmt)
     before = fingerprint(out)
     run = Run(tmp_path, out.name, ["--overwrite"] if overwrite else [])
     run.feed(SENT)
-    run.wait_mid_write()
+    temp = run.wait_mid_write()
+    return out, before, run, temp
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["new", "overwrite"])
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_mid_write_leaves_nothing(tmp_path, fmt, overwrite, sig, code):
+    out, before, run, _ = run_caught_mid_write(tmp_path, fmt, overwrite)
     assert run.stop(sig) == code
     line = one_error_line(run.stderr())
     assert ("interrupted" if sig == signal.SIGINT else "terminated") in line
@@ -190,13 +197,7 @@ def test_interrupt_mid_write_leaves_nothing(tmp_path, fmt, overwrite, sig, code)
 @pytest.mark.parametrize("overwrite", [False, True], ids=["new", "overwrite"])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_sigkill_mid_write_leaves_a_named_temp_that_later_runs_ignore(tmp_path, fmt, overwrite):
-    out = tmp_path / f"out.{fmt}"
-    if overwrite:
-        existing_output(out, fmt)
-    before = fingerprint(out)
-    run = Run(tmp_path, out.name, ["--overwrite"] if overwrite else [])
-    run.feed(SENT)
-    temp = run.wait_mid_write()
+    out, before, run, temp = run_caught_mid_write(tmp_path, fmt, overwrite)
     assert run.stop(signal.SIGKILL) == -signal.SIGKILL
     assert fingerprint(out) == before
     # the leftover says what it is: .<name>.swt-tmp-<pid of the killed run>-<random>
