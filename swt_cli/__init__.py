@@ -7,12 +7,12 @@
 (2, 3, 64, 64)
 """
 
+from ._version import __version__
 from .errors import SwtError
 from .geometry import Geometry, plan_fold, plan_unfold
 from .kernels import sliding_window, sliding_window_transpose
 from .module import SlidingWindow, SlidingWindowTranspose
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Geometry",

@@ -16,7 +16,7 @@ import sys
 import click
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .backend import check_dtype, result_dtype
 from .errors import SwtError
 from .formats import COMPRESSIONS, Location, create_writer, open_reader
