@@ -38,7 +38,7 @@ PEAK_RSS = (
 def make_input(path: str, n: int, fmt: str) -> None:
     """Random windows written in blocks, so making them needs little memory."""
     from swt_cli.formats import create_writer
-    from swt_cli.pipeline import CHUNK_BYTES
+    from swt_cli.blocks import CHUNK_BYTES
     from swt_cli.formats.base import chunk_shape
 
     shape = (n, 3, 63, 63, 3, 3)
@@ -69,7 +69,8 @@ def floor(src: str, dst: str, plain: bool = False) -> float:
     """
     from swt_cli.formats import block_shape, create_writer, open_reader
     from swt_cli.geometry import Geometry, plan_fold
-    from swt_cli.pipeline import DEFAULT_MAX_MEMORY, Transform, parse_size, plan_blocks
+    from swt_cli.blocks import plan_blocks
+    from swt_cli.pipeline import DEFAULT_MAX_MEMORY, Transform, parse_size
 
     start = time.perf_counter()
     with open_reader(src) as reader:

@@ -10,7 +10,7 @@
 from ._version import __version__
 from .errors import SwtError
 from .geometry import Geometry, plan_fold, plan_unfold
-from .kernels import sliding_window, sliding_window_transpose
+from .api import sliding_window, sliding_window_transpose
 from .module import SlidingWindow, SlidingWindowTranspose
 
 

@@ -39,9 +39,9 @@ import numbers
 
 import numpy as np
 
-from .backend import accumulator_dtype, array_module, as_array, cast_result, check_dtype, result_dtype
+from .backend import accumulator_dtype, array_module, cast_result, check_dtype, result_dtype
 from .errors import SwtError
-from .geometry import FoldPlan, fmt_dims, fmt_shape, plan_fold
+from .geometry import FoldPlan, fmt_dims, fmt_shape
 
 #: Names accepted by ``reduce``.
 REDUCES = ("sum", "mean")
@@ -134,7 +134,7 @@ class Blend:
     mask of covered elements are computed for one image by :meth:`prepare` and cached, so a stream of
     blocks computes them once.
 
-    >>> from swt_cli.geometry import Geometry
+    >>> from swt_cli.geometry import Geometry, plan_fold
     >>> b = Blend((2,), reduce="mean")
     >>> b.fold(np.arange(6.0).reshape(3, 2), plan_fold((3, 2), Geometry.from_args((2,)), 4), np.float64)
     array([0. , 1.5, 3.5, 5. ])
@@ -249,7 +249,7 @@ def coverage_weights(plan: FoldPlan, weight=None) -> np.ndarray:
     """For one image of ``plan``: the sum of the weights of every window element landing on each
     output element (with ``weight=None``, how many windows cover it), float64 of ``plan.output_size``.
 
-    >>> from swt_cli.geometry import Geometry
+    >>> from swt_cli.geometry import Geometry, plan_fold
     >>> coverage_weights(plan_fold((3, 2), Geometry.from_args((2,)), 4))
     array([1., 2., 2., 1.])
     """
@@ -261,13 +261,3 @@ def coverage_weights(plan: FoldPlan, weight=None) -> np.ndarray:
         )
         buf[target] += 1.0 if weight is None else weight[offsets]
     return buf[tuple(slice(p, p + o) for p, o in zip(g.padding, plan.output_size))]
-
-
-def blended_transpose(x, geometry, output_size, *, dtype=None, reduce="sum", weight=None, fill=0):
-    """:func:`swt_cli.kernels.sliding_window_transpose` with ``reduce``, ``weight`` and ``fill``."""
-    x = as_array(x)
-    blend = Blend(geometry.kernel, reduce, weight, fill)
-    out_dtype = blend.output_dtype(x.dtype, dtype)
-    plan = plan_fold(x.shape, geometry, output_size, itemsize=out_dtype.itemsize)
-    return blend.fold(x, plan, out_dtype)
-

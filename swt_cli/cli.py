@@ -22,7 +22,8 @@ from .errors import SwtError
 from .formats import COMPRESSIONS, Location, create_writer, open_reader
 from .formats.base import check_not_input, describe_leftovers
 from .geometry import Geometry, fmt_dims, fmt_shape, plan_fold, plan_unfold, spatial_ndim
-from .pipeline import DEFAULT_MAX_MEMORY, Progress, Transform, default_budget, parse_size, plan_blocks, run
+from .blocks import plan_blocks
+from .pipeline import DEFAULT_MAX_MEMORY, Progress, Transform, default_budget, parse_size, run
 from .blend import REDUCES, WINDOWS
 from .layouts import LAYOUTS
 
@@ -538,7 +539,8 @@ def _job_status(reader):
     """Completeness of a shared output of a sharded or --scheduler run (None for any other array)."""
     if not hasattr(reader, "array_folder"):
         return None
-    from .shards import fmt_items, status
+    from .blocks import fmt_items
+    from .records import status
 
     job = status(reader.array_folder(), reader.attrs)
     if job is not None:
@@ -644,7 +646,7 @@ def plan(input_, kernel, stride, padding, dilation, ndim, output_size, reduce, w
     """
     from .coverage import fold_coverage
     from .geometry import as_tuple
-    from .pipeline import block_items
+    from .blocks import block_items
 
     facts = {}
     if input_ is None:

@@ -24,8 +24,9 @@ import uuid
 
 from .errors import SwtError, first_line
 from .formats import Location, create_writer, open_reader
-from .pipeline import Blocks, Progress, block_items, plan_blocks, run
-from .shards import SharedOutput, item_range, layout_of, shard_part
+from .blocks import Blocks, block_items, item_range, layout_of, plan_blocks, shard_part
+from .pipeline import Progress, run
+from .shards import SharedOutput
 
 #: Times Dask retries a task that raised (a task lost with its worker is rescheduled anyway).
 RETRIES = 2

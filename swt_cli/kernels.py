@@ -1,6 +1,7 @@
 """Fold (sliding-window transpose) and unfold on arrays, NumPy or CuPy alike.
 
 >>> import numpy as np
+>>> from swt_cli.api import sliding_window_transpose
 >>> windows = np.ones((1, 1, 3, 3, 2, 2), np.float32)          # (N, C, IH, IW, KH, KW)
 >>> sliding_window_transpose(windows, (4, 4), 2, stride=1)[0, 0]
 array([[1., 2., 2., 1.],
@@ -30,9 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .backend import accumulator_dtype, array_module, as_array, cast_result, result_dtype
+from .backend import accumulator_dtype, array_module, cast_result
 from .errors import SwtError
-from .geometry import FoldPlan, Geometry, UnfoldPlan, fmt_shape, plan_fold, plan_unfold
+from .geometry import FoldPlan, Geometry, UnfoldPlan, fmt_shape
 
 #: Work below this many bytes (input plus output) runs on the calling thread alone.
 _PARALLEL_BYTES = 1 << 19
@@ -176,44 +177,6 @@ def kernel_name(nbytes: int | None = None) -> str:
             raise SwtError(f"SWT_KERNEL=numba but numba cannot be imported ({_jit_error}): pip install 'swt-cli[fast]'")
         return "numpy"
     return "numba"
-
-
-def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None,
-                             reduce="sum", weight=None, fill=0):
-    """Sum windows back onto the image positions they were cut from (MegEngine's semantics).
-
-    ``inp``: ``(..., I1..ID, K1..KD)`` -> ``(..., O1..OD)``; D (1, 2 or 3) is the length of any tuple
-    argument, else 2. ``output_size=None`` takes the smallest size that fits the window grid.
-    ``reduce="mean"``, ``weight`` (a window name or an array of the kernel's shape) and ``fill`` (for
-    elements no window covers) combine overlaps otherwise: see :mod:`swt_cli.blend`.
-
-    >>> sliding_window_transpose(np.ones((2, 3, 31, 31, 3, 3)), 64, 3, stride=2).shape
-    (2, 3, 64, 64)
-    """
-    x = as_array(inp)
-    geometry = Geometry.from_args(kernel_size, padding, stride, dilation, output_size)
-    if reduce != "sum" or weight is not None or not fill == 0:
-        from .blend import blended_transpose
-
-        return blended_transpose(x, geometry, output_size, dtype=dtype, reduce=reduce, weight=weight, fill=fill)
-    out_dtype = result_dtype(x.dtype, dtype)
-    plan = plan_fold(x.shape, geometry, output_size, itemsize=out_dtype.itemsize)
-    return fold(x, plan, out_dtype)
-
-
-def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None):
-    """Cut images into windows, zero-padded at the borders (MegEngine's semantics).
-
-    ``inp``: ``(..., S1..SD)`` -> ``(..., I1..ID, K1..KD)``.
-
-    >>> sliding_window(np.ones((2, 3, 64, 64)), 3, stride=2).shape
-    (2, 3, 31, 31, 3, 3)
-    """
-    x = as_array(inp)
-    geometry = Geometry.from_args(kernel_size, padding, stride, dilation)
-    out_dtype = result_dtype(x.dtype, dtype)
-    plan = plan_unfold(x.shape, geometry, itemsize=out_dtype.itemsize)
-    return unfold(x, plan, out_dtype)
 
 
 class _Context:

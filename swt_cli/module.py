@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 from .errors import SwtError
 from .geometry import Geometry
-from .kernels import sliding_window, sliding_window_transpose
+from .api import sliding_window, sliding_window_transpose
 
 
 class HookHandler:
@@ -141,7 +141,7 @@ class Module:
 
 
 class SlidingWindowTranspose(Module):
-    """Module form of :func:`~swt_cli.kernels.sliding_window_transpose`.
+    """Module form of :func:`~swt_cli.api.sliding_window_transpose`.
 
     ``reduce``, ``weight`` and ``fill`` (keyword-only) combine overlapping windows: see :mod:`swt_cli.blend`.
     """
@@ -181,7 +181,7 @@ class SlidingWindowTranspose(Module):
 
 
 class SlidingWindow(Module):
-    """Module form of :func:`~swt_cli.kernels.sliding_window`."""
+    """Module form of :func:`~swt_cli.api.sliding_window`."""
 
     def __init__(self, kernel_size, padding=0, stride=1, dilation=1, **kwargs):
         super().__init__(**kwargs)

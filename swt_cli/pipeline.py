@@ -20,8 +20,9 @@ import numpy as np
 
 from . import kernels
 from .backend import accumulator_dtype, import_cupy
+from .blocks import Blocks, block_items
 from .errors import SwtError
-from .formats import ArrayReader, block_shape, chunk_shape
+from .formats import ArrayReader, block_shape
 from .geometry import FoldPlan, UnfoldPlan
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
@@ -29,17 +30,6 @@ _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb"
 
 #: The memory budget of a run without --max-memory (and of ``swt plan``'s estimate).
 DEFAULT_MAX_MEMORY = "512MiB"
-
-#: Chunk size that HDF5 and Zarr outputs aim for: large enough to stream, small enough to stay in budget.
-CHUNK_BYTES = 4 << 20
-
-#: Working memory a block aims for when the budget allows more. Blocks this small keep reading, the
-#: kernel and writing overlapped from the first block to the last: on the pipeline benchmark (0.88 GB
-#: HDF5 input) seven blocks at the whole 512 MiB budget took 1.17-1.54 s, blocks of 128 MiB 1.01-1.11 s
-#: (64 MiB: 1.13-1.27 s, the kernel's per-block costs showing). A larger budget still lets one large
-#: item through whole.
-BLOCK_BYTES = 128 << 20
-
 
 def return_freed_blocks_to_the_system() -> None:
     """Have glibc serve every allocation over 16 MiB with its own mapping, unmapped when freed, and keep
@@ -193,61 +183,6 @@ class Transform:
             cupy = import_cupy()
             return cupy.asnumpy(run(cupy.asarray(block), plan, self.out_dtype))
         return run(block, plan, self.out_dtype)
-
-
-@dataclass
-class Blocks:
-    """How the leading axes are cut: ``index`` slices per block, and the output chunks they align with."""
-
-    indexes: list
-    chunks: tuple
-    over_budget: bool = False
-
-
-def plan_blocks(lead_shape, out_shape, out_itemsize, bytes_per_item, budget, batch_size=None) -> Blocks:
-    """Blocks of the leading axes that fit ``budget`` bytes (and ``BLOCK_BYTES`` where a row fits that),
-    aligned with the output's chunks.
-
-    Blocks split the first axis; where one of its items alone is over budget, the second as well.
-
-    >>> b = plan_blocks((10, 3), (10, 3, 8, 8), 4, 1000, 6000)
-    >>> [i[0] for i in b.indexes], b.chunks
-    ([slice(0, 2, None), slice(2, 4, None), slice(4, 6, None), slice(6, 8, None), slice(8, 10, None)], (2, 3, 8, 8))
-    """
-    lead_shape = tuple(lead_shape)
-    if not lead_shape:
-        return Blocks([()], chunk_shape(out_shape, out_itemsize, CHUNK_BYTES), False)
-    per_row = bytes_per_item * math.prod(lead_shape[1:])
-    split_axis, over = 0, False
-    if batch_size is not None:
-        extent = batch_size
-    else:
-        extent = min(budget, BLOCK_BYTES) // max(per_row, 1) or min(1, budget // max(per_row, 1))
-        if extent < 1 and len(lead_shape) > 1:
-            split_axis = 1
-            extent = budget // max(bytes_per_item * math.prod(lead_shape[2:]), 1)
-        if extent < 1:
-            extent, over = 1, True
-    extent = max(1, min(extent, lead_shape[split_axis]) if lead_shape[split_axis] else 1)
-    chunks = list(chunk_shape(out_shape, out_itemsize, CHUNK_BYTES, max_rows=extent if split_axis == 0 else None))
-    if split_axis == 1:
-        chunks[0] = 1
-    if chunks[split_axis] < extent:
-        extent -= extent % chunks[split_axis]
-    chunks[split_axis] = min(chunks[split_axis], extent)
-    indexes = []
-    if split_axis == 0:
-        indexes = [(slice(i, min(i + extent, lead_shape[0])),) for i in range(0, lead_shape[0], extent)]
-    else:
-        for i in range(lead_shape[0]):
-            indexes += [(slice(i, i + 1), slice(j, min(j + extent, lead_shape[1]))) for j in range(0, lead_shape[1], extent)]
-    return Blocks(indexes, tuple(chunks), over)
-
-
-def block_items(index, lead_shape) -> int:
-    """Elements of the leading axes in a block."""
-    sizes = [len(range(*sl.indices(lead_shape[a]))) for a, sl in enumerate(index)]
-    return math.prod(sizes) * math.prod(lead_shape[len(index):])
 
 
 class Progress:

@@ -21,12 +21,6 @@ Readers refuse an incomplete output and name the missing rows; ``swt info`` repo
 (1, 3)
 >>> parse_shard("auto", {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "2", "SLURM_ARRAY_TASK_COUNT": "3"})
 (2, 3)
->>> shard_part(10, 1, 3), shard_part(10, 2, 3)
-(range(3, 6), range(6, 10))
->>> missing([(0, 10), (20, 25)], 30)
-[(10, 20), (25, 30)]
->>> fmt_items([(40, 80)], 120, (30, 4))
-'batch rows 10-19 of 30'
 """
 
 from __future__ import annotations
@@ -40,13 +34,9 @@ import uuid
 
 import numpy as np
 
+from .blocks import covered, fmt_items, item_range, layout_indexes, merge, missing
 from .errors import SwtError
-
-#: Folder, inside the array's folder, that holds one marker file per finished block.
-MARKERS = ".swt-done"
-JOB_ATTR = "swt_job"
-INCOMPLETE_ATTR = "swt_incomplete"
-
+from .records import INCOMPLETE_ATTR, JOB_ATTR, MARKERS, read_markers, status
 
 # ---- shards -----------------------------------------------------------------------------------------
 
@@ -86,92 +76,6 @@ def parse_shard(text: str, environ=None) -> tuple[int, int]:
     return index, count
 
 
-def shard_part(n_blocks: int, index: int, count: int) -> range:
-    """The contiguous run of blocks shard ``index`` of ``count`` does."""
-    return range(index * n_blocks // count, (index + 1) * n_blocks // count)
-
-
-# ---- blocks and item ranges -------------------------------------------------------------------------
-
-def layout_of(indexes, lead_shape) -> dict:
-    """The cut of the leading axes that ``indexes`` (from ``pipeline.plan_blocks``) make: axis and extent."""
-    if not lead_shape or not indexes:
-        return {"axis": 0 if lead_shape else None, "extent": 1}
-    axis = len(indexes[0]) - 1
-    sl = indexes[0][axis]
-    return {"axis": axis, "extent": max(1, sl.stop - sl.start)}
-
-
-def layout_indexes(lead_shape, layout: dict) -> list:
-    """The blocks of ``layout``, the same as ``plan_blocks`` made them."""
-    lead_shape = tuple(lead_shape)
-    axis, extent = layout["axis"], int(layout["extent"])
-    if not lead_shape:
-        return [()]
-    if axis == 0:
-        return [(slice(i, min(i + extent, lead_shape[0])),) for i in range(0, lead_shape[0], extent)]
-    return [(slice(i, i + 1), slice(j, min(j + extent, lead_shape[1])))
-            for i in range(lead_shape[0]) for j in range(0, lead_shape[1], extent)]
-
-
-def item_range(index, lead_shape) -> tuple[int, int]:
-    """Items ``[start, stop)`` of the flattened leading axes that a block covers."""
-    if not lead_shape:
-        return 0, 1
-    offset, stride = 0, math.prod(lead_shape)
-    count = 0
-    for axis, sl in enumerate(index):
-        stride //= max(lead_shape[axis], 1)
-        start, stop, _ = sl.indices(lead_shape[axis])
-        offset += start * stride
-        count = (stop - start) * stride
-    return offset, offset + count
-
-
-def merge(ranges) -> list:
-    """Sorted, non-overlapping union of ``[start, stop)`` ranges."""
-    out = []
-    for start, stop in sorted(ranges):
-        if stop <= start:
-            continue
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], stop))
-        else:
-            out.append((start, stop))
-    return out
-
-
-def missing(done, total: int) -> list:
-    """The parts of ``[0, total)`` not covered by ``done``."""
-    gaps, position = [], 0
-    for start, stop in merge(done):
-        if start > position:
-            gaps.append((position, min(start, total)))
-        position = max(position, stop)
-    if position < total:
-        gaps.append((position, total))
-    return [g for g in gaps if g[0] < g[1]]
-
-
-def covered(index, lead_shape, done_merged) -> bool:
-    """Whether a block's items all lie in the (merged) done ranges."""
-    start, stop = item_range(index, lead_shape)
-    return any(a <= start and stop <= b for a, b in done_merged)
-
-
-def fmt_items(ranges, total: int, lead_shape) -> str:
-    """``'batch rows 10-19 of 30'``, or items of the flattened leading axes where rows are split."""
-    row = math.prod(lead_shape[1:]) if lead_shape else 1
-    if row and all(a % row == 0 and b % row == 0 for a, b in ranges):
-        unit, ranges, total = "batch rows", [(a // row, b // row) for a, b in ranges], total // row
-    else:
-        unit = "items (of the flattened leading axes)"
-    parts = [f"{a}" if b == a + 1 else f"{a}-{b - 1}" for a, b in ranges]
-    if unit == "batch rows" and len(parts) == 1 and ranges[0][1] == ranges[0][0] + 1:
-        unit = "batch row"
-    return f"{unit} {', '.join(parts)} of {total}"
-
-
 # ---- the shared output ------------------------------------------------------------------------------
 
 def _zarr():
@@ -186,60 +90,6 @@ def _jsonable(value):
 
 def array_dir(path: str, name: str | None) -> str:
     return os.path.join(path, name) if name else path
-
-
-def read_markers(folder: str) -> list:
-    """``[(start, stop), ...]`` from the marker files in ``folder/.swt-done``."""
-    try:
-        names = os.listdir(os.path.join(folder, MARKERS))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    out = []
-    for name in names:
-        start, sep, stop = name.partition("-")
-        if sep and start.isdigit() and stop.isdigit():
-            out.append((int(start), int(stop)))
-    return out
-
-
-def read_marker(folder: str, start: int, stop: int) -> dict:
-    with open(os.path.join(folder, MARKERS, f"{start}-{stop}")) as f:
-        return json.load(f)
-
-
-def status(folder: str, attrs: dict) -> dict | None:
-    """For an output of a shared job: ``{"complete", "items", "done", "missing"}``; None for any other array."""
-    job = attrs.get(JOB_ATTR)
-    if not isinstance(job, dict) or "items" not in job:
-        return None
-    try:  # a damaged or hand-edited record describes nothing
-        total = int(job["items"])
-        lead = [int(v) for v in job.get("lead_shape", [])]
-    except (TypeError, ValueError):
-        return None
-    if total < 0:
-        return None
-    done = merge(read_markers(folder))
-    gaps = missing(done, total)
-    incomplete = bool(attrs.get(INCOMPLETE_ATTR))
-    return {"complete": not incomplete, "items": total, "lead_shape": lead,
-            "done": done, "missing": gaps if incomplete else []}
-
-
-def incomplete_message(where: str, folder: str, attrs: dict) -> str | None:
-    """The error for reading an output that a shard or a cluster never finished; None where it is complete."""
-    if not attrs.get(INCOMPLETE_ATTR):
-        return None
-    st = status(folder, attrs)
-    if st is None:
-        return f"{where} is incomplete (a sharded or distributed swt run never finished): rerun it with --resume"
-    lead = tuple(st["lead_shape"])
-    gaps = st["missing"]
-    if not gaps:
-        return (f"{where} is incomplete: every block was written but no writer marked it complete: "
-                f"rerun any shard with --resume to finish it")
-    return (f"{where} is incomplete: {fmt_items(gaps, st['items'], lead)} were never written "
-            f"(a shard or a worker never finished): rerun the missing shards with --resume")
 
 
 def _set_attrs(folder: str, update: dict, drop=()) -> None:

@@ -21,7 +21,7 @@ pytest.importorskip("distributed")
 from clitools import SWT, invoke, run_swt  # noqa: E402
 from swt_cli import sliding_window, sliding_window_transpose  # noqa: E402
 from swt_cli.formats import Location  # noqa: E402
-from swt_cli.shards import MARKERS, read_markers  # noqa: E402
+from swt_cli.records import MARKERS, read_markers  # noqa: E402
 
 DASK = os.path.join(os.path.dirname(sys.executable), "dask")
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -160,7 +160,8 @@ def test_a_failing_task_is_retried(tmp_path, cluster, windows):
     from swt_cli import distributed
     from swt_cli.geometry import Geometry, plan_fold
     from swt_cli.pipeline import Progress, Transform
-    from swt_cli.shards import SharedOutput, missing
+    from swt_cli.blocks import missing
+    from swt_cli.shards import SharedOutput
 
     data, expected, _ = windows
     win = np.load(data / "win.npy")

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from swt_cli.blend import Blend
 from swt_cli.coverage import axis_coverage, coverage_counts, coverage_picture, fold_coverage
 from swt_cli.geometry import Geometry, grid_size, plan_fold
-from swt_cli.pipeline import Transform, block_items, plan_blocks
+from swt_cli.blocks import block_items, plan_blocks
+from swt_cli.pipeline import Transform
 
 from clitools import invoke
 from reference import fold_loops

@@ -15,7 +15,9 @@ import zarr
 from clitools import SWT, invoke
 from swt_cli import SwtError, sliding_window, sliding_window_transpose
 from swt_cli.formats import Location, open_reader
-from swt_cli.shards import MARKERS, SharedOutput, fmt_items, missing, parse_shard, read_markers
+from swt_cli.blocks import fmt_items, missing
+from swt_cli.records import MARKERS, read_markers
+from swt_cli.shards import SharedOutput, parse_shard
 
 GEOMETRY = ["-k", "3", "-s", "2", "-o", "16"]
 

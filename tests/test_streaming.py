@@ -12,7 +12,7 @@ from numpy.lib.format import open_memmap
 
 from clitools import SWT, invoke, run_swt
 from swt_cli import sliding_window, sliding_window_transpose
-from swt_cli.pipeline import plan_blocks
+from swt_cli.blocks import plan_blocks
 
 PEAK_RSS = (
     "import resource, subprocess, sys\n"
@@ -131,7 +131,7 @@ def test_progress_on_a_terminal_is_a_live_bar(tmp_path):
 
 
 def test_blocks_stay_near_block_bytes_under_a_larger_budget_but_large_items_go_whole():
-    from swt_cli.pipeline import BLOCK_BYTES
+    from swt_cli.blocks import BLOCK_BYTES
 
     per_item = 3 << 20
     blocks = plan_blocks((1000,), (1000, 64, 64), 4, per_item, 4 << 30)
@@ -147,7 +147,8 @@ def test_a_transform_that_returns_its_input_block_still_writes_every_block(tmp_p
     import time
 
     from swt_cli.formats import create_writer, open_reader
-    from swt_cli.pipeline import Blocks, Progress, run
+    from swt_cli.blocks import Blocks
+    from swt_cli.pipeline import Progress, run
 
     class SlowWriter:  # the next reads land in the buffers while a block is still being written
         def __init__(self, inner):

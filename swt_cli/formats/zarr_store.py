@@ -64,7 +64,7 @@ class ZarrReader(ArrayReader):
         except Exception as err:  # metadata that zarr parsed but cannot use (attributes that are not a dict...)
             raise SwtError(f"{location.path} is not a readable Zarr store ({first_line(err)})") from None
         if self.attrs.get("swt_incomplete") and not allow_incomplete:  # a shard or worker never finished
-            from ..shards import incomplete_message
+            from ..records import incomplete_message
 
             raise SwtError(incomplete_message(str(location), self.array_folder(), self.attrs))
 
