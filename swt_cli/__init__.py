@@ -14,14 +14,33 @@ from .api import sliding_window, sliding_window_transpose
 from .module import SlidingWindow, SlidingWindowTranspose
 
 
+#: The job layer (files to files), imported on first use: it brings in the file formats.
+_JOBS = ("fold_file", "unfold_file", "plan", "info", "RunOptions", "JobResult", "Plan")
+
+
+def __getattr__(name: str):
+    if name in _JOBS:
+        from . import jobs
+
+        return getattr(jobs, name)
+    raise AttributeError(f"module 'swt_cli' has no attribute '{name}'")
+
+
 __all__ = [
     "Geometry",
+    "JobResult",
+    "Plan",
+    "RunOptions",
     "SlidingWindow",
     "SlidingWindowTranspose",
     "SwtError",
+    "fold_file",
+    "info",
+    "plan",
     "plan_fold",
     "plan_unfold",
     "sliding_window",
     "sliding_window_transpose",
+    "unfold_file",
     "__version__",
 ]

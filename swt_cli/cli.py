@@ -6,7 +6,6 @@ code 1, in one place (``SwtGroup``); usage errors exit 2, Ctrl-C 130, SIGTERM 14
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import shlex
@@ -16,16 +15,16 @@ import sys
 import click
 import numpy as np
 
+from . import jobs
 from ._version import __version__
-from .backend import check_dtype, result_dtype
-from .errors import SwtError
-from .formats import COMPRESSIONS, Location, create_writer, open_reader
-from .formats.base import check_not_input, describe_leftovers
-from .geometry import Geometry, fmt_dims, fmt_shape, plan_fold, plan_unfold, spatial_ndim
-from .blocks import plan_blocks
-from .pipeline import DEFAULT_MAX_MEMORY, Progress, Transform, default_budget, parse_size, run
+from .backend import check_dtype
 from .blend import REDUCES, WINDOWS
+from .errors import SwtError
+from .formats import COMPRESSIONS, Location
+from .geometry import fmt_dims, fmt_shape
 from .layouts import LAYOUTS
+from .options import OptionError, RunOptions
+from .pipeline import DEFAULT_MAX_MEMORY, parse_size
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -117,6 +116,28 @@ class SwtGroup(click.Group):
             raise click.ClickException(
                 f"unexpected {type(err).__name__}: {err} (this is a bug in swt: rerun with --debug and report it)"
             ) from None
+
+
+class SwtCommand(click.Command):
+    """A command whose library errors about a combination of options exit 2 with the command's usage hint."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OptionError as err:
+            if ctx.find_root().meta.get("swt.debug"):
+                raise
+            raise click.UsageError(str(err), ctx) from None
+
+
+def allow_external_option(fn):
+    """--allow-external for the commands that only read (fold and unfold take it with their io_options)."""
+    return click.option("--allow-external", is_flag=True,
+                        help="Read HDF5 external storage, virtual datasets and external links, and Zarr symlinks "
+                             "leaving the store; see RELIABILITY.md.")(fn)
+
+
+SwtGroup.command_class = SwtCommand
 
 
 class IntList(click.ParamType):
@@ -263,6 +284,9 @@ def io_options(fn):
         click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
                      help="Compute on the CPU, or on a GPU through CuPy (pip install 'swt-cli[gpu]')."),
         click.option("--threads", type=click.IntRange(1), help="CPU threads for the kernel [default: all cores]."),
+        click.option("--allow-external", is_flag=True,
+                     help="Read HDF5 external storage, virtual datasets and external links, and Zarr symlinks leaving "
+                          "the store; see RELIABILITY.md."),
     ]):
         fn = decorator(fn)
     return fn
@@ -315,38 +339,6 @@ def _note(quiet: bool, text: str) -> None:
         click.echo(f"swt: {text}", err=True)
 
 
-def _recorded_geometry(reader) -> dict:
-    raw = reader.attrs.get("swt_geometry")
-    if not raw:
-        return {}
-    try:
-        meta = json.loads(raw) if isinstance(raw, str) else dict(raw)
-        return meta if isinstance(meta, dict) else {}
-    except (ValueError, TypeError):
-        return {}
-
-
-def _geometry(kernel, stride, padding, dilation, ndim, output_size=None, recorded=None):
-    """Geometry from the options, falling back on what ``swt unfold`` recorded in the input."""
-    recorded = recorded or {}
-    kernel = kernel if kernel is not None else recorded.get("kernel_size")
-    if kernel is None:
-        raise click.UsageError("--kernel is required (the input records no swt geometry)")
-    stride = stride if stride is not None else recorded.get("stride", 1)
-    padding = padding if padding is not None else recorded.get("padding", 0)
-    dilation = dilation if dilation is not None else recorded.get("dilation", 1)
-    values = [tuple(v) if isinstance(v, list) else v for v in (kernel, stride, padding, dilation, output_size)]
-    if ndim is None:
-        ndim = spatial_ndim(*values)
-    kernel, stride, padding, dilation, output_size = values
-    return Geometry.from_args(kernel, padding=padding, stride=stride, dilation=dilation, ndim=ndim), output_size
-
-
-def _provenance(ctx, geometry_meta: dict) -> dict:
-    argv = ctx.find_root().meta.get("swt.argv") or ["swt"]
-    return {"swt_version": __version__, "swt_command": shlex.join(argv), "swt_geometry": json.dumps(geometry_meta)}
-
-
 def _output_location(output: str, compression) -> Location:
     """The output's location, checked against the compression asked for before any work starts."""
     out_loc = Location.parse(output)
@@ -357,105 +349,22 @@ def _output_location(output: str, compression) -> Location:
     return out_loc
 
 
-def _stream(ctx, op, reader, output, transform, geometry_meta, opts, make_writer=None) -> None:
-    """Plan blocks, create the output, run the pipeline: everything after the shape checks.
-
-    ``make_writer`` replaces ``create_writer`` (the torch layout writes through ``layouts.create_torch_writer``).
-    """
-    if opts["threads"]:
-        from . import kernels
-
-        if hasattr(kernels, "set_threads"):
-            kernels.set_threads(opts["threads"])
-    if transform.device == "gpu":
-        from .backend import import_cupy
-
-        import_cupy()
-    out_loc = _output_location(output, opts["compression"])
-    check_not_input(reader, out_loc)
-    if out_loc.fmt != "stream":
-        leftovers = describe_leftovers(out_loc.path)
-        if leftovers:
-            _note(opts["quiet"], leftovers)
-    compression = opts["compression"]
-    plan = transform.plan
-    lead_shape = plan.batch
-    if ctx.get_parameter_source("max_memory") == click.core.ParameterSource.DEFAULT:
-        opts["max_memory"] = default_budget(opts["max_memory"])
-    blocks = plan_blocks(lead_shape, plan.output_shape, transform.out_dtype.itemsize, transform.bytes_per_item(),
-                         opts["max_memory"], opts["batch_size"])
-    if blocks.over_budget:
-        _note(opts["quiet"], f"one item needs more than the memory budget ({opts['max_memory']:,} bytes, --max-memory): "
-                             "going on one at a time")
-    if opts.get("scheduler") or opts.get("shard") or opts.get("resume"):
-        from . import distributed
-
-        if out_loc.fmt == "zarr":
-            ctx.find_root().meta["swt.interrupted_output"] = (
-                f"{out_loc.path} keeps the finished blocks: rerun with --resume to do the rest")
-
-        distributed.run_job(op, reader, out_loc, transform, blocks, _provenance(ctx, geometry_meta), opts,
-                            lambda text: _note(opts["quiet"], text), make_writer)
-        return
-    if out_loc.fmt == "stream":
-        ctx.find_root().meta["swt.interrupted_output"] = "the .npy stream on stdout is incomplete"
-    writer = (make_writer or create_writer)(out_loc, plan.output_shape, transform.out_dtype, attrs=_provenance(ctx, geometry_meta),
-                           chunks=blocks.chunks, compression=compression, overwrite=opts["overwrite"])
-    total = math.prod(lead_shape) if lead_shape else 1
-    progress = Progress(f"swt {op}", total, "items", quiet=opts["quiet"])
-    run(reader, writer, transform, blocks, progress)
+def _budget(ctx, max_memory: int) -> int | None:
+    """--max-memory as given, or None where it was not (the job then takes the cgroup's share into account)."""
+    return None if ctx.get_parameter_source("max_memory") == click.core.ParameterSource.DEFAULT else max_memory
 
 
-def _geometry_meta(op: str, geometry: Geometry, size) -> dict:
-    key = "output_size" if op == "fold" else "image_size"
-    return {"op": op, "kernel_size": list(geometry.kernel), "stride": list(geometry.stride),
-            "padding": list(geometry.padding), "dilation": list(geometry.dilation), key: list(size)}
-
-
-def _fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, *, layout=None, dtype=None,
-                reduce="sum", weight=None, fill=0.0, device="cpu", quiet=False):
-    """The fold of the windows in ``reader`` (for fold, plan and preview): the geometry from the options,
-    else from what swt unfold recorded; a torch-layout reader is wrapped to read MegEngine's layout.
-
-    Returns ``(reader, transform, layout)``; ``transform.blend`` is None for a plain sum.
-    """
-    from .blend import Blend
-    from .geometry import as_tuple
-    from .layouts import TorchFoldReader
-
-    recorded = _recorded_geometry(reader)
-    recorded = recorded if recorded.get("op") == "unfold" else {}
-    geometry, output_size = _geometry(kernel, stride, padding, dilation, ndim, output_size, recorded)
-    if output_size is None and recorded.get("image_size") and tuple(recorded.get("kernel_size", ())) == geometry.kernel:
-        output_size = tuple(recorded["image_size"])
-    layout = layout or recorded.get("layout") or "megengine"
-    if layout == "torch":
-        if output_size is None:
-            raise click.UsageError("--layout torch needs --output-size: torch's layout flattens the window grid into one axis")
-        size = as_tuple(output_size, geometry.ndim, "output_size", 1)
-        try:
-            grid = tuple(geometry.check_unfold_axis(i, o) for i, o in enumerate(size))
-        except SwtError as err:
-            raise SwtError(f"--layout torch with output size {fmt_dims(size)}: {err}") from None
-        reader = TorchFoldReader(reader, geometry.kernel, grid)
-    blend = Blend(geometry.kernel, reduce, weight, fill)
-    out_dtype = blend.output_dtype(reader.dtype, dtype)
-    plan = plan_fold(reader.shape, geometry, output_size, itemsize=out_dtype.itemsize)
-    if output_size is None:
-        rng = geometry.output_ranges(plan.grid)
-        choices = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in rng)
-        _note(quiet, f"no --output-size given: using {fmt_dims(plan.output_size)}, the smallest that fits "
-                     f"{fmt_dims(plan.grid)} windows of {geometry.describe()} (sizes that fit: {choices})")
-    transform = Transform("fold", plan, reader.dtype, out_dtype, device, blend=blend if blend.active else None)
-    return reader, transform, layout
-
-
-def _torch_layout_alone(layout, opts, recorded=False) -> None:
-    """Refuse the torch layout with distributed runs; ``recorded``: the layout came from the input's record."""
-    if layout == "torch" and (opts.get("scheduler") or opts.get("shard") or opts.get("resume")):
-        what = "input in torch's layout (as recorded by swt unfold --layout torch)" if recorded else "--layout torch"
-        raise click.UsageError(f"{what} does not combine with --scheduler, --shard or --resume: "
-                               "convert with a plain run first")
+def _run_options(ctx, quiet: bool, opts: dict) -> RunOptions:
+    """The run settings of fold and unfold from their options, resolved once."""
+    root = ctx.find_root()
+    argv = root.meta.get("swt.argv") or ["swt"]
+    return RunOptions.resolve(
+        max_memory=_budget(ctx, opts["max_memory"]), batch_size=opts["batch_size"], threads=opts["threads"],
+        device=opts["device"], compression=opts["compression"], overwrite=opts["overwrite"], quiet=quiet,
+        progress=not quiet, scheduler=opts["scheduler"], shard=opts["shard"], resume=opts["resume"],
+        allow_external=opts["allow_external"], note=lambda text: _note(quiet, text),
+        on_output=lambda text: root.meta.__setitem__("swt.interrupted_output", text), command=shlex.join(argv),
+    )
 
 
 @cli.command(context_settings=CONTEXT)
@@ -482,18 +391,11 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
       swt fold tiles.h5 stitched.npy --reduce mean --weight hann    # blend overlapping tiles
       swt fold torch_cols.npy out.npy --layout torch -k 3 -s 2 -o 64   # torch.nn.functional.fold input
     """
-    opts["quiet"] = quiet
     _output_location(output, opts["compression"])
-    with open_reader(input) as reader:
-        given = layout
-        reader, transform, layout = _fold_setup(
-            reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout, dtype=opts["dtype"],
-            reduce=reduce, weight=weight, fill=fill, device=opts["device"], quiet=quiet)
-        _torch_layout_alone(layout, opts, recorded=given is None)
-        plan = transform.plan
-        if transform.blend is not None:
-            transform.blend.prepare(plan)  # the divisor of one image: once per run, not per block
-        _stream(ctx, "fold", reader, output, transform, _geometry_meta("fold", plan.geometry, plan.output_size), opts)
+    options = _run_options(ctx, quiet, opts)
+    jobs.fold_file(input, output, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
+                   output_size=output_size, reduce=reduce, weight=weight, fill=fill, dtype=opts["dtype"], layout=layout,
+                   options=options)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -517,42 +419,19 @@ def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, layout, 
       swt unfold volume.h5:/scan windows.h5 -k 3,3,3 -s 2
       swt unfold image.npy cols.npy -k 3 -s 2 --layout torch   # as torch.nn.functional.unfold
     """
-    opts["quiet"] = quiet
     _output_location(output, opts["compression"])
-    with open_reader(input) as reader:
-        geometry, _ = _geometry(kernel, stride, padding, dilation, ndim)
-        out_dtype = result_dtype(reader.dtype, opts["dtype"])
-        plan = plan_unfold(reader.shape, geometry, itemsize=out_dtype.itemsize)
-        transform = Transform("unfold", plan, reader.dtype, out_dtype, opts["device"])
-        meta, make_writer = _geometry_meta("unfold", geometry, plan.size), None
-        if layout == "torch":
-            from .layouts import create_torch_writer, torch_shape
-
-            torch_shape(plan.output_shape, geometry.ndim)  # an error up front where there is no channel axis
-            _torch_layout_alone(layout, opts)
-            make_writer = functools.partial(create_torch_writer, ndim=geometry.ndim)
-            meta["layout"] = "torch"
-        _stream(ctx, "unfold", reader, output, transform, meta, opts, make_writer)
-
-
-def _job_status(reader):
-    """Completeness of a shared output of a sharded or --scheduler run (None for any other array)."""
-    if not hasattr(reader, "array_folder"):
-        return None
-    from .blocks import fmt_items
-    from .records import status
-
-    job = status(reader.array_folder(), reader.attrs)
-    if job is not None:
-        job["missing_text"] = fmt_items(job["missing"], job["items"], job["lead_shape"]) if job["missing"] else ""
-    return job
+    options = _run_options(ctx, quiet, opts)
+    jobs.unfold_file(input, output, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
+                     dtype=opts["dtype"], layout=layout, options=options)
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("input", metavar="INPUT", type=ArraySpec())
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text (strict JSON: NaN and "
+                                                    "infinities are the strings \"NaN\", \"Infinity\", \"-Infinity\").")
+@allow_external_option
 @common_options
-def info(input, as_json, quiet):
+def info(input, as_json, allow_external, quiet):
     """Show an array file's shape, dtype, chunks, compression, arrays and recorded swt geometry.
 
     \b
@@ -560,20 +439,9 @@ def info(input, as_json, quiet):
       swt info tiles.zarr
       swt info images.h5:/group/images --json
     """
-    loc = Location.parse(input)
-    if loc.fmt == "zarr":  # an incomplete output of a sharded run can still be described
-        from .formats.zarr_store import ZarrReader
-
-        opened = ZarrReader(loc, allow_incomplete=True)
-    else:
-        opened = open_reader(loc)
-    with opened as reader:
-        facts = reader.describe()
-        facts["geometry"] = _recorded_geometry(reader) or None
-        facts["job"] = _job_status(reader)
-    facts["attrs"] = {k: (v if isinstance(v, (str, int, float, bool, list, type(None))) else str(v)) for k, v in facts["attrs"].items()}
+    facts = jobs.info(input, allow_external=allow_external)
     if as_json:
-        click.echo(json.dumps(facts, indent=2, default=str))
+        click.echo(json.dumps(facts, indent=2, allow_nan=False))
         return
     lines = [
         ("path", facts["path"]),
@@ -629,9 +497,10 @@ def _fmt_bytes(n) -> str:
 @click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY, show_default=True, help="Memory budget the fold would run with.")
 @click.option("--batch-size", type=click.IntRange(1), help="Items of the first axis per block (overrides --max-memory).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@allow_external_option
 @common_options
 def plan(input_, kernel, stride, padding, dilation, ndim, output_size, reduce, weight, layout, dtype, max_memory, batch_size,
-         as_json, quiet):
+         as_json, allow_external, quiet):
     """Show a fold's window grid, the output sizes it fits, how windows cover the output and the memory it needs.
 
     Coverage counts, per output element, the windows that land on it: the least and the most, and the
@@ -644,53 +513,15 @@ def plan(input_, kernel, stride, padding, dilation, ndim, output_size, reduce, w
       swt plan --input tiles.h5 --reduce mean --weight hann --json
       swt plan -o 100,80 -k 5 -s 7        # warns: stride 7 leaves gaps
     """
-    from .coverage import fold_coverage
-    from .geometry import as_tuple
-    from .blocks import block_items
-
-    facts = {}
-    if input_ is None:
-        if kernel is None or output_size is None:
-            raise click.UsageError("swt plan needs --output-size and --kernel, or --input FILE")
-        geometry, output_size = _geometry(kernel, stride, padding, dilation, ndim, output_size)
-        size = as_tuple(output_size, geometry.ndim, "output_size", 1)
-        grid = tuple(geometry.check_unfold_axis(i, o) for i, o in enumerate(size))
-    else:
-        with open_reader(input_) as reader:
-            reader, transform, layout = _fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size,
-                                                    layout=layout, dtype=dtype, reduce=reduce, weight=weight, quiet=True)
-            p = transform.plan
-            geometry, size, grid = p.geometry, p.output_size, p.grid
-            per_item = transform.bytes_per_item()
-            if click.get_current_context().get_parameter_source("max_memory") == click.core.ParameterSource.DEFAULT:
-                max_memory = default_budget(max_memory)  # as swt fold would take it here
-            blocks = plan_blocks(p.batch, p.output_shape, transform.out_dtype.itemsize, per_item, max_memory, batch_size)
-            items = block_items(blocks.indexes[0], p.batch) if blocks.indexes else 0
-            fixed = transform.blend.fixed_bytes(p) if transform.blend is not None else 0
-            facts.update(
-                input=input_, layout=layout, input_shape=list(reader.shape), input_dtype=str(reader.dtype),
-                output_shape=list(p.output_shape), output_dtype=str(transform.out_dtype),
-                memory={"bytes_per_item": per_item, "block_items": items, "blocks": len(blocks.indexes),
-                        "peak_bytes": items * per_item + fixed, "max_memory": max_memory,
-                        "over_budget": blocks.over_budget,
-                        "input_bytes": math.prod(reader.shape) * reader.dtype.itemsize,
-                        "output_bytes": math.prod(p.output_shape) * transform.out_dtype.itemsize},
-            )
-    cov = fold_coverage(size, geometry, grid)
-    ranges = geometry.output_ranges(grid)
-    warnings = cov.warnings()
-    facts = {
-        "grid": list(grid), "output_size": list(size), "valid_output_sizes": [list(r) for r in ranges],
-        "min_overlap": cov.min_overlap, "max_overlap": cov.max_overlap, "uncovered_pixels": cov.uncovered,
-        "uncovered_fraction": cov.uncovered_fraction, "total_pixels": cov.total, "windows": math.prod(grid),
-        "kernel_size": list(geometry.kernel), "stride": list(geometry.stride), "padding": list(geometry.padding),
-        "dilation": list(geometry.dilation), **facts, "warnings": warnings,
-    }
-    for text in warnings:
-        _note(quiet, f"warning: {text}")
+    result = jobs.plan(input_, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
+                       output_size=output_size, reduce=reduce, weight=weight, layout=layout, dtype=dtype,
+                       max_memory=_budget(click.get_current_context(), max_memory), batch_size=batch_size,
+                       allow_external=allow_external, note=lambda text: _note(quiet, text))
+    facts = result.to_dict()
     if as_json:
         click.echo(json.dumps(facts, indent=2))
         return
+    geometry, grid, size, ranges = result.geometry, result.grid, result.output_size, result.valid_output_sizes
     lines = [("geometry", f"{geometry.describe()} ({geometry.ndim}-d)")]
     if input_ is not None:
         lines.append(("input", f"{input_}: {fmt_shape(facts['input_shape'])} {facts['input_dtype']}"
@@ -699,15 +530,16 @@ def plan(input_, kernel, stride, padding, dilation, ndim, output_size, reduce, w
         ("window grid", f"{fmt_dims(grid)} ({math.prod(grid)} window{'s' if math.prod(grid) != 1 else ''})"),
         ("output size", fmt_dims(size)),
         ("valid sizes", " x ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in ranges) + " (for this grid)"),
-        ("overlap", f"{cov.min_overlap} to {cov.max_overlap} windows per element"),
-        ("uncovered", f"{cov.uncovered} of {cov.total} elements ({100 * cov.uncovered_fraction:.3g}%)"),
+        ("overlap", f"{result.min_overlap} to {result.max_overlap} windows per element"),
+        ("uncovered", f"{result.uncovered_pixels} of {result.total_pixels} elements "
+                      f"({100 * result.uncovered_fraction:.3g}%)"),
     ]
     if input_ is not None:
         mem = facts["memory"]
         lines.append(("output", f"{fmt_shape(facts['output_shape'])} {facts['output_dtype']}, {_fmt_bytes(mem['output_bytes'])}"))
         lines.append(("memory", f"{_fmt_bytes(mem['bytes_per_item'])} per item; {mem['blocks']} block"
                                 f"{'s' if mem['blocks'] != 1 else ''} of up to {mem['block_items']} items, about "
-                                f"{_fmt_bytes(mem['peak_bytes'])} at --max-memory {_fmt_bytes(max_memory)}"
+                                f"{_fmt_bytes(mem['peak_bytes'])} at --max-memory {_fmt_bytes(mem['max_memory'])}"
                                 + (" (over budget: one item at a time)" if mem["over_budget"] else "")))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
@@ -754,10 +586,8 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
             raise click.UsageError("--index and --channel do not apply with --coverage: coverage is the same for every image")
         from .coverage import coverage_picture
 
-        with open_reader(input) as reader:
-            _, transform, _ = _fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout,
-                                          quiet=True)
-        p = transform.plan
+        with jobs.open_input(input) as reader:
+            p = jobs.fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout).transform.plan
         what = pv.preview_coverage(coverage_picture(p.output_size, p.geometry, p.grid), output, overwrite)
     else:
         given = [name for name, value in (("--kernel", kernel), ("--stride", stride), ("--padding", padding),

@@ -25,7 +25,8 @@ import uuid
 from .errors import SwtError, first_line
 from .formats import Location, create_writer, open_reader
 from .blocks import Blocks, block_items, item_range, layout_of, plan_blocks, shard_part
-from .pipeline import Progress, run
+from .options import RunOptions
+from .pipeline import run
 from .shards import SharedOutput
 
 #: Times Dask retries a task that raised (a task lost with its worker is rescheduled anyway).
@@ -125,8 +126,7 @@ def compute_block(in_loc: Location, transform, index, threads=None):
     if threads:
         from . import kernels
 
-        if hasattr(kernels, "set_threads"):
-            kernels.set_threads(threads)
+        kernels.set_threads(threads)
     with open_reader(in_loc) as reader:
         block = reader.read(index)
     return transform(block)
@@ -157,13 +157,23 @@ class _SharedWriter:
         pass  # the blocks written so far stay, recorded, for --resume
 
 
-def run_job(op: str, reader, out_loc: Location, transform, blocks: Blocks, attrs: dict, opts: dict, note,
-            make_writer=None) -> None:
-    """Run a fold or unfold with ``--scheduler``, ``--shard`` or ``--resume`` (the options in ``opts``).
+def _cluster_errors(distributed) -> tuple:
+    """The exceptions by which a Dask cluster (not a task) fails: lost workers, closed connections, cancelled futures."""
+    names = [(distributed, "KilledWorker"), (distributed, "CancelledError"), (distributed.comm, "CommClosedError"),
+             (distributed.client, "FutureCancelledError"), (distributed.client, "FuturesCancelledError"),
+             (distributed.client, "ClosedClientError"), (distributed.client, "WorkerStartTimeoutError"),
+             (distributed.scheduler, "NoValidWorkerError"), (distributed.scheduler, "NoWorkerError")]
+    return (TimeoutError, *(getattr(module, name) for module, name in names if hasattr(module, name)))
+
+
+def run_job(op: str, reader, out_loc: Location, transform, blocks: Blocks, attrs: dict, opts: RunOptions,
+            make_writer=None) -> int:
+    """Run a fold or unfold with ``--scheduler``, ``--shard`` or ``--resume`` (as ``opts`` say); returns the
+    items of the leading axes this run did.
 
     ``make_writer`` stands in for ``create_writer`` where the client writes (``--layout torch`` outputs).
     """
-    scheduler, shard, resume = opts.get("scheduler"), opts.get("shard"), bool(opts.get("resume"))
+    scheduler, shard, resume = opts.scheduler, opts.shard, opts.resume
     which = "--scheduler" if scheduler else "--shard" if shard else "--resume"
     if reader.location.fmt == "stream":
         raise SwtError(f"{which} reads the input by blocks from a file, not a pipe: save stdin to a .npy, .h5 or "
@@ -171,7 +181,7 @@ def run_job(op: str, reader, out_loc: Location, transform, blocks: Blocks, attrs
     if (shard or resume) and out_loc.fmt != "zarr":
         raise SwtError(f"{'--shard' if shard else '--resume'} needs a Zarr output (OUTPUT.zarr): several processes "
                        f"write it at once and it records the finished blocks; {out_loc.fmt} outputs take one writer")
-    if scheduler and not type(reader).__module__.startswith("swt_cli.formats."):
+    if scheduler and getattr(reader, "converts", False):
         raise SwtError(f"--scheduler: Dask workers read the input file as it is stored, and this input is read through "
                        f"a conversion ({type(reader).__name__}, e.g. --layout torch): run without --scheduler, or "
                        f"convert the input first")
@@ -181,16 +191,16 @@ def run_job(op: str, reader, out_loc: Location, transform, blocks: Blocks, attrs
     in_loc = _absolute(reader.location)
     label = f"swt {op}" + (f" (shard {shard[0]}/{shard[1]})" if shard else "")
     client, cluster = connect(scheduler) if scheduler else (None, None)  # before anything is written
+    dask = import_distributed() if client is not None else None
+    cluster_errors = _cluster_errors(dask) if dask is not None else (TimeoutError,)
     try:
         if out_loc.fmt != "zarr":
-            _client_writes(client, in_loc, out_loc, transform, blocks, attrs, opts, label, make_writer or create_writer)
-        else:
-            _shared_zarr(client, op, reader, in_loc, out_loc, transform, blocks, attrs, opts, note, label)
-    except Exception as err:
-        if type(err).__module__.split(".")[0] != "distributed" and not isinstance(err, TimeoutError):
-            raise
-        hint = " (a block kept killing its workers: out of memory? lower --max-memory)" \
-            if type(err).__name__ == "KilledWorker" else ""
+            return _client_writes(client, in_loc, out_loc, transform, blocks, attrs, opts, label,
+                                  make_writer or create_writer)
+        return _shared_zarr(client, op, reader, in_loc, out_loc, transform, blocks, attrs, opts, label)
+    except cluster_errors as err:
+        killed = dask is not None and isinstance(err, dask.KilledWorker)
+        hint = " (a block kept killing its workers: out of memory? lower --max-memory)" if killed else ""
         resume = ": rerun with --resume to do what is missing" if out_loc.fmt == "zarr" else ""
         raise SwtError(f"the Dask cluster failed{hint}: {type(err).__name__}: {first_line(err)}{resume}") from None
     finally:
@@ -198,22 +208,22 @@ def run_job(op: str, reader, out_loc: Location, transform, blocks: Blocks, attrs
             _close(client, cluster)
 
 
-def _shared_zarr(client, op, reader, in_loc, out_loc, transform, blocks, attrs, opts, note, label) -> None:
+def _shared_zarr(client, op, reader, in_loc, out_loc, transform, blocks, attrs, opts: RunOptions, label) -> int:
     """Create or join the shared output, then do this run's blocks of it, here or on the cluster."""
-    shard, resume = opts.get("shard"), bool(opts.get("resume"))
+    shard, resume, note = opts.shard, opts.resume, opts.say
     plan = transform.plan
     lead = tuple(plan.batch)
     index, count = shard or (0, 1)
-    if count > 1 and lead and len(blocks.indexes) < count and not opts.get("batch_size") and len(blocks.indexes[0]) == 1:
+    if count > 1 and lead and len(blocks.indexes) < count and not opts.batch_size and len(blocks.indexes[0]) == 1:
         # fewer blocks than shards: cut the first axis finer so every shard has work
         blocks = plan_blocks(lead, plan.output_shape, transform.out_dtype.itemsize, transform.bytes_per_item(),
-                             opts["max_memory"], batch_size=max(1, math.ceil(lead[0] / count)))
+                             opts.max_memory, batch_size=max(1, math.ceil(lead[0] / count)))
     match = {"op": op, "shape": list(plan.output_shape), "dtype": str(transform.out_dtype), "lead_shape": list(lead),
              "geometry": json.loads(attrs.get("swt_geometry") or "{}"),
              "input_shape": list(reader.shape), "input_dtype": str(reader.dtype)}
     output, _ = SharedOutput.create_or_join(
         out_loc, plan.output_shape, transform.out_dtype, attrs, match, layout_of(blocks.indexes, lead), blocks.chunks,
-        opts.get("compression") or "zstd", shard=bool(shard), resume=resume, overwrite=bool(opts.get("overwrite")),
+        opts.compression or "zstd", shard=bool(shard), resume=resume, overwrite=opts.overwrite,
     )
     indexes = output.indexes()  # the layout of the output, which an output we joined brings along
     mine = [indexes[i] for i in shard_part(len(indexes), index, count)]
@@ -224,7 +234,7 @@ def _shared_zarr(client, op, reader, in_loc, out_loc, transform, blocks, attrs, 
     elif resume and len(todo) < len(mine):
         note(f"resuming: {len(mine) - len(todo)} of {len(mine)} blocks are already done")
     total = sum(block_items(ix, lead) if lead else 1 for ix in todo)
-    progress = Progress(label, total, "items", quiet=opts.get("quiet", False))
+    progress = opts.make_progress(label, total)
     try:
         if client is not None:
             _cluster_writes(client, in_loc, _absolute(out_loc), transform, todo, lead, opts, progress)
@@ -239,9 +249,10 @@ def _shared_zarr(client, op, reader, in_loc, out_loc, transform, blocks, attrs, 
     if gaps:
         note(f"{out_loc.path} is not complete yet: {output.describe_gaps(gaps)} are left to other shards "
              f"(or to --resume)")
+    return total
 
 
-def _cluster_writes(client, in_loc, out_loc, transform, todo, lead, opts, progress) -> None:
+def _cluster_writes(client, in_loc, out_loc, transform, todo, lead, opts: RunOptions, progress) -> None:
     """Every block as a task that writes its own chunks; progress from the futures as they complete."""
     distributed = import_distributed()
     futures = []
@@ -249,7 +260,7 @@ def _cluster_writes(client, in_loc, out_loc, transform, todo, lead, opts, progre
         token = uuid.uuid4().hex[:8]
         for ix in todo:
             start, stop = item_range(ix, lead)
-            futures.append(client.submit(write_block, in_loc, out_loc, transform, ix, opts.get("threads"),
+            futures.append(client.submit(write_block, in_loc, out_loc, transform, ix, opts.threads,
                                          key=f"swt-write-{start}-{stop}-{token}", retries=RETRIES, pure=False))
         with progress:
             for future in distributed.as_completed(futures):
@@ -261,16 +272,16 @@ def _cluster_writes(client, in_loc, out_loc, transform, todo, lead, opts, progre
             client.cancel(futures)
 
 
-def _client_writes(client, in_loc, out_loc, transform, blocks, attrs, opts, label, make_writer) -> None:
+def _client_writes(client, in_loc, out_loc, transform, blocks, attrs, opts: RunOptions, label, make_writer) -> int:
     """Workers compute, the client writes in order: for outputs that take one writer (HDF5, .npy, stdout)."""
     distributed = import_distributed()
     plan = transform.plan
     lead = tuple(plan.batch)
     writer = make_writer(out_loc, plan.output_shape, transform.out_dtype, attrs=attrs, chunks=blocks.chunks,
-                           compression=opts.get("compression"), overwrite=bool(opts.get("overwrite")))
+                           compression=opts.compression, overwrite=opts.overwrite)
     indexes = blocks.indexes
     total = math.prod(lead) if lead else 1
-    progress = Progress(label, total, "items", quiet=opts.get("quiet", False))
+    progress = opts.make_progress(label, total)
     futures = []
     try:
         window = max(2, 2 * sum(client.nthreads().values()))  # blocks computed or waiting to be written
@@ -280,7 +291,7 @@ def _client_writes(client, in_loc, out_loc, transform, blocks, attrs, opts, labe
 
         def submit():
             i = len(futures)
-            future = client.submit(compute_block, in_loc, transform, indexes[i], opts.get("threads"),
+            future = client.submit(compute_block, in_loc, transform, indexes[i], opts.threads,
                                    key=f"swt-compute-{i}-{token}", retries=RETRIES, pure=False)
             where[future.key] = i
             futures.append(future)
@@ -300,6 +311,7 @@ def _client_writes(client, in_loc, out_loc, transform, blocks, attrs, opts, labe
                     if len(futures) < len(indexes):
                         submit()
         writer.commit()
+        return total
     except BaseException:
         client.cancel(futures)
         writer.abort()

@@ -97,6 +97,9 @@ def _torch_index(index, n_lead: int, per_channel: int) -> tuple:
 class TorchFoldReader(ArrayReader):
     """A reader of torch-layout windows that reads blocks in MegEngine's layout (views, no copies)."""
 
+    #: Its blocks are a conversion of the stored array: Dask workers, which open the file themselves, cannot read them.
+    converts = True
+
     def __init__(self, inner: ArrayReader, kernel, grid):
         self.inner = inner
         self.kernel, self.grid = tuple(kernel), tuple(grid)

@@ -247,9 +247,6 @@ class SharedOutput:
 
     def write_block(self, index, block, worker: str | None = None) -> dict:
         """Write one block's chunks, then its marker; returns what the marker records."""
-        delay = os.environ.get("_SWT_TEST_BLOCK_DELAY")
-        if delay:  # the tests' hook to kill a writer mid-job
-            time.sleep(float(delay))
         if self._array is None:
             self._array = _zarr().open_array(store=self.location.path, path=self.location.name or "", mode="r+")
         if index:

@@ -37,7 +37,7 @@ def _free_port() -> int:
 class Cluster:
     """A scheduler and workers as real processes on 127.0.0.1 (random ports, no dashboards)."""
 
-    def __init__(self, folder, workers=2, env=None):
+    def __init__(self, folder, workers=2, env=None, preload=None):
         self.address = f"tcp://127.0.0.1:{_free_port()}"
         env = {**os.environ, "PYTHONPATH": TESTS, **(env or {})}
         self.log = open(os.path.join(folder, "cluster.log"), "wb")
@@ -48,7 +48,7 @@ class Cluster:
         self.workers = [subprocess.Popen(
             [DASK, "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny", "--no-dashboard",
              "--dashboard-address", "127.0.0.1:0",
-             "--local-directory", str(folder), "--name", f"w{i}"],
+             "--local-directory", str(folder), "--name", f"w{i}", *(["--preload", preload] if preload else [])],
             cwd=folder, env=env, stdout=self.log, stderr=self.log) for i in range(workers)]
         from distributed import Client
 
@@ -159,8 +159,9 @@ def test_a_failing_task_is_retried(tmp_path, cluster, windows):
     from flaky_task import FailOnce
     from swt_cli import distributed
     from swt_cli.geometry import Geometry, plan_fold
-    from swt_cli.pipeline import Progress, Transform
     from swt_cli.blocks import missing
+    from swt_cli.options import RunOptions
+    from swt_cli.pipeline import Progress, Transform
     from swt_cli.shards import SharedOutput
 
     data, expected, _ = windows
@@ -172,7 +173,7 @@ def test_a_failing_task_is_retried(tmp_path, cluster, windows):
     output, _ = SharedOutput.create_or_join(loc, expected.shape, np.float32, {}, match, {"axis": 0, "extent": 6},
                                             (6, 2, 16, 16), "zstd", shard=False, resume=False, overwrite=False)
     in_loc = Location.parse(str(data / "win.npy"))
-    distributed._cluster_writes(cluster.client, in_loc, loc, transform, output.indexes(), (30, 2), {},
+    distributed._cluster_writes(cluster.client, in_loc, loc, transform, output.indexes(), (30, 2), RunOptions.resolve(),
                                 Progress("test", 60, "items", quiet=True))
     assert len([n for n in os.listdir(tmp_path) if len(n) == 40]) == 5  # each of the 5 blocks failed once
     assert output.finish() == [] and missing(read_markers(str(tmp_path / "out.zarr")), 60) == []
@@ -181,7 +182,7 @@ def test_a_failing_task_is_retried(tmp_path, cluster, windows):
 
 def test_a_worker_killed_mid_job_loses_nothing(tmp_path, windows):
     data, expected, _ = windows
-    own = Cluster(tmp_path, env={"_SWT_TEST_BLOCK_DELAY": "0.05"})
+    own = Cluster(tmp_path, env={"SLOW_SWT_SECONDS": "0.05"}, preload="slow_swt")  # each block takes 0.05 s more
     try:
         victim, survivor = own.workers
         pids = own.worker_pids()

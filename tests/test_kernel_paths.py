@@ -403,8 +403,7 @@ def test_small_work_never_imports_numba():
         "np.testing.assert_allclose(z, y, rtol=1e-6, atol=1e-6)\n"
         "np.testing.assert_allclose(sliding_window_transpose(x, 19, 3, stride=2), y, rtol=1e-6, atol=1e-6)\n"
     )
-    if not HAVE_NUMBA:
-        pytest.skip("numba is not installed")
+    assert HAVE_NUMBA, "numba is in the test extra: install swt-cli[test]"
     env = {k: v for k, v in os.environ.items() if k != "SWT_KERNEL"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr

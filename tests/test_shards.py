@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -18,6 +19,9 @@ from swt_cli.formats import Location, open_reader
 from swt_cli.blocks import fmt_items, missing
 from swt_cli.records import MARKERS, read_markers
 from swt_cli.shards import SharedOutput, parse_shard
+
+#: swt with every block slowed down (a launcher in the tests, not a hook in the package).
+SLOW_SWT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow_swt.py")
 
 GEOMETRY = ["-k", "3", "-s", "2", "-o", "16"]
 
@@ -124,8 +128,8 @@ def test_killed_shard_then_resume(tmp_path, windows):
     out = tmp_path / "out.zarr"
     for i in (0, 2):
         assert invoke("fold", win, out, *GEOMETRY, "--shard", f"{i}/3", "--batch-size", "1", "-q").exit_code == 0
-    env = {**os.environ, "_SWT_TEST_BLOCK_DELAY": "0.2"}
-    slow = subprocess.Popen([SWT, "fold", win, out, *GEOMETRY, "--shard", "1/3", "--batch-size", "1", "-q"], env=env)
+    slow = subprocess.Popen([sys.executable, SLOW_SWT, "0.2", "fold", win, out, *GEOMETRY, "--shard", "1/3",
+                             "--batch-size", "1", "-q"])  # each block takes 0.2 s more: killed mid-job
     deadline = time.monotonic() + 60
     while len(read_markers(str(out))) < 20 + 3 and time.monotonic() < deadline:  # shards 0 and 2 made 20
         time.sleep(0.05)

@@ -1,0 +1,530 @@
+"""Files to files from Python: what ``swt fold``, ``swt unfold``, ``swt plan`` and ``swt info`` do, as functions.
+
+The geometry comes from the arguments, else from what ``swt unfold`` recorded in the input
+(``swt_geometry``), else from the defaults; blocks are planned under a memory budget, streamed, and the
+output committed atomically with its provenance, exactly as the command line does (the command line
+only parses its options, calls these and prints).
+
+>>> import numpy as np, os, tempfile
+>>> folder = tempfile.mkdtemp()
+>>> np.save(os.path.join(folder, "img.npy"), np.ones((2, 3, 16, 16), np.float32))
+>>> cut = unfold_file(os.path.join(folder, "img.npy"), os.path.join(folder, "tiles.zarr"), kernel=4, stride=2)
+>>> cut.shape, cut.sources["stride"]
+((2, 3, 7, 7, 4, 4), 'option')
+>>> back = fold_file(cut.output, os.path.join(folder, "back.npy"), reduce="mean")
+>>> back.shape, back.sources["kernel_size"], back.sources["output_size"]
+((2, 3, 16, 16), 'record', 'record')
+>>> plan(os.path.join(folder, "tiles.zarr")).to_dict()["min_overlap"]
+1
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ._version import __version__
+from .backend import check_dtype, result_dtype
+from .blend import Blend
+from .blocks import block_items, plan_blocks
+from .coverage import fold_coverage
+from .errors import SwtError
+from .formats import COMPRESSIONS, Location, create_writer, open_reader
+from .formats.base import check_not_input, describe_leftovers
+from .geometry import Geometry, as_tuple, fmt_dims, plan_fold, plan_unfold, spatial_ndim
+from .layouts import TorchFoldReader, create_torch_writer, torch_shape
+from .options import OptionError, RunOptions
+from .pipeline import Transform, run
+
+__all__ = ["GeometryChoice", "JobResult", "OptionError", "Plan", "RunOptions", "fold_file", "info", "plan", "unfold_file"]
+
+
+# ---- what jobs consume ------------------------------------------------------------------------------
+
+class Reader(Protocol):
+    """An array read block by block (``swt_cli.formats.ArrayReader`` and the layouts' wrappers)."""
+
+    location: Location
+    shape: tuple
+    dtype: np.dtype
+    attrs: dict
+
+    def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray: ...
+
+
+class Writer(Protocol):
+    """An array written block by block and committed at the end (``swt_cli.formats.ArrayWriter``)."""
+
+    def write(self, index: tuple, block: np.ndarray) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class BlockTransform(Protocol):
+    """A fold or unfold applied to blocks of the leading axes (``swt_cli.pipeline.Transform``)."""
+
+    plan: Any
+    in_dtype: np.dtype
+    out_dtype: np.dtype
+
+    def bytes_per_item(self) -> int: ...
+
+    def __call__(self, block: np.ndarray) -> np.ndarray: ...
+
+
+def open_input(spec: str | Location, allow_external: bool = False):
+    """``open_reader``, passing ``allow_external`` on where the formats take it (formats that do not, refuse no
+    external storage either: nothing to allow)."""
+    extra: dict[str, Any] = {"allow_external": allow_external}
+    if "allow_external" in inspect.signature(open_reader).parameters:
+        return open_reader(spec, **extra)
+    return open_reader(spec)
+
+
+# ---- geometry: from the options, the input's record or the defaults --------------------------------
+
+#: The geometry's values and the names they have in ``swt_geometry`` records and results.
+_KEYS = ("kernel_size", "stride", "padding", "dilation")
+_DEFAULTS = {"stride": 1, "padding": 0, "dilation": 1}
+
+
+def recorded_geometry(reader: Reader) -> dict:
+    """What ``swt unfold`` (or ``swt fold``) recorded in ``reader``'s ``swt_geometry`` attribute ({} if nothing)."""
+    raw = reader.attrs.get("swt_geometry")
+    if not raw:
+        return {}
+    try:
+        meta = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        return meta if isinstance(meta, dict) else {}
+    except (ValueError, TypeError):
+        return {}
+
+
+@dataclass(frozen=True)
+class GeometryChoice:
+    """The geometry of a job and where each value came from: ``"option"``, ``"record"`` or ``"default"``."""
+
+    geometry: Geometry
+    output_size: Any
+    sources: dict
+
+
+def resolve_geometry(kernel=None, stride=None, padding=None, dilation=None, ndim=None, output_size=None,
+                     recorded: dict | None = None) -> GeometryChoice:
+    """The geometry from the options, falling back on ``recorded`` (an ``swt_geometry`` record), then the defaults."""
+    recorded = recorded or {}
+    given = dict(zip(_KEYS, (kernel, stride, padding, dilation)))
+    values, sources = {}, {}
+    for key in _KEYS:
+        if given[key] is not None:
+            values[key], sources[key] = given[key], "option"
+        elif recorded.get(key) is not None:
+            values[key], sources[key] = recorded[key], "record"
+        elif key in _DEFAULTS:
+            values[key], sources[key] = _DEFAULTS[key], "default"
+        else:
+            raise OptionError("--kernel is required (the input records no swt geometry)")
+    listed = [tuple(v) if isinstance(v, list) else v for v in (*(values[k] for k in _KEYS), output_size)]
+    sources["ndim"] = "option" if ndim is not None else "default"
+    if ndim is None:
+        ndim = spatial_ndim(*listed)
+    kernel, stride, padding, dilation, output_size = listed
+    geometry = Geometry.from_args(kernel, padding=padding, stride=stride, dilation=dilation, ndim=ndim)
+    return GeometryChoice(geometry, output_size, sources)
+
+
+def geometry_meta(op: str, geometry: Geometry, size) -> dict:
+    """The ``swt_geometry`` record of an output."""
+    key = "output_size" if op == "fold" else "image_size"
+    return {"op": op, "kernel_size": list(geometry.kernel), "stride": list(geometry.stride),
+            "padding": list(geometry.padding), "dilation": list(geometry.dilation), key: list(size)}
+
+
+@dataclass(frozen=True)
+class FoldSetup:
+    """A fold of the windows in ``reader``: the (possibly wrapped) reader, the transform, the layout read."""
+
+    reader: Reader
+    transform: Transform
+    layout: str
+    choice: GeometryChoice
+    #: Whether the layout came from the input's record (not the options).
+    recorded_layout: bool
+
+
+def fold_setup(reader: Reader, kernel=None, stride=None, padding=None, dilation=None, ndim=None, output_size=None, *,
+               layout=None, dtype=None, reduce="sum", weight=None, fill=0.0, device="cpu",
+               note: Callable[[str], Any] = lambda text: None) -> FoldSetup:
+    """The fold of the windows in ``reader`` (for fold, plan and preview): the geometry from the options,
+    else from what swt unfold recorded; a torch-layout reader is wrapped to read MegEngine's layout.
+
+    ``transform.blend`` is None for a plain sum.
+    """
+    recorded = recorded_geometry(reader)
+    recorded = recorded if recorded.get("op") == "unfold" else {}
+    choice = resolve_geometry(kernel, stride, padding, dilation, ndim, output_size, recorded)
+    geometry, output_size = choice.geometry, choice.output_size
+    sources = dict(choice.sources)
+    sources["output_size"] = "option" if output_size is not None else "default"
+    if output_size is None and recorded.get("image_size") and tuple(recorded.get("kernel_size", ())) == geometry.kernel:
+        output_size, sources["output_size"] = tuple(recorded["image_size"]), "record"
+    sources["layout"] = "option" if layout else "record" if recorded.get("layout") else "default"
+    layout = layout or recorded.get("layout") or "megengine"
+    if layout == "torch":
+        if output_size is None:
+            raise OptionError("--layout torch needs --output-size: torch's layout flattens the window grid into one axis")
+        size = as_tuple(output_size, geometry.ndim, "output_size", 1)
+        try:
+            grid = tuple(geometry.check_unfold_axis(i, o) for i, o in enumerate(size))
+        except SwtError as err:
+            raise SwtError(f"--layout torch with output size {fmt_dims(size)}: {err}") from None
+        reader = TorchFoldReader(reader, geometry.kernel, grid)
+    blend = Blend(geometry.kernel, reduce, weight, fill)
+    out_dtype = blend.output_dtype(reader.dtype, dtype)
+    fplan = plan_fold(reader.shape, geometry, output_size, itemsize=out_dtype.itemsize)
+    if output_size is None:
+        rng = geometry.output_ranges(fplan.grid)
+        choices = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in rng)
+        note(f"no --output-size given: using {fmt_dims(fplan.output_size)}, the smallest that fits "
+             f"{fmt_dims(fplan.grid)} windows of {geometry.describe()} (sizes that fit: {choices})")
+    transform = Transform("fold", fplan, reader.dtype, out_dtype, device, blend=blend if blend.active else None)
+    choice = GeometryChoice(geometry, fplan.output_size, sources)
+    return FoldSetup(reader, transform, layout, choice, recorded_layout=sources["layout"] == "record")
+
+
+# ---- fold and unfold of files -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a :func:`fold_file` or :func:`unfold_file` did."""
+
+    op: str
+    output: str
+    shape: tuple
+    dtype: np.dtype
+    #: ``kernel_size``, ``stride``, ``padding``, ``dilation`` and ``output_size`` (fold) or ``image_size`` (unfold).
+    geometry: dict
+    #: Where each value came from: ``"option"``, ``"record"`` (the input's ``swt_geometry``) or ``"default"``.
+    sources: dict
+    layout: str
+    seconds: float
+    #: Bytes of the input's and the output's arrays that this run read and wrote (its blocks, for a shard
+    #: or a resume), before compression.
+    bytes_read: int
+    bytes_written: int
+
+
+def check_compression(output: str | Location, compression: str | None) -> Location:
+    """The output's location, checked against the compression asked for before any work starts."""
+    out_loc = output if isinstance(output, Location) else Location.parse(output)
+    if compression and compression not in COMPRESSIONS[out_loc.fmt]:
+        raise OptionError(f"{out_loc.fmt} outputs take {', '.join(COMPRESSIONS[out_loc.fmt])}, not {compression}")
+    return out_loc
+
+
+def _torch_layout_alone(layout: str, opts: RunOptions, recorded: bool = False) -> None:
+    """Refuse the torch layout with distributed runs; ``recorded``: the layout came from the input's record."""
+    if layout == "torch" and opts.distributed:
+        what = "input in torch's layout (as recorded by swt unfold --layout torch)" if recorded else "--layout torch"
+        raise OptionError(f"{what} does not combine with --scheduler, --shard or --resume: convert with a plain run first")
+
+
+def _stream(op: str, reader: Reader, out_loc: Location, transform: Transform, meta: dict, opts: RunOptions,
+            make_writer=None) -> int:
+    """Plan blocks, create the output, run the pipeline: everything after the shape checks.
+
+    ``make_writer`` replaces ``create_writer`` (the torch layout writes through ``layouts.create_torch_writer``).
+    Returns the items of the leading axes this run did.
+    """
+    if opts.threads:
+        from . import kernels
+
+        kernels.set_threads(opts.threads)
+    if transform.device == "gpu":
+        from .backend import import_cupy
+
+        import_cupy()
+    check_not_input(reader, out_loc)
+    if out_loc.fmt != "stream":
+        leftovers = describe_leftovers(out_loc.path)
+        if leftovers:
+            opts.say(leftovers)
+    tplan = transform.plan
+    lead_shape = tplan.batch
+    blocks = plan_blocks(lead_shape, tplan.output_shape, transform.out_dtype.itemsize, transform.bytes_per_item(),
+                         opts.max_memory, opts.batch_size)
+    if blocks.over_budget:
+        opts.say(f"one item needs more than the memory budget ({opts.max_memory:,} bytes, --max-memory): "
+                 "going on one at a time")
+    attrs = {"swt_version": __version__, "swt_command": opts.command, "swt_geometry": json.dumps(meta)}
+    if opts.distributed:
+        from . import distributed
+
+        if out_loc.fmt == "zarr":
+            opts.output_stays(f"{out_loc.path} keeps the finished blocks: rerun with --resume to do the rest")
+        return distributed.run_job(op, reader, out_loc, transform, blocks, attrs, opts, make_writer)
+    if out_loc.fmt == "stream":
+        opts.output_stays("the .npy stream on stdout is incomplete")
+    writer = (make_writer or create_writer)(out_loc, tplan.output_shape, transform.out_dtype, attrs=attrs,
+                                            chunks=blocks.chunks, compression=opts.compression, overwrite=opts.overwrite)
+    total = math.prod(lead_shape) if lead_shape else 1
+    run(reader, writer, transform, blocks, opts.make_progress(f"swt {op}", total))
+    return total
+
+
+def _result(op: str, out_loc: Location, transform: Transform, choice: GeometryChoice, layout: str, items: int,
+            start: float) -> JobResult:
+    p = transform.plan
+    lead_items = math.prod(p.batch) if p.batch else 1
+    share = items / lead_items if lead_items else 1.0
+    in_bytes = math.prod(p.input_shape) * transform.in_dtype.itemsize
+    out_bytes = math.prod(p.output_shape) * transform.out_dtype.itemsize
+    size_key = "output_size" if op == "fold" else "image_size"
+    size = p.output_size if op == "fold" else p.size
+    geometry = {"kernel_size": list(p.geometry.kernel), "stride": list(p.geometry.stride),
+                "padding": list(p.geometry.padding), "dilation": list(p.geometry.dilation), size_key: list(size)}
+    return JobResult(op, str(out_loc), tuple(p.output_shape), transform.out_dtype, geometry, dict(choice.sources), layout,
+                     time.monotonic() - start, round(in_bytes * share), round(out_bytes * share))
+
+
+def _options(opts: RunOptions | None, quiet: bool, note, **run: Any) -> RunOptions:
+    if opts is not None:
+        return opts
+    return RunOptions.resolve(quiet=quiet, note=note, **run)
+
+
+def _output_dtype(dtype):
+    return None if dtype is None else check_dtype(np.dtype(dtype), "output")
+
+
+def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None, dilation=None, output_size=None,
+              ndim: int | None = None, reduce: str = "sum", weight=None, fill: float = 0, dtype=None,
+              layout: str | None = None, max_memory: int | str | None = None, batch_size: int | None = None,
+              threads: int | None = None, device: str = "cpu", compression: str | None = None, overwrite: bool = False,
+              progress: bool | Callable[[int, int], Any] | None = None, scheduler: str | None = None,
+              shard: str | tuple[int, int] | None = None, resume: bool = False, quiet: bool = True,
+              allow_external: bool = False, note: Callable[[str], Any] | None = None,
+              options: RunOptions | None = None) -> JobResult:
+    """``swt fold INPUT OUTPUT``: sum the windows in file ``input`` back into images in file ``output``.
+
+    Paths are .npy, .h5/.hdf5 (``file.h5:/name`` for an array inside) or .zarr, as on the command line.
+    Geometry arguments left out come from what ``swt unfold`` recorded in the input, else the defaults
+    (the result's ``sources`` says which). ``progress``: True for swt's display on stderr, or a callable
+    ``(done, total)``; ``note``: a callable for swt's notes (default: stderr unless ``quiet``).
+    ``options`` (a :class:`RunOptions`) replaces every run setting given here. Errors raise ``SwtError``.
+    """
+    start = time.monotonic()
+    opts = _options(options, quiet, note, max_memory=max_memory, batch_size=batch_size, threads=threads, device=device,
+                    compression=compression, overwrite=overwrite, progress=progress, scheduler=scheduler, shard=shard,
+                    resume=resume, allow_external=allow_external, command=_command("fold_file", input, output))
+    out_loc = check_compression(output, opts.compression)
+    with open_input(input, opts.allow_external) as reader:
+        setup = fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout,
+                           dtype=_output_dtype(dtype), reduce=reduce, weight=weight, fill=fill, device=opts.device,
+                           note=opts.say)
+        _torch_layout_alone(setup.layout, opts, recorded=layout is None)
+        transform = setup.transform
+        if transform.blend is not None:
+            transform.blend.prepare(transform.plan)  # the divisor of one image: once per run, not per block
+        meta = geometry_meta("fold", transform.plan.geometry, transform.plan.output_size)
+        items = _stream("fold", setup.reader, out_loc, transform, meta, opts)
+    return _result("fold", out_loc, transform, setup.choice, setup.layout, items, start)
+
+
+def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=None, dilation=None,
+                ndim: int | None = None, dtype=None, layout: str | None = None, max_memory: int | str | None = None,
+                batch_size: int | None = None, threads: int | None = None, device: str = "cpu",
+                compression: str | None = None, overwrite: bool = False,
+                progress: bool | Callable[[int, int], Any] | None = None, scheduler: str | None = None,
+                shard: str | tuple[int, int] | None = None, resume: bool = False, quiet: bool = True,
+                allow_external: bool = False, note: Callable[[str], Any] | None = None,
+                options: RunOptions | None = None) -> JobResult:
+    """``swt unfold INPUT OUTPUT``: cut the images in file ``input`` into windows in file ``output``, which
+    records the geometry so that a later :func:`fold_file` of it needs no geometry arguments.
+
+    ``layout="torch"`` writes ``torch.nn.functional.unfold``'s (N, C*K, L). The other arguments are as
+    :func:`fold_file`'s.
+    """
+    start = time.monotonic()
+    opts = _options(options, quiet, note, max_memory=max_memory, batch_size=batch_size, threads=threads, device=device,
+                    compression=compression, overwrite=overwrite, progress=progress, scheduler=scheduler, shard=shard,
+                    resume=resume, allow_external=allow_external, command=_command("unfold_file", input, output))
+    out_loc = check_compression(output, opts.compression)
+    with open_input(input, opts.allow_external) as reader:
+        choice = resolve_geometry(kernel, stride, padding, dilation, ndim)
+        geometry = choice.geometry
+        out_dtype = result_dtype(reader.dtype, _output_dtype(dtype))
+        uplan = plan_unfold(reader.shape, geometry, itemsize=out_dtype.itemsize)
+        transform = Transform("unfold", uplan, reader.dtype, out_dtype, opts.device)
+        meta, make_writer = geometry_meta("unfold", geometry, uplan.size), None
+        sources = {**choice.sources, "layout": "option" if layout else "default"}
+        if layout == "torch":
+            torch_shape(uplan.output_shape, geometry.ndim)  # an error up front where there is no channel axis
+            _torch_layout_alone(layout, opts)
+            make_writer = functools.partial(create_torch_writer, ndim=geometry.ndim)
+            meta["layout"] = "torch"
+        items = _stream("unfold", reader, out_loc, transform, meta, opts, make_writer)
+    choice = GeometryChoice(geometry, None, sources)
+    return _result("unfold", out_loc, transform, choice, layout or "megengine", items, start)
+
+
+def _command(name: str, input: str, output: str) -> str:
+    """The provenance of a run from Python (the command line records its own command instead)."""
+    return f"swt_cli.{name}({str(input)!r}, {str(output)!r})"
+
+
+# ---- plan -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Plan:
+    """A fold's window grid, the output sizes it fits, its coverage and, for an input file, its memory.
+
+    :meth:`to_dict` is the object ``swt plan --json`` prints.
+    """
+
+    geometry: Geometry
+    grid: tuple
+    output_size: tuple
+    valid_output_sizes: list
+    min_overlap: int
+    max_overlap: int
+    uncovered_pixels: int
+    uncovered_fraction: float
+    total_pixels: int
+    warnings: list
+    #: With an input file: input, layout, input_shape, input_dtype, output_shape, output_dtype, memory.
+    input_facts: dict = field(default_factory=dict)
+
+    @property
+    def windows(self) -> int:
+        return math.prod(self.grid)
+
+    def to_dict(self) -> dict:
+        g = self.geometry
+        return {
+            "grid": list(self.grid), "output_size": list(self.output_size),
+            "valid_output_sizes": [list(r) for r in self.valid_output_sizes],
+            "min_overlap": self.min_overlap, "max_overlap": self.max_overlap, "uncovered_pixels": self.uncovered_pixels,
+            "uncovered_fraction": self.uncovered_fraction, "total_pixels": self.total_pixels, "windows": self.windows,
+            "kernel_size": list(g.kernel), "stride": list(g.stride), "padding": list(g.padding),
+            "dilation": list(g.dilation), **self.input_facts, "warnings": list(self.warnings),
+        }
+
+
+def plan(input: str | None = None, *, kernel=None, stride=None, padding=None, dilation=None, ndim: int | None = None,
+         output_size=None, reduce: str = "sum", weight=None, layout: str | None = None, dtype=None,
+         max_memory: int | str | None = None, batch_size: int | None = None, allow_external: bool = False,
+         note: Callable[[str], Any] | None = None) -> Plan:
+    """``swt plan``: the plan of a fold of ``output_size`` with ``kernel`` (...), or of folding the file ``input``
+    (its shape gives the grid, its record the geometry), with the memory it needs under ``max_memory``.
+
+    Warnings (gaps no window covers) are in ``.warnings`` and also go to ``note``.
+    """
+    opts = RunOptions.resolve(max_memory=max_memory, batch_size=batch_size, allow_external=allow_external)
+    facts: dict = {}
+    if input is None:
+        if kernel is None or output_size is None:
+            raise OptionError("swt plan needs --output-size and --kernel, or --input FILE")
+        choice = resolve_geometry(kernel, stride, padding, dilation, ndim, output_size)
+        geometry = choice.geometry
+        size = as_tuple(choice.output_size, geometry.ndim, "output_size", 1)
+        grid = tuple(geometry.check_unfold_axis(i, o) for i, o in enumerate(size))
+    else:
+        with open_input(input, allow_external) as reader:
+            setup = fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout,
+                               dtype=_output_dtype(dtype), reduce=reduce, weight=weight)
+            transform, reader = setup.transform, setup.reader
+            p = transform.plan
+            geometry, size, grid = p.geometry, p.output_size, p.grid
+            per_item = transform.bytes_per_item()
+            blocks = plan_blocks(p.batch, p.output_shape, transform.out_dtype.itemsize, per_item, opts.max_memory,
+                                 batch_size)
+            items = block_items(blocks.indexes[0], p.batch) if blocks.indexes else 0
+            fixed = transform.blend.fixed_bytes(p) if transform.blend is not None else 0
+            facts.update(
+                input=str(input), layout=setup.layout, input_shape=list(reader.shape), input_dtype=str(reader.dtype),
+                output_shape=list(p.output_shape), output_dtype=str(transform.out_dtype),
+                memory={"bytes_per_item": per_item, "block_items": items, "blocks": len(blocks.indexes),
+                        "peak_bytes": items * per_item + fixed, "max_memory": opts.max_memory,
+                        "over_budget": blocks.over_budget,
+                        "input_bytes": math.prod(reader.shape) * reader.dtype.itemsize,
+                        "output_bytes": math.prod(p.output_shape) * transform.out_dtype.itemsize},
+            )
+    cov = fold_coverage(size, geometry, grid)
+    warnings = cov.warnings()
+    for text in warnings:
+        if note is not None:
+            note(f"warning: {text}")
+    return Plan(geometry, tuple(grid), tuple(size), [tuple(r) for r in geometry.output_ranges(grid)], cov.min_overlap,
+                cov.max_overlap, cov.uncovered, cov.uncovered_fraction, cov.total, list(warnings), facts)
+
+
+# ---- info -------------------------------------------------------------------------------------------
+
+def strict_json(value: Any) -> Any:
+    """``value`` made strict JSON (``json.dumps(..., allow_nan=False)`` works): NaN and infinities become the
+    strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, NumPy scalars and arrays plain numbers and lists,
+    bytes text, and anything else its ``str``."""
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return strict_json(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _job_status(reader) -> dict | None:
+    """Completeness of a shared output of a sharded or --scheduler run (None for any other array)."""
+    if not hasattr(reader, "array_folder"):
+        return None
+    from .blocks import fmt_items
+    from .records import status
+
+    job = status(reader.array_folder(), reader.attrs)
+    if job is not None:
+        job["missing_text"] = fmt_items(job["missing"], job["items"], job["lead_shape"]) if job["missing"] else ""
+    return job
+
+
+def info(input: str, *, allow_external: bool = False) -> dict:
+    """``swt info --json``: an array file's path, format, shape, dtype, chunks, compression, arrays, attributes,
+    recorded swt ``geometry`` and, for a shared output, its ``job`` status, as strict JSON (see :func:`strict_json`).
+    An incomplete output of a sharded run can still be described."""
+    loc = Location.parse(input)
+    if loc.fmt == "zarr":
+        from .formats.zarr_store import ZarrReader
+
+        kwargs = {"allow_external": allow_external} if "allow_external" in inspect.signature(ZarrReader).parameters else {}
+        opened = ZarrReader(loc, allow_incomplete=True, **kwargs)
+    else:
+        opened = open_input(loc, allow_external)
+    with opened as reader:
+        facts = reader.describe()
+        facts["geometry"] = recorded_geometry(reader) or None
+        facts["job"] = _job_status(reader)
+    simple = (str, int, float, bool, list, type(None))
+    facts["attrs"] = {k: (v if isinstance(v, simple) else str(v)) for k, v in facts["attrs"].items()}
+    return strict_json(facts)

@@ -1,0 +1,113 @@
+"""The settings of one file-to-file run, resolved once: :class:`RunOptions`.
+
+Below :mod:`swt_cli.jobs` (which runs a job with them) and :mod:`swt_cli.distributed` (which takes them
+for ``--scheduler``, ``--shard`` and ``--resume``), so that neither imports the other's caller.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import SwtError
+from .pipeline import DEFAULT_MAX_MEMORY, Progress, default_budget, parse_size
+
+class OptionError(SwtError):
+    """A combination of options (or arguments) that cannot work; the command line exits 2 for it."""
+
+
+class _CallbackProgress(Progress):
+    """A :class:`~swt_cli.pipeline.Progress` that reports to a callable instead of stderr."""
+
+    def __init__(self, label: str, total: int, callback: Callable[[int, int], Any]):
+        super().__init__(label, total, "items", quiet=True)
+        self.callback = callback
+
+    def advance(self, items: int) -> None:
+        super().advance(items)
+        self.callback(self.done, self.total)
+
+
+def _stderr_note(text: str) -> None:
+    print(f"swt: {text}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a fold or unfold of files runs (not what it computes): memory, threads, device, output, cluster.
+
+    Build it with :meth:`resolve`, which takes the memory budget from this job's cgroup when none is
+    given; nothing changes it afterwards.
+    """
+
+    #: Bytes for blocks in flight (resolved: never None).
+    max_memory: int
+    batch_size: int | None = None
+    threads: int | None = None
+    device: str = "cpu"
+    compression: str | None = None
+    overwrite: bool = False
+    quiet: bool = True
+    progress: bool | Callable[[int, int], Any] | None = None
+    scheduler: str | None = None
+    shard: tuple[int, int] | None = None
+    resume: bool = False
+    #: Let the readers follow HDF5 external storage, virtual datasets and external links, and Zarr symlinks
+    #: leaving the store (see RELIABILITY.md).
+    allow_external: bool = False
+    #: Where notes go (``"no --output-size given: ..."``); None: stderr unless ``quiet``.
+    note: Callable[[str], Any] | None = None
+    #: Told, as the run goes, what an interrupt would leave of the output (the command line says it on Ctrl-C).
+    on_output: Callable[[str], Any] | None = None
+    #: Recorded in the output's ``swt_command`` attribute.
+    command: str = "swt_cli"
+
+    @classmethod
+    def resolve(cls, *, max_memory: int | str | None = None, shard: str | tuple[int, int] | None = None,
+                **fields: Any) -> RunOptions:
+        """The options of a run: ``max_memory`` None takes 512MiB, or a third of this job's cgroup memory
+        limit where that is less; a string is a size such as ``"2GiB"``; ``shard`` may be ``"I/N"`` or ``"auto"``."""
+        if max_memory is None:
+            budget = default_budget(parse_size(DEFAULT_MAX_MEMORY))
+        elif isinstance(max_memory, str):
+            budget = parse_size(max_memory)
+        else:
+            budget = int(max_memory)
+        if budget < 1 << 20:
+            raise OptionError(f"max_memory {budget:,} bytes is below the smallest budget, 1MiB")
+        if isinstance(shard, str):
+            from .shards import parse_shard
+
+            shard = parse_shard(shard)
+        device = fields.get("device", "cpu")
+        if device not in ("cpu", "gpu"):
+            raise OptionError(f"device '{device}' is not cpu or gpu")
+        for name in ("batch_size", "threads"):
+            value = fields.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise OptionError(f"{name} must be a positive integer, not {value!r}")
+        return cls(max_memory=budget, shard=tuple(shard) if shard is not None else None, **fields)
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the run goes through :mod:`swt_cli.distributed` (a cluster, a shard or a resume)."""
+        return bool(self.scheduler or self.shard or self.resume)
+
+    def say(self, text: str) -> None:
+        """A note about the run: to ``note``, else to stderr unless ``quiet``."""
+        if self.note is not None:
+            self.note(text)
+        elif not self.quiet:
+            _stderr_note(text)
+
+    def output_stays(self, text: str) -> None:
+        if self.on_output is not None:
+            self.on_output(text)
+
+    def make_progress(self, label: str, total: int) -> Progress:
+        """The progress display for ``total`` items, as ``progress`` asks."""
+        if callable(self.progress):
+            return _CallbackProgress(label, total, self.progress)
+        return Progress(label, total, "items", quiet=not self.progress)
