@@ -37,8 +37,8 @@ PEAK_RSS = (
 
 def make_input(path: str, n: int, fmt: str) -> None:
     """Random windows written in blocks, so making them needs little memory."""
-    from swt_cli.formats import create_writer
     from swt_cli.blocks import CHUNK_BYTES
+    from swt_cli.formats import create_writer
     from swt_cli.formats.base import chunk_shape
 
     shape = (n, 3, 63, 63, 3, 3)
@@ -67,9 +67,9 @@ def floor(src: str, dst: str, plain: bool = False) -> float:
     (random floats, as compressible as the fold's results), not a constant that a Zarr codec would
     squeeze to nothing.
     """
+    from swt_cli.blocks import plan_blocks
     from swt_cli.formats import block_shape, create_writer, open_reader
     from swt_cli.geometry import Geometry, plan_fold
-    from swt_cli.blocks import plan_blocks
     from swt_cli.pipeline import DEFAULT_MAX_MEMORY, Transform, parse_size
 
     start = time.perf_counter()

@@ -8,11 +8,10 @@
 """
 
 from ._version import __version__
+from .api import sliding_window, sliding_window_transpose
 from .errors import SwtError
 from .geometry import Geometry, plan_fold, plan_unfold
-from .api import sliding_window, sliding_window_transpose
 from .module import SlidingWindow, SlidingWindowTranspose
-
 
 #: The job layer (files to files), imported on first use: it brings in the file formats.
 _JOBS = ("fold_file", "unfold_file", "plan", "info", "RunOptions", "JobResult", "Plan")

@@ -11,7 +11,6 @@ True
 
 from __future__ import annotations
 
-
 import numpy as np  # noqa: F401 (the docstrings' examples use it)
 
 from .backend import as_array, result_dtype

@@ -95,7 +95,7 @@ def holding_dtype(lo, hi, kind: str) -> str:
     return "float64"
 
 
-def cast_result(acc, out_dtype, xp, context: str):
+def cast_result(acc, out_dtype, xp, context: object):
     """``acc`` as ``out_dtype``; integers are range-checked, never wrapped."""
     if acc.dtype == out_dtype:
         return acc

@@ -124,7 +124,7 @@ def check_fill(fill) -> float:
             return float(fill)
         except (TypeError, ValueError):
             raise SwtError(f"fill must be a number, got {fill!r}") from None
-    return fill
+    return fill  # type: ignore[return-value]  # a Real as given: an integer fill keeps its precision
 
 
 class Blend:
@@ -147,10 +147,10 @@ class Blend:
         self.reduce = reduce
         self.weight = resolve_weight(weight, self.kernel)
         self.fill = check_fill(fill)
-        self._key = None
-        self._norm = None  # float64 divisor of one image (1 where uncovered), or None for a plain sum
-        self._uncovered = None  # bool mask of one image, or None when every element is covered
-        self._device = {}
+        self._key: tuple | None = None
+        self._norm: np.ndarray | None = None  # float64 divisor of one image (1 where uncovered), or None for a plain sum
+        self._uncovered: np.ndarray | None = None  # bool mask of one image, or None when every element is covered
+        self._device: dict = {}
 
     @property
     def active(self) -> bool:

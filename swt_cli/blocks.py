@@ -26,10 +26,9 @@ from .formats.base import chunk_shape
 CHUNK_BYTES = 4 << 20
 
 #: Working memory a block aims for when the budget allows more. Blocks this small keep reading, the
-#: kernel and writing overlapped from the first block to the last: on the pipeline benchmark (0.88 GB
-#: HDF5 input) seven blocks at the whole 512 MiB budget took 1.17-1.54 s, blocks of 128 MiB 1.01-1.11 s
-#: (64 MiB: 1.13-1.27 s, the kernel's per-block costs showing). A larger budget still lets one large
-#: item through whole.
+#: kernel and writing overlapped from the first block to the last, and large enough that the kernel's
+#: per-block costs do not show (BENCHMARKS.md, "Figures behind the pipeline's constants"). A larger
+#: budget still lets one large item through whole.
 BLOCK_BYTES = 128 << 20
 
 
@@ -73,7 +72,7 @@ def plan_blocks(lead_shape, out_shape, out_itemsize, bytes_per_item, budget, bat
     if chunks[split_axis] < extent:
         extent -= extent % chunks[split_axis]
     chunks[split_axis] = min(chunks[split_axis], extent)
-    indexes = []
+    indexes: list[tuple[slice, ...]] = []
     if split_axis == 0:
         indexes = [(slice(i, min(i + extent, lead_shape[0])),) for i in range(0, lead_shape[0], extent)]
     else:
@@ -130,7 +129,7 @@ def item_range(index, lead_shape) -> tuple[int, int]:
 
 def merge(ranges) -> list:
     """Sorted, non-overlapping union of ``[start, stop)`` ranges."""
-    out = []
+    out: list[tuple[int, int]] = []
     for start, stop in sorted(ranges):
         if stop <= start:
             continue

@@ -49,7 +49,7 @@ def _on_sigterm(signum, frame):
 class SwtGroup(click.Group):
     """Turns every failure into one line on stderr with the right exit code (traceback with --debug)."""
 
-    def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
+    def main(self, args=None, prog_name=None, standalone_mode=True, **extra):  # type: ignore[override]
         args = list(sys.argv[1:] if args is None else args)
         self.argv = ["swt", *args]  # recorded in outputs as provenance
         try:
@@ -256,7 +256,8 @@ def blend_options(fn):
     """--reduce, --weight and --fill: how a fold combines overlapping windows (swt_cli.blend)."""
     for decorator in reversed([
         click.option("--reduce", type=click.Choice(REDUCES), default="sum", show_default=True,
-                     help="sum: add overlapping windows (MegEngine); mean: divide by the windows (or weights) covering each element."),
+                     help="sum: add overlapping windows (MegEngine); mean: divide by the windows (or weights) covering "
+                          "each element."),
         click.option("--weight", type=WeightSpec(),
                      help="Multiply window elements by a window function before summing: uniform, hann, triangle, "
                           "gaussian (see the README), or a .npy of the kernel's shape [default: uniform]."),
@@ -371,7 +372,8 @@ def _run_options(ctx, quiet: bool, opts: dict) -> RunOptions:
 @click.argument("input", metavar="INPUT", type=ArraySpec())
 @click.argument("output", metavar="OUTPUT", type=ArraySpec())
 @geometry_options
-@click.option("-o", "--output-size", type=IntList(1), help="Image size [default: recorded by swt unfold, else the smallest that fits].")
+@click.option("-o", "--output-size", type=IntList(1),
+              help="Image size [default: recorded by swt unfold, else the smallest that fits].")
 @blend_options
 @layout_option("Input layout: megengine (..., IH, IW, KH, KW) or torch (N, C*KH*KW, L), which needs --output-size "
                "[default: recorded by swt unfold, else megengine].")
@@ -481,6 +483,7 @@ def _fmt_bytes(n) -> str:
         if n < 1024 or unit == "TiB":
             return f"{int(n)} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
+    raise AssertionError("unreachable: the loop returns at TiB")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -494,7 +497,8 @@ def _fmt_bytes(n) -> str:
 @click.option("--weight", type=WeightSpec(), help="As fold's.")
 @layout_option("Layout of --input: megengine or torch [default: recorded by swt unfold, else megengine].")
 @click.option("--dtype", type=DType(), help="Output dtype of the fold [default: the input's].")
-@click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY, show_default=True, help="Memory budget the fold would run with.")
+@click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY, show_default=True,
+              help="Memory budget the fold would run with.")
 @click.option("--batch-size", type=click.IntRange(1), help="Items of the first axis per block (overrides --max-memory).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @allow_external_option

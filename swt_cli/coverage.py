@@ -65,13 +65,13 @@ def _segments(size, kernel, stride, padding, dilation, grid) -> AxisCoverage:
         for x in (w * dilation, w * dilation + span + 1):
             if lo < x < hi:
                 points.add(x)
-    points = sorted(points)
+    ordered = sorted(points)
     least, most, covered = None, 0, 0
-    for x0, x1 in zip(points, points[1:]):
+    for x0, x1 in zip(ordered, ordered[1:]):
         # Offsets whose progression spans [x0, x1): w*d <= x0 and w*d + span >= x1 - 1; a range of w.
         w_lo = max(0, -(-(x1 - 1 - span) // dilation))
         w_hi = min(kernel - 1, x0 // dilation)
-        multiplicity = {}
+        multiplicity: dict = {}
         for w in range(w_lo, w_hi + 1):
             r = (w * dilation) % stride
             multiplicity[r] = multiplicity.get(r, 0) + 1

@@ -22,11 +22,12 @@ import math
 import os
 import uuid
 
+from .blocks import Blocks, block_items, item_range, layout_of, plan_blocks, shard_part
 from .errors import SwtError, first_line
 from .formats import Location, create_writer, open_reader
-from .blocks import Blocks, block_items, item_range, layout_of, plan_blocks, shard_part
 from .options import RunOptions
 from .pipeline import run
+from .protocols import BlockTransform, Reader
 from .shards import SharedOutput
 
 #: Times Dask retries a task that raised (a task lost with its worker is rescheduled anyway).
@@ -145,7 +146,7 @@ class _SharedWriter:
 
     def __init__(self, output: SharedOutput):
         self.output = output
-        self.gaps = None
+        self.gaps: list | None = None
 
     def write(self, index, block):
         self.output.write_block(index, block)
@@ -166,7 +167,7 @@ def _cluster_errors(distributed) -> tuple:
     return (TimeoutError, *(getattr(module, name) for module, name in names if hasattr(module, name)))
 
 
-def run_job(op: str, reader, out_loc: Location, transform, blocks: Blocks, attrs: dict, opts: RunOptions,
+def run_job(op: str, reader: Reader, out_loc: Location, transform: BlockTransform, blocks: Blocks, attrs: dict, opts: RunOptions,
             make_writer=None) -> int:
     """Run a fold or unfold with ``--scheduler``, ``--shard`` or ``--resume`` (as ``opts`` say); returns the
     items of the leading axes this run did.
@@ -201,8 +202,8 @@ def run_job(op: str, reader, out_loc: Location, transform, blocks: Blocks, attrs
     except cluster_errors as err:
         killed = dask is not None and isinstance(err, dask.KilledWorker)
         hint = " (a block kept killing its workers: out of memory? lower --max-memory)" if killed else ""
-        resume = ": rerun with --resume to do what is missing" if out_loc.fmt == "zarr" else ""
-        raise SwtError(f"the Dask cluster failed{hint}: {type(err).__name__}: {first_line(err)}{resume}") from None
+        again = ": rerun with --resume to do what is missing" if out_loc.fmt == "zarr" else ""
+        raise SwtError(f"the Dask cluster failed{hint}: {type(err).__name__}: {first_line(err)}{again}") from None
     finally:
         if client is not None:
             _close(client, cluster)
@@ -282,7 +283,7 @@ def _client_writes(client, in_loc, out_loc, transform, blocks, attrs, opts: RunO
     indexes = blocks.indexes
     total = math.prod(lead) if lead else 1
     progress = opts.make_progress(label, total)
-    futures = []
+    futures: list = []
     try:
         window = max(2, 2 * sum(client.nthreads().values()))  # blocks computed or waiting to be written
         pending = distributed.as_completed()

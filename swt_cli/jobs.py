@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -43,43 +43,10 @@ from .geometry import Geometry, as_tuple, fmt_dims, plan_fold, plan_unfold, spat
 from .layouts import TorchFoldReader, create_torch_writer, torch_shape
 from .options import OptionError, RunOptions
 from .pipeline import Transform, run
+from .protocols import BlockTransform, Reader, Writer
 
-__all__ = ["GeometryChoice", "JobResult", "OptionError", "Plan", "RunOptions", "fold_file", "info", "plan", "unfold_file"]
-
-
-# ---- what jobs consume ------------------------------------------------------------------------------
-
-class Reader(Protocol):
-    """An array read block by block (``swt_cli.formats.ArrayReader`` and the layouts' wrappers)."""
-
-    location: Location
-    shape: tuple
-    dtype: np.dtype
-    attrs: dict
-
-    def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray: ...
-
-
-class Writer(Protocol):
-    """An array written block by block and committed at the end (``swt_cli.formats.ArrayWriter``)."""
-
-    def write(self, index: tuple, block: np.ndarray) -> None: ...
-
-    def commit(self) -> None: ...
-
-    def abort(self) -> None: ...
-
-
-class BlockTransform(Protocol):
-    """A fold or unfold applied to blocks of the leading axes (``swt_cli.pipeline.Transform``)."""
-
-    plan: Any
-    in_dtype: np.dtype
-    out_dtype: np.dtype
-
-    def bytes_per_item(self) -> int: ...
-
-    def __call__(self, block: np.ndarray) -> np.ndarray: ...
+__all__ = ["BlockTransform", "GeometryChoice", "JobResult", "OptionError", "Plan", "Reader", "RunOptions", "Writer", "fold_file",
+           "info", "plan", "unfold_file"]
 
 
 def open_input(spec: str | Location, allow_external: bool = False):
@@ -254,7 +221,7 @@ def _stream(op: str, reader: Reader, out_loc: Location, transform: Transform, me
         from .backend import import_cupy
 
         import_cupy()
-    check_not_input(reader, out_loc)
+    check_not_input(reader, out_loc)  # type: ignore[arg-type]
     if out_loc.fmt != "stream":
         leftovers = describe_leftovers(out_loc.path)
         if leftovers:

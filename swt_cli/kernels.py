@@ -499,7 +499,8 @@ def _unfold_view(xp, x, plan: UnfoldPlan, context):
     """The windows of ``x`` as a strided view (of a zero-padded copy where there is padding)."""
     g = plan.geometry
     if any(g.padding):
-        padded = _allocate(xp, x.shape[: x.ndim - g.ndim] + tuple(s + 2 * p for s, p in zip(plan.size, g.padding)), x.dtype, context)
+        padded_shape = x.shape[: x.ndim - g.ndim] + tuple(s + 2 * p for s, p in zip(plan.size, g.padding))
+        padded = _allocate(xp, padded_shape, x.dtype, context)
         padded[(Ellipsis,) + tuple(slice(p, p + s) for p, s in zip(g.padding, plan.size))] = x
         x = padded
     spans = tuple(d * (k - 1) + 1 for k, d in zip(g.kernel, g.dilation))

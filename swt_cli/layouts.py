@@ -23,6 +23,7 @@ import math
 from .errors import SwtError
 from .formats import ArrayReader, ArrayWriter, create_writer
 from .geometry import fmt_dims, fmt_shape
+from .protocols import Reader
 
 LAYOUTS = ("megengine", "torch")
 
@@ -100,7 +101,7 @@ class TorchFoldReader(ArrayReader):
     #: Its blocks are a conversion of the stored array: Dask workers, which open the file themselves, cannot read them.
     converts = True
 
-    def __init__(self, inner: ArrayReader, kernel, grid):
+    def __init__(self, inner: Reader, kernel, grid):
         self.inner = inner
         self.kernel, self.grid = tuple(kernel), tuple(grid)
         self.location, self.dtype, self.attrs = inner.location, inner.dtype, inner.attrs

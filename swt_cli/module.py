@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from .api import sliding_window, sliding_window_transpose
 from .errors import SwtError
 from .geometry import Geometry
-from .api import sliding_window, sliding_window_transpose
 
 
 class HookHandler:

@@ -14,6 +14,7 @@ from typing import Any
 from .errors import SwtError
 from .pipeline import DEFAULT_MAX_MEMORY, Progress, default_budget, parse_size
 
+
 class OptionError(SwtError):
     """A combination of options (or arguments) that cannot work; the command line exits 2 for it."""
 
@@ -88,7 +89,7 @@ class RunOptions:
             value = fields.get(name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise OptionError(f"{name} must be a positive integer, not {value!r}")
-        return cls(max_memory=budget, shard=tuple(shard) if shard is not None else None, **fields)
+        return cls(max_memory=budget, shard=(int(shard[0]), int(shard[1])) if shard is not None else None, **fields)
 
     @property
     def distributed(self) -> bool:

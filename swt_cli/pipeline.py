@@ -15,15 +15,17 @@ import threading
 import time
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from . import kernels
 from .backend import accumulator_dtype, import_cupy
+from .blend import Blend
 from .blocks import Blocks, block_items
 from .errors import SwtError
-from .formats import ArrayReader, block_shape
-from .geometry import FoldPlan, UnfoldPlan
+from .formats import block_shape
+from .protocols import BlockTransform, Reader, Writer
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
           "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
@@ -37,13 +39,10 @@ def return_freed_blocks_to_the_system() -> None:
 
     By default glibc raises the mapping threshold as large blocks are freed (up to 32 MiB), after which
     blocks come from per-thread heaps that keep their pages: with the I/O threads, resident memory then
-    drifts well above the budget. Measured on the pipeline benchmark at --max-memory 128MiB: 346 MB ->
-    263 MB (HDF5), 393 MB -> 281 MB (Zarr). A lower threshold (256 KiB) saved a little more memory but
-    cost 0.3-0.5 s a run in page faults on the codecs' chunk-sized buffers. Fixing that threshold also
-    fixes the trim threshold at 128 KiB, so each freed result block was handed back and faulted in again
-    for the next: at 16 MiB the HDF5 benchmark took 1.03 s instead of 1.15 (Zarr 2.1-2.3 s instead of
-    3.0-3.5) for 250 MB of peak memory instead of 200 (32 MiB: no faster, 290 MB).
-    A no-op where the C library is not glibc.
+    drifts well above the budget. A much lower threshold costs page faults on the codecs' chunk-sized
+    buffers; fixing the threshold also fixes the trim threshold at 128 KiB, so each freed result block
+    would be handed back and faulted in again for the next, hence 16 MiB for both (the measurements:
+    BENCHMARKS.md, "Figures behind the pipeline's constants"). A no-op where the C library is not glibc.
     """
     try:
         import ctypes
@@ -150,12 +149,13 @@ class Transform:
     """One fold or unfold, applied block by block: the full-array ``plan`` with its leading axes split."""
 
     op: str  # "fold" or "unfold"
-    plan: FoldPlan | UnfoldPlan
+    #: A FoldPlan for "fold", an UnfoldPlan for "unfold".
+    plan: Any
     in_dtype: np.dtype
     out_dtype: np.dtype
     device: str = "cpu"
     #: Fold only: a ``swt_cli.blend.Blend`` (mean, weights, fill), its divisor prepared once per run.
-    blend: object = None
+    blend: Blend | None = None
 
     @property
     def lead(self) -> int:
@@ -194,12 +194,13 @@ class Progress:
         self.every = every
         self.done = 0
         self._start = self._last = time.monotonic()
-        self._bar = None
+        self._bar: Any = None
 
     def __enter__(self):
         if not self.quiet and self.stream.isatty():
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as Bar
 
             self._bar = Bar(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -248,7 +249,7 @@ def _spawn(fn, *args) -> Future:
     Not a ThreadPoolExecutor: its threads are joined at interpreter exit, so a read blocked on a
     silent stdin pipe (or a write blocked on a stalled stdout pipe) would hang Ctrl-C forever.
     """
-    future = Future()
+    future: Future = Future()
     future.set_running_or_notify_cancel()
 
     def target():
@@ -275,12 +276,12 @@ def _settle(*pending) -> None:
         wait(futures, timeout=SETTLE_SECONDS)
 
 
-def run(reader: ArrayReader, writer, transform, blocks: Blocks, progress: Progress) -> None:
+def run(reader: Reader, writer: Writer, transform: BlockTransform, blocks: Blocks, progress: Progress) -> None:
     """Read, transform and write every block, overlapping the three; commit only when all is written.
 
     Blocks are read into two buffers in turn (the next block is read while this one is transformed),
-    where the format can read into a buffer: reading 0.88 GB of HDF5 into reused memory took 0.30 s
-    against 0.41 s into fresh arrays, which the kernel must fault in page by page.
+    where the format can read into a buffer: fresh arrays would have to be faulted in page by page
+    (BENCHMARKS.md, "Figures behind the pipeline's constants").
 
     On any error or interrupt the in-flight file reads and writes finish (pipes are not waited for),
     then the writer's temporary output is removed and the exception goes on.
@@ -310,6 +311,7 @@ def run(reader: ArrayReader, writer, transform, blocks: Blocks, progress: Progre
         with progress:
             pending_read = _spawn(read, 0)
             for i, index in enumerate(indexes):
+                assert pending_read is not None  # read ahead at the end of the previous step
                 block = pending_read.result()
                 pending_read = None
                 if i + 1 < len(indexes):

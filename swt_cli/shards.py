@@ -31,6 +31,7 @@ import os
 import socket
 import time
 import uuid
+from typing import Any
 
 import numpy as np
 
@@ -66,11 +67,12 @@ def parse_shard(text: str, environ=None) -> tuple[int, int]:
         return index, count
     parts = text.split("/")
     try:
-        index, count = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+        parsed = (int(parts[0]), int(parts[1])) if len(parts) == 2 else None
     except ValueError:
-        index = count = None
-    if index is None:
+        parsed = None
+    if parsed is None:
         raise SwtError(f"'{text}' is not a shard: use I/N (0 <= I < N), e.g. 0/4, or auto under SLURM")
+    index, count = parsed
     if count < 1 or not 0 <= index < count:
         raise SwtError(f"shard {text}: I must be 0 to N-1 (shards count from 0), e.g. 0/{max(count, 1)}")
     return index, count
@@ -126,7 +128,7 @@ class SharedOutput:
         self.job = job
         self.folder = array_dir(location.path, location.name)
         self.lead_shape = tuple(job["lead_shape"])
-        self._array = None
+        self._array: Any = None
 
     # -- creating or joining --
 

@@ -2,18 +2,17 @@
 
 import numpy as np
 import pytest
+from clitools import invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import fold_loops
+from test_kernels import geometries
 
 from swt_cli import SlidingWindowTranspose, SwtError, sliding_window, sliding_window_transpose
 from swt_cli import blend as blend_module
 from swt_cli.blend import WINDOWS, Blend, window, window_1d
 from swt_cli.geometry import Geometry, plan_fold
 from swt_cli.pipeline import Transform
-
-from clitools import invoke
-from reference import fold_loops
-from test_kernels import geometries
 
 
 def _args(g):

@@ -6,8 +6,8 @@ import os
 import h5py
 import numpy as np
 import pytest
-
 from clitools import invoke, run_swt
+
 from swt_cli import __version__, sliding_window, sliding_window_transpose
 
 

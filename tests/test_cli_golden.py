@@ -5,9 +5,9 @@ import itertools
 
 import numpy as np
 import pytest
-
-from golden import golden_cases, tolerance
 from clitools import invoke, run_swt
+from golden import golden_cases, tolerance
+
 from swt_cli.formats import create_writer, open_reader
 
 CASES = golden_cases()

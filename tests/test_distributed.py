@@ -19,6 +19,7 @@ import zarr
 pytest.importorskip("distributed")
 
 from clitools import SWT, invoke, run_swt  # noqa: E402
+
 from swt_cli import sliding_window, sliding_window_transpose  # noqa: E402
 from swt_cli.formats import Location  # noqa: E402
 from swt_cli.records import MARKERS, read_markers  # noqa: E402
@@ -157,9 +158,10 @@ def test_scheduler_file(tmp_path, cluster, windows):
 
 def test_a_failing_task_is_retried(tmp_path, cluster, windows):
     from flaky_task import FailOnce
+
     from swt_cli import distributed
-    from swt_cli.geometry import Geometry, plan_fold
     from swt_cli.blocks import missing
+    from swt_cli.geometry import Geometry, plan_fold
     from swt_cli.options import RunOptions
     from swt_cli.pipeline import Progress, Transform
     from swt_cli.shards import SharedOutput

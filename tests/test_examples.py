@@ -4,8 +4,8 @@ import pathlib
 
 import h5py
 import numpy as np
-
 from clitools import run_swt
+
 from swt_cli import sliding_window, sliding_window_transpose
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"

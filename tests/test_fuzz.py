@@ -18,10 +18,10 @@ import tempfile
 
 import numpy as np
 import pytest
+from clitools import invoke
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from clitools import invoke
 from swt_cli import SwtError
 from swt_cli.formats import open_reader
 from swt_cli.formats.base import Location

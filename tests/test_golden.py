@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+from golden import golden_cases, tolerance
 
 from swt_cli import SlidingWindow, SlidingWindowTranspose, sliding_window, sliding_window_transpose
-
-from golden import golden_cases, tolerance
 
 CASES = golden_cases()
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from golden import golden_cases, tolerance
+
 from swt_cli import sliding_window, sliding_window_transpose
 
 pytestmark = pytest.mark.gpu

@@ -16,12 +16,12 @@ import time
 import h5py
 import numpy as np
 import pytest
-
 from clitools import invoke, run_swt
+
 from swt_cli import SwtError, sliding_window, sliding_window_transpose
 from swt_cli.formats import open_reader
-from swt_cli.formats.stream import StdinReader
 from swt_cli.formats.base import Location
+from swt_cli.formats.stream import StdinReader
 
 MAGIC = b"\x93NUMPY"
 

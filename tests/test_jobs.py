@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from clitools import invoke
 
 import swt_cli
-from clitools import invoke
 from swt_cli import RunOptions, SwtError, fold_file, plan, unfold_file
 from swt_cli.formats import open_reader
 
@@ -159,3 +159,21 @@ def test_info_is_strict_json(tmp_path):
     assert cli.exit_code == 0
     parsed = json.loads(cli.stdout, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
     assert parsed == json.loads(text)
+
+
+def test_allow_external_is_an_option_of_every_reading_command(tmp_path, image):
+    for command in ("fold", "unfold", "plan", "info"):
+        assert "--allow-external" in invoke(command, "-h").stdout
+    assert invoke("unfold", image, tmp_path / "w.h5", "-k", "3", "--allow-external", "-q").exit_code == 0
+    assert invoke("fold", tmp_path / "w.h5", tmp_path / "f.npy", "--allow-external", "-q").exit_code == 0
+    assert invoke("info", tmp_path / "w.h5", "--allow-external").exit_code == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "f.npy").shape, np.load(image).shape)
+
+
+def test_option_errors_exit_2_with_the_commands_hint(tmp_path):
+    np.save(tmp_path / "w.npy", np.ones((2, 4, 4, 2, 2), np.float32))
+    result = invoke("fold", tmp_path / "w.npy", tmp_path / "o.npy", "--layout", "torch", "-k", "2")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: --layout torch needs --output-size") and "(see 'swt fold -h')" in result.stderr
+    with pytest.raises(swt_cli.jobs.OptionError):
+        fold_file(str(tmp_path / "w.npy"), str(tmp_path / "o.npy"), kernel=2, layout="torch")

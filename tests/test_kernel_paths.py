@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import fold_loops, unfold_loops
+from test_kernels import geometries
 
 from swt_cli import SwtError, kernels, sliding_window, sliding_window_transpose
 from swt_cli.geometry import grid_size, output_range
-
-from reference import fold_loops, unfold_loops
-from test_kernels import geometries
 
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 PATHS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed"))]

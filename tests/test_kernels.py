@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import fold_loops, unfold_loops
 
 from swt_cli import SwtError, sliding_window, sliding_window_transpose
 from swt_cli.geometry import output_range
-
-from reference import fold_loops, unfold_loops
 
 
 @st.composite

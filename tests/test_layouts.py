@@ -6,14 +6,13 @@ import json
 import h5py
 import numpy as np
 import pytest
+from clitools import invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_kernels import geometries
 
 from swt_cli import SwtError, sliding_window, sliding_window_transpose
 from swt_cli.layouts import from_torch, megengine_shape, to_torch, torch_shape
-
-from clitools import invoke
-from test_kernels import geometries
 
 
 def _torch_reference(x, ndim):

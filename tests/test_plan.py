@@ -5,18 +5,17 @@ import math
 
 import numpy as np
 import pytest
+from clitools import invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from swt_cli.blend import Blend
-from swt_cli.coverage import axis_coverage, coverage_counts, coverage_picture, fold_coverage
-from swt_cli.geometry import Geometry, grid_size, plan_fold
-from swt_cli.blocks import block_items, plan_blocks
-from swt_cli.pipeline import Transform
-
-from clitools import invoke
 from reference import fold_loops
 from test_kernels import geometries
+
+from swt_cli.blend import Blend
+from swt_cli.blocks import block_items, plan_blocks
+from swt_cli.coverage import axis_coverage, coverage_counts, coverage_picture, fold_coverage
+from swt_cli.geometry import Geometry, grid_size, plan_fold
+from swt_cli.pipeline import Transform
 
 KEYS = {"grid", "output_size", "valid_output_sizes", "min_overlap", "max_overlap", "uncovered_pixels", "uncovered_fraction"}
 

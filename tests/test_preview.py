@@ -4,13 +4,12 @@ import sys
 
 import numpy as np
 import pytest
+from clitools import invoke, run_swt
 
 from swt_cli.coverage import coverage_counts
 from swt_cli.formats.npy import NpyReader
 from swt_cli.geometry import Geometry
 from swt_cli.preview import HEAT, heat_colors, to_uint8
-
-from clitools import invoke, run_swt
 
 Image = pytest.importorskip("PIL.Image")
 

@@ -34,8 +34,8 @@ import uuid
 import h5py
 import numpy as np
 import pytest
-
 from clitools import SWT, invoke, run_swt
+
 from swt_cli.formats import TEMP_MARK
 
 #: swt with every block read slowed down (a launcher in the tests, not a hook in the package).

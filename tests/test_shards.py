@@ -12,11 +12,11 @@ import time
 import numpy as np
 import pytest
 import zarr
-
 from clitools import SWT, invoke
+
 from swt_cli import SwtError, sliding_window, sliding_window_transpose
-from swt_cli.formats import Location, open_reader
 from swt_cli.blocks import fmt_items, missing
+from swt_cli.formats import Location, open_reader
 from swt_cli.records import MARKERS, read_markers
 from swt_cli.shards import SharedOutput, parse_shard
 

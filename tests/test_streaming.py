@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from clitools import SWT, invoke, run_swt
 from numpy.lib.format import open_memmap
 
-from clitools import SWT, invoke, run_swt
 from swt_cli import sliding_window, sliding_window_transpose
 from swt_cli.blocks import plan_blocks
 
@@ -146,8 +146,8 @@ def test_a_transform_that_returns_its_input_block_still_writes_every_block(tmp_p
     buffer must be copied before the buffer is read into again."""
     import time
 
-    from swt_cli.formats import create_writer, open_reader
     from swt_cli.blocks import Blocks
+    from swt_cli.formats import create_writer, open_reader
     from swt_cli.pipeline import Progress, run
 
     class SlowWriter:  # the next reads land in the buffers while a block is still being written

@@ -45,4 +45,5 @@ def create_writer(spec, shape, dtype, attrs=None, chunks=None, compression=None,
     return writer_class(loc)(loc, shape, dtype, attrs=attrs, chunks=chunks, compression=compression, overwrite=overwrite)
 
 
-__all__ = ["COMPRESSIONS", "TEMP_MARK", "ArrayReader", "ArrayWriter", "Location", "chunk_shape", "create_writer", "open_reader"]
+__all__ = ["COMPRESSIONS", "TEMP_MARK", "ArrayReader", "ArrayWriter", "Location", "block_shape", "chunk_shape", "create_writer",
+           "open_reader"]

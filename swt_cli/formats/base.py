@@ -10,8 +10,8 @@ and moves it into place only on ``commit``:
 
 from __future__ import annotations
 
-import errno
 import contextlib
+import errno
 import math
 import os
 import re

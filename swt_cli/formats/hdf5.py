@@ -11,7 +11,16 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError, first_line
 from .base import (
-    ArrayReader, ArrayWriter, Location, block_shape, commit_path, find_arrays, nbytes, out_fits, read_at, remove_path,
+    ArrayReader,
+    ArrayWriter,
+    Location,
+    block_shape,
+    commit_path,
+    find_arrays,
+    nbytes,
+    out_fits,
+    read_at,
+    remove_path,
     write_failed,
 )
 from .npy import block_offset, contiguous_block
@@ -100,7 +109,8 @@ class H5Reader(ArrayReader):
             self._members = _members(self._file)
             self._dataset = find_arrays(self._members, location.path, location.name)
             if self._dataset.dtype.kind in "OSUV" or self._dataset.dtype.fields:
-                raise SwtError(f"{location.path}:/{self._dataset.name.strip('/')} holds {self._dataset.dtype} data: swt needs numbers")
+                raise SwtError(f"{location.path}:/{self._dataset.name.strip('/')} holds {self._dataset.dtype} data: "
+                               "swt needs numbers")
             self.dtype = check_dtype(self._dataset.dtype, str(location))
             if self._dataset.shape is None:
                 raise SwtError(f"{location.path}:{self._dataset.name} is an empty dataset with no shape")
@@ -125,7 +135,8 @@ class H5Reader(ArrayReader):
         except SwtError:
             raise
         except Exception as err:  # OSError, RuntimeError, ValueError, KeyError... for damaged chunks and B-trees
-            raise SwtError(f"{self.location.path}: cannot read {self._dataset.name} ({first_line(err)}): the file is damaged") from None
+            raise SwtError(f"{self.location.path}: cannot read {self._dataset.name} ({first_line(err)}): "
+                           "the file is damaged") from None
 
     def _raw_layout(self) -> list:
         """:func:`raw_extents`, with a duplicate of h5py's own descriptor (the file it opened, even if the
@@ -161,7 +172,8 @@ class H5Reader(ArrayReader):
             chunks=list(ds.chunks) if ds.chunks else None,
             compression=ds.compression,
             compression_opts=ds.compression_opts,
-            arrays=[{"name": "/" + p, "shape": list(o.shape or ()), "dtype": str(o.dtype)} for p, is_array, o in self._members if is_array],
+            arrays=[{"name": "/" + p, "shape": list(o.shape or ()), "dtype": str(o.dtype)}
+                    for p, is_array, o in self._members if is_array],
         )
         return info
 
@@ -246,7 +258,8 @@ class H5Writer(ArrayWriter):
             has_data = all(int(v) > 0 for v in shape)
             self._dataset = self._file.create_dataset(
                 location.name or "data", shape=tuple(shape), dtype=np.dtype(dtype),
-                chunks=tuple(chunks) if chunks and has_data and len(shape) else None, **(options if has_data and len(shape) else {}),
+                chunks=tuple(chunks) if chunks and has_data and len(shape) else None,
+                **(options if has_data and len(shape) else {}),
             )
             for key, value in (attrs or {}).items():
                 self._dataset.attrs[key] = value

@@ -15,8 +15,18 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError, first_line
 from ..geometry import MAX_SIZE, fmt_shape
-from .base import (ArrayReader, ArrayWriter, Location, block_shape, commit_path, nbytes, out_fits, read_at, remove_path,
-                   write_failed)
+from .base import (
+    ArrayReader,
+    ArrayWriter,
+    Location,
+    block_shape,
+    commit_path,
+    nbytes,
+    out_fits,
+    read_at,
+    remove_path,
+    write_failed,
+)
 
 #: numpy's own limit on header length (numpy >= 1.24 refuses longer headers as unsafe).
 MAX_HEADER = 10000

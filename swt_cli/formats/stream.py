@@ -28,10 +28,12 @@ class StdinReader(ArrayReader):
         self.attrs = {}
         self._stream = stream if stream is not None else _unbuffered(sys.stdin, "rb")
         if self._stream.isatty() if hasattr(self._stream, "isatty") else False:
-            raise SwtError("stdin is a terminal: pipe a .npy stream into swt, e.g. swt unfold img.npy - -k 3 | swt fold - out.npy -k 3")
+            raise SwtError("stdin is a terminal: pipe a .npy stream into swt, e.g. "
+                           "swt unfold img.npy - -k 3 | swt fold - out.npy -k 3")
         self.shape, fortran, self.dtype = read_header(self._stream, "stdin")
         if fortran:
-            raise SwtError("stdin holds a Fortran-ordered .npy stream: swt streams C order only (save with np.save on a C-ordered array)")
+            raise SwtError("stdin holds a Fortran-ordered .npy stream: swt streams C order only "
+                           "(save with np.save on a C-ordered array)")
         self._position = 0  # elements consumed
 
     def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray:
@@ -61,7 +63,8 @@ class StdoutWriter(ArrayWriter):
 
     sequential = True  # blocks go out in order, and a write may block for as long as the reader waits
 
-    def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="none", overwrite=False, stream=None):
+    def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="none", overwrite=False,
+                 stream=None):
         self._stream = stream if stream is not None else _unbuffered(sys.stdout, "wb")
         if hasattr(self._stream, "isatty") and self._stream.isatty():
             raise SwtError("refusing to write binary .npy data to a terminal: redirect stdout to a file or a pipe")

@@ -9,7 +9,14 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError, first_line
 from .base import (
-    ArrayReader, ArrayWriter, Location, commit_path, find_arrays, nbytes, remove_path, write_failed,
+    ArrayReader,
+    ArrayWriter,
+    Location,
+    commit_path,
+    find_arrays,
+    nbytes,
+    remove_path,
+    write_failed,
 )
 
 
@@ -77,7 +84,8 @@ class ZarrReader(ArrayReader):
         try:
             return np.asarray(self._array[index] if index else self._array[...])
         except Exception as err:  # codec errors come in many types
-            raise SwtError(f"{self.location}: cannot read block {_fmt_index(index)} ({first_line(err)}): a chunk is damaged") from None
+            raise SwtError(f"{self.location}: cannot read block {_fmt_index(index)} ({first_line(err)}): "
+                           "a chunk is damaged") from None
 
     def describe(self) -> dict:
         info = super().describe()
@@ -85,7 +93,8 @@ class ZarrReader(ArrayReader):
         info.update(
             chunks=list(a.chunks),
             compression=[type(c).__name__ for c in (a.compressors or ())] or None,
-            arrays=[{"name": "/" + p, "shape": list(o.shape), "dtype": str(_numpy_dtype(o))} for p, is_array, o in self._members if is_array],
+            arrays=[{"name": "/" + p, "shape": list(o.shape), "dtype": str(_numpy_dtype(o))}
+                    for p, is_array, o in self._members if is_array],
         )
         return info
 
