@@ -40,7 +40,7 @@ from .errors import SwtError
 from .formats import COMPRESSIONS, Location, create_writer, open_reader
 from .formats.base import check_not_input, describe_leftovers
 from .geometry import Geometry, as_tuple, fmt_dims, plan_fold, plan_unfold, spatial_ndim
-from .layouts import TorchFoldReader, create_torch_writer, torch_shape
+from .layouts import LAYOUTS, TorchFoldReader, create_torch_writer, torch_shape
 from .options import OptionError, RunOptions
 from .pipeline import Transform, run
 from .protocols import BlockTransform, Reader, Writer
@@ -137,6 +137,7 @@ def fold_setup(reader: Reader, kernel=None, stride=None, padding=None, dilation=
 
     ``transform.blend`` is None for a plain sum.
     """
+    _check_layout(layout)
     recorded = recorded_geometry(reader)
     recorded = recorded if recorded.get("op") == "unfold" else {}
     choice = resolve_geometry(kernel, stride, padding, dilation, ndim, output_size, recorded)
@@ -189,6 +190,11 @@ class JobResult:
     #: or a resume), before compression.
     bytes_read: int
     bytes_written: int
+
+
+def _check_layout(layout: str | None) -> None:
+    if layout is not None and layout not in LAYOUTS:
+        raise OptionError(f"layout '{layout}' is not one of {', '.join(LAYOUTS)}")
 
 
 def check_compression(output: str | Location, compression: str | None) -> Location:
@@ -323,6 +329,7 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
     :func:`fold_file`'s.
     """
     start = time.monotonic()
+    _check_layout(layout)
     opts = _options(options, quiet, note, max_memory=max_memory, batch_size=batch_size, threads=threads, device=device,
                     compression=compression, overwrite=overwrite, progress=progress, scheduler=scheduler, shard=shard,
                     resume=resume, allow_external=allow_external, command=_command("unfold_file", input, output))

@@ -112,6 +112,8 @@ def test_errors_raise_swt_error(tmp_path, image):
         unfold_file(str(image), str(tmp_path / "o.h5"), kernel=3, compression="zstd")
     with pytest.raises(SwtError, match="shard"):
         unfold_file(str(image), str(tmp_path / "o.zarr"), kernel=3, shard="3/2")
+    with pytest.raises(SwtError, match="layout 'tf' is not one of megengine, torch"):
+        unfold_file(str(image), str(tmp_path / "o.npy"), kernel=3, layout="tf")
     with pytest.raises(SwtError, match="1MiB"):
         RunOptions.resolve(max_memory="10KiB")
 
@@ -177,3 +179,16 @@ def test_option_errors_exit_2_with_the_commands_hint(tmp_path):
     assert result.stderr.startswith("Error: --layout torch needs --output-size") and "(see 'swt fold -h')" in result.stderr
     with pytest.raises(swt_cli.jobs.OptionError):
         fold_file(str(tmp_path / "w.npy"), str(tmp_path / "o.npy"), kernel=2, layout="torch")
+
+
+def test_shards_from_python_make_the_clis_output(tmp_path, image):
+    unfold_file(str(image), str(tmp_path / "w.zarr"), kernel=3, stride=2)
+    notes = []
+    first = fold_file(str(tmp_path / "w.zarr"), str(tmp_path / "py.zarr"), shard="0/2", batch_size=1, note=notes.append)
+    assert first.bytes_written < 3 * 2 * 23 * 19 * 4 and any("not complete yet" in n for n in notes)
+    with pytest.raises(SwtError, match="incomplete"):
+        open_reader(str(tmp_path / "py.zarr"))
+    fold_file(str(tmp_path / "w.zarr"), str(tmp_path / "py.zarr"), shard=(1, 2), batch_size=1)
+    assert invoke("fold", tmp_path / "w.zarr", tmp_path / "cli.npy", "-q").exit_code == 0
+    got, attrs = _load(tmp_path / "py.zarr")
+    assert got.tobytes() == np.load(tmp_path / "cli.npy").tobytes() and "swt_incomplete" not in attrs
