@@ -6,6 +6,7 @@ code 1, in one place (``SwtGroup``); usage errors exit 2, Ctrl-C 130, SIGTERM 14
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shlex
@@ -565,9 +566,10 @@ def plan(input_, kernel, stride, padding, dilation, ndim, output_size, reduce, w
               help="With --coverage: the fold's output size [default: recorded by swt unfold, else the smallest that fits].")
 @layout_option("With --coverage: layout of FILE [default: recorded by swt unfold, else megengine].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.png.")
+@allow_external_option
 @common_options
 def preview(input, output, index, channel, coverage, kernel, stride, padding, dilation, ndim, output_size, layout,
-            overwrite, quiet):
+            overwrite, allow_external, quiet):
     """Save one image of FILE as a PNG, scaled from its own minimum (black) to maximum (white).
 
     FILE holds images (..., C, H, W): the axis before the image is the channels, all before it the batch
@@ -590,7 +592,7 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
             raise click.UsageError("--index and --channel do not apply with --coverage: coverage is the same for every image")
         from .coverage import coverage_picture
 
-        with jobs.open_input(input) as reader:
+        with jobs.open_input(input, allow_external) as reader:
             p = jobs.fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout).transform.plan
         what = pv.preview_coverage(coverage_picture(p.output_size, p.geometry, p.grid), output, overwrite)
     else:
@@ -599,7 +601,8 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
                  if value is not None]
         if given:
             raise click.UsageError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with --coverage")
-        what = pv.preview_image(input, output, index or 0, channel, ndim or 2, overwrite)
+        what = pv.preview_image(input, output, index or 0, channel, ndim or 2, overwrite,
+                                functools.partial(jobs.open_input, allow_external=allow_external))
     _note(quiet, f"wrote {output}: {what}")
 
 

@@ -164,7 +164,7 @@ def test_info_is_strict_json(tmp_path):
 
 
 def test_allow_external_is_an_option_of_every_reading_command(tmp_path, image):
-    for command in ("fold", "unfold", "plan", "info"):
+    for command in ("fold", "unfold", "plan", "info", "preview"):
         assert "--allow-external" in invoke(command, "-h").stdout
     assert invoke("unfold", image, tmp_path / "w.h5", "-k", "3", "--allow-external", "-q").exit_code == 0
     assert invoke("fold", tmp_path / "w.h5", tmp_path / "f.npy", "--allow-external", "-q").exit_code == 0
