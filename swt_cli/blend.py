@@ -216,7 +216,7 @@ def check_weight_range(weight: np.ndarray, real: np.dtype, reduce: str, describe
     if reduce == "mean":
         raise SwtError(
             f"a {describe} fold in {real.name} needs weights whose smallest is at least {info.tiny:.3g} times "
-            f"the largest, got {lo:.3g}: use dtype float64 or weights closer together"
+            f"their largest, got {lo:.3g} times: use dtype float64 or weights closer together"
         )
     raise SwtError(
         f"a {describe} fold in {real.name} needs weights from {info.tiny:.3g} to {info.max:.3g}, got {lo:.3g} "
