@@ -28,10 +28,12 @@ leaves ``fastmath`` off, so LLVM neither reassociates the sums nor contracts the
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
-_OPTS = dict(nogil=True, cache=True, boundscheck=False, error_model="numpy")
+_OPTS: dict[str, Any] = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}  # no fastmath: sums keep their order
 
 
 @njit(**_OPTS)
@@ -40,9 +42,7 @@ def _last_axis_range(off, s, g, size):
     lo = 0 if off >= 0 else (-off + s - 1) // s
     top = size - 1 - off
     hi = top // s + 1 if top >= 0 else 0
-    if hi > g:
-        hi = g
-    return lo, hi
+    return lo, min(hi, g)
 
 
 @njit(**_OPTS)

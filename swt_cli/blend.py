@@ -247,16 +247,16 @@ class Blend:
             # The mean is the same for weights scaled alike; largest 1, no product or divisor overflows.
             self.weight = self.weight / self.weight.max()
         self.fill = check_fill(fill)
-        self._key = None
-        self._norm = None  # float64 divisor of one image (1 where uncovered), or None for a plain sum
-        self._uncovered = None  # bool mask of one image, or None when every element is covered
-        self._device = {}
+        self._key: tuple | None = None
+        self._norm: np.ndarray | None = None  # float64 divisor of one image (1 where uncovered), or None for a plain sum
+        self._uncovered: np.ndarray | None = None  # bool mask of one image, or None when every element is covered
+        self._device: dict = {}
         self._checked: set = set()  # real dtypes the weights were checked to fit
 
     @property
     def active(self) -> bool:
         """False where this is MegEngine's plain sum (no weight, fill 0): no extra work at all."""
-        return self.reduce != "sum" or self.weight is not None or not self.fill == 0
+        return self.reduce != "sum" or self.weight is not None or self.fill != 0
 
     @property
     def fractional(self) -> bool:

@@ -233,7 +233,7 @@ def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=N
 class _Context:
     """What an error message starts with, formatted only when one is raised (it costs a few microseconds)."""
 
-    __slots__ = ("op", "dtype", "shape", "geometry")
+    __slots__ = ("dtype", "geometry", "op", "shape")
 
     def __init__(self, op, x, plan):
         self.op, self.dtype, self.shape, self.geometry = op, x.dtype, x.shape, plan.geometry
