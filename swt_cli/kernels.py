@@ -322,9 +322,10 @@ def fold_phases(xp, x, out, plan: FoldPlan, context="fold"):
     where every offset's add is one slice, contiguous along the last axis (into the output directly,
     every ``s``-th element, it was 20-30% slower); then each phase is copied once into every ``s``-th
     output element, the padding cropped on the way. 1-d, stride 2, kernel 3 (phase 0: offsets 0, 2;
-    phase 1: offset 1), offsets in reverse so that each element adds its windows in row-major order::
+    phase 1: offset 1), offsets in :func:`_window_order` so that each element adds its windows in
+    row-major order::
 
-        acc[0, i + 1] += x[i, 2];  acc[1, i] += x[i, 1];  acc[0, i] += x[i, 0]
+        acc[0, i + 1] += x[i, 2];  acc[0, i] += x[i, 0];  acc[1, i] += x[i, 1]
         out[0::2] = acc[0, :];  out[1::2] = acc[1, :]       (with padding 0)
     """
     g = plan.geometry
@@ -332,9 +333,7 @@ def fold_phases(xp, x, out, plan: FoldPlan, context="fold"):
                     for n, k, s, p, d, o in zip(plan.grid, g.kernel, g.stride, g.padding, g.dilation, plan.output_size))
     acc = _allocate(xp, g.stride + out.shape[: out.ndim - g.ndim] + lengths, out.dtype, context)
     checked = acc.dtype.itemsize == 8 and acc.dtype.kind in "iu" and x.dtype.itemsize == 8
-    # One output element takes at most one value per offset, and larger offsets come from earlier
-    # windows: offsets in reverse row-major order add each element's windows in row-major order.
-    for offsets in reversed(list(itertools.product(*(range(k) for k in g.kernel)))):
+    for offsets in _window_order(g.kernel, g.stride, g.dilation):
         phase_shift = [divmod(w * d, s) for w, d, s in zip(offsets, g.dilation, g.stride)]
         phases = tuple(r for _, r in phase_shift)
         target = (Ellipsis,) + tuple(slice(q, q + n) for (q, _), n in zip(phase_shift, plan.grid))
@@ -350,6 +349,22 @@ def fold_phases(xp, x, out, plan: FoldPlan, context="fold"):
         counts = [len(range(c, o, s)) for c, o, s in zip(firsts, plan.output_size, g.stride)]
         spans = tuple(slice((c + p) // s, (c + p) // s + m) for c, p, s, m in zip(firsts, g.padding, g.stride, counts))
         out[(Ellipsis,) + picks] = acc[phases][(Ellipsis,) + spans]
+
+
+def _window_order(kernel, stride, dilation) -> list:
+    """Kernel offsets in an order that adds each output element's windows in row-major order of the grid.
+
+    One element takes at most one value per offset, and only from offsets of one stride phase (``w*d %
+    s`` on every axis, ``q = w*d // s``); within a phase, a larger ``q`` comes from an earlier window.
+    So offsets sorted by phase, then by ``q`` descending (row-major over the axes) would do, and so does
+    any order that keeps that within each phase, as plain reverse row-major order does. This one keeps
+    offsets of one ``q`` together, in ascending order, so that consecutive adds touch neighbouring rows
+    (in reverse row-major order fold_pairs ran markedly slower).
+    """
+    def key(offsets):
+        return tuple(v for w, s, d in zip(offsets, stride, dilation) for v in (-(w * d // s), w * d % s))
+
+    return sorted(itertools.product(*(range(k) for k in kernel)), key=key)
 
 
 def _add_checked(buf, target, source, context):
@@ -418,13 +433,13 @@ def fold_pairs(xp, x, out, plan: FoldPlan, context="fold"):
         acc = _allocate(xp, out.shape[: out.ndim - g.ndim] + plan.padded_size, out.dtype, context)
     # Windows of one parity class: all of them for an even stride, else the even ones and the odd ones.
     classes = [slice(0, n)] if s % 2 == 0 else [slice(0, n, 2), slice(1, n, 2)]
-    # Offsets in reverse row-major order, as in fold_phases: the leading offsets reversed, and along the
-    # last axis the odd kernel's last column first, then the pairs from the last down. One add gives an
-    # element at most one value (two windows' columns never meet in one add: stride >= 2, and odd
-    # strides split the windows by parity), so each element still adds its windows in row-major order.
+    # Each element's windows in row-major order, as in fold_phases: the leading offsets in _window_order,
+    # and along the last axis the odd kernel's last column first, then the pairs from the last down. One
+    # add gives an element at most one value (two windows' columns never meet in one add: stride >= 2,
+    # and odd strides split the windows by parity), so the order of the adds is the order of the values.
     columns = ([k - 1] if k % 2 else []) + list(range(k - 3 if k % 2 else k - 2, -1, -2))
     with np.errstate(invalid="ignore", over="ignore"):  # IEEE: inf + -inf is NaN, silently, as in numba
-        for lead in reversed(list(itertools.product(*(range(k0) for k0 in g.kernel[:-1])))):
+        for lead in _window_order(g.kernel[:-1], g.stride[:-1], g.dilation[:-1]):
             rows = acc[(Ellipsis,) + tuple(slice(w * d, w * d + s0 * (n0 - 1) + 1, s0)
                                            for w, d, s0, n0 in zip(lead, g.dilation, g.stride, plan.grid)) + (slice(None),)]
             windows = x[(Ellipsis,) + lead + (slice(None),)]  # (..., *grid, k)
