@@ -343,16 +343,21 @@ class Blend:
             x = x * self._on(xp, "weight", self.weight, real)
         summed = kernels.fold(x, plan, acc)
         if norm is not None:
-            summed = summed if summed.flags.writeable and summed.dtype == acc else summed.astype(acc)
+            summed = summed if _writeable(summed) and summed.dtype == acc else summed.astype(acc)
             summed /= self._on(xp, "norm", norm, real)
         context = f"{self.describe()} fold of {x.dtype} input of shape {fmt_shape(x.shape)} with {plan.geometry.describe()}"
         result = cast_result(summed, out_dtype, xp, context)
         if uncovered is not None:
             # Into the output dtype directly: one rounding of a float fill, an integer fill exact.
-            if not result.flags.writeable:
+            if not _writeable(result):
                 result = result.copy()
             result[(Ellipsis, self._on(xp, "uncovered", uncovered))] = self.fill
         return result
+
+
+def _writeable(a) -> bool:
+    """Whether ``a`` may be written in place (CuPy arrays have no such flag: they always may)."""
+    return getattr(a.flags, "writeable", True)
 
 
 def coverage_weights(plan: FoldPlan, weight=None) -> np.ndarray:
