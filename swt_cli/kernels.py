@@ -24,8 +24,8 @@ neither of which changes a bit (threads and blocks only split the batch):
 
 - ``numba``: compiled kernels (:mod:`swt_cli._jit`) that sum each row of windows into a few output rows
   held in cache and write each output element once;
-- ``numpy``: one strided add per kernel offset, offsets in reverse row-major order, on blocks of planes
-  small enough to stay in cache.
+- ``numpy``: one strided add per kernel offset, offsets ordered so that each element's windows arrive in
+  row-major order (:func:`_window_order`), on blocks of planes small enough to stay in cache.
 
 The environment variable ``SWT_KERNEL=numpy|numba`` picks one (read at each call); by default a call
 takes numba where its work, or the work its job announced (:func:`expect_work`), is large enough to
