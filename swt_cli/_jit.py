@@ -16,86 +16,25 @@ Window ``i`` at kernel offset ``w`` lands on output position ``i*s - p + w*d`` o
 fold kernels add into a small scratch ring of output rows (the rows of the first axis that one grid row
 reaches: a few KiB, in L1 cache), padded along the last axis so the inner loops carry no bounds checks,
 and write each ring row into the output once it is complete, so each output element is written once.
-2-d folds arrive with their size-1 axis in the middle, so that the ring holds image rows. The order of
-the sums depends only on the geometry, not on the threads. :func:`fold_planes_windows` adds each window
-row as one masked vector; :func:`fold_planes`, which transposes window rows first, is its fallback.
+2-d folds arrive with their size-1 axis in the middle, so that the ring holds image rows.
+
+Summation order: :func:`fold_planes` adds each output element's windows in row-major order of the grid
+(the rule stated in :mod:`swt_cli.kernels`), whatever the threads. It runs over grid rows in order and,
+within one, over kernel offsets along the last axis from the last down; an element takes at most one
+value per offset there. (Adding window after window instead, each window row one vector, puts each load
+right behind the previous window's store to the same elements, which stalls: slower.) ``_OPTS``
+leaves ``fastmath`` off, so LLVM neither reassociates the sums nor contracts them.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
-_OPTS = dict(nogil=True, cache=True, boundscheck=False, error_model="numpy")
-
-
-def _masked_add(nbytes):
-    """An intrinsic ``add(dst, i, src, j, n)``: ``dst[i:i+n] += src[j:j+n]`` as one vector of ``nbytes``
-    bytes, loaded and stored under a mask of the first ``n`` lanes (``n*itemsize <= nbytes``).
-
-    LLVM's generic ``llvm.masked.load`` / ``llvm.masked.store`` become AVX-512 masked moves where the CPU
-    has them and plain scalar code elsewhere; lanes past ``n`` are never read or written. Complex numbers
-    are handled as pairs of floats, integers with an integer add.
-    """
-
-    @intrinsic
-    def add(typingctx, dst, i, src, j, n):
-        if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype):
-            return None
-        dtype = dst.dtype
-        if isinstance(dtype, types.Complex):
-            base, per = dtype.underlying_float, 2
-        elif isinstance(dtype, (types.Float, types.Integer)):
-            base, per = dtype, 1
-        else:
-            return None
-
-        def codegen(context, builder, sig, args):
-            i64, i32 = ir.IntType(64), ir.IntType(32)
-            elt = context.get_data_type(base)
-            size = context.get_abi_sizeof(elt)
-            width = max(1, nbytes // size)
-            vty = ir.VectorType(elt, width)
-            pty = vty.as_pointer()
-            mty = ir.VectorType(ir.IntType(1), width)
-
-            def address(ary_arg, ary_ty, off_arg, off_ty):
-                ary = context.make_array(ary_ty)(context, builder, ary_arg)
-                off = context.cast(builder, off_arg, off_ty, types.intp)
-                return builder.bitcast(builder.gep(ary.data, [off]), pty)
-
-            dptr = address(args[0], sig.args[0], args[1], sig.args[1])
-            sptr = address(args[2], sig.args[2], args[3], sig.args[3])
-            count = context.cast(builder, args[4], sig.args[4], types.int64)
-            if per == 2:
-                count = builder.mul(count, i64(2))
-            splat = builder.insert_element(ir.Constant(ir.VectorType(i64, width), None), count, i32(0))
-            splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(i32, width), [0] * width))
-            mask = builder.icmp_unsigned("<", ir.Constant(ir.VectorType(i64, width), list(range(width))), splat)
-            tag = f"v{width}{'f' if isinstance(base, types.Float) else 'i'}{8 * size}"
-            ptag = "p0" if getattr(pty, "is_opaque", False) else f"p0{tag}"  # typed pointers: LLVM < 15
-            load = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vty, [pty, i32, mty, vty]), f"llvm.masked.load.{tag}.{ptag}"
-            )
-            store = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [vty, pty, i32, mty]), f"llvm.masked.store.{tag}.{ptag}"
-            )
-            align, zero = i32(size), ir.Constant(vty, None)
-            a = builder.call(load, [dptr, align, mask, zero])
-            b = builder.call(load, [sptr, align, mask, zero])
-            total = builder.fadd(a, b) if isinstance(base, types.Float) else builder.add(a, b)
-            builder.call(store, [total, dptr, align, mask])
-            return context.get_dummy_value()
-
-        return types.void(dst, i, src, j, n), codegen
-
-    return add
-
-
-_add16, _add32, _add64 = _masked_add(16), _masked_add(32), _masked_add(64)
+# No fastmath: LLVM may then neither reassociate the sums nor contract them, so they keep their order.
+_OPTS: dict[str, Any] = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
 
 
 @njit(**_OPTS)
@@ -104,89 +43,13 @@ def _last_axis_range(off, s, g, size):
     lo = 0 if off >= 0 else (-off + s - 1) // s
     top = size - 1 - off
     hi = top // s + 1 if top >= 0 else 0
-    if hi > g:
-        hi = g
-    return lo, hi
+    return lo, min(hi, g)
 
 
 @njit(**_OPTS)
 def _clear(a):
     for j in range(len(a)):
         a[j] = 0
-
-
-@njit(**_OPTS)
-def fold_planes_windows(x, out, lo, hi, geo):
-    """Sum the windows of planes ``lo:hi`` of ``x`` into ``out`` (every element of ``out`` is written).
-
-    The sums are kept in a small scratch ring of output rows (the rows of the first axis that one grid
-    row reaches), split by phase modulo the dilation ``d2`` along the last axis: padded column ``c`` is
-    ``ring[row, c % d2, c // d2]``. The values of window ``i2`` at offsets ``w2 = 0..k2-1`` land on
-    ``c = i2*s2 + w2*d2``: one phase, consecutive entries. So each window row, contiguous in ``x``, is
-    one masked vector read-modify-write on the ring, of the narrowest of 16, 32 or 64 bytes that holds
-    it (longer rows take several 64-byte vectors). Windows nearer than one vector apart in the ring would
-    make the next load overlap a store still in flight (a store-forwarding stall, whole vector wide on
-    masked moves), so each row is swept in ``npass`` passes of windows at least one vector apart. A ring
-    row is written out (phases interleaved, cropped to the output) once no later grid row reaches it, so
-    each output element is written once. The order of the sums depends only on the geometry.
-    """
-    k0, k1, k2, s0, s1, s2, p0, p1, p2, d0, d1, d2 = geo
-    g0, g1, g2 = x.shape[1], x.shape[2], x.shape[3]
-    o0, o1, o2 = out.shape[1], out.shape[2], out.shape[3]
-    kk = k0 * k1 * k2
-    slab = g2 * kk  # one row of windows along the last axis: contiguous in x
-    plane_in = g0 * g1 * slab
-    m = max((g2 - 1) * s2 // d2 + k2, (o2 + p2) // d2 + 1)  # ring entries per phase: no bounds checks
-    rowlen = d2 * m
-    nring = (k0 - 1) * d0 + 1
-    slot = o1 * rowlen
-    ring = np.zeros(nring * slot, out.dtype)
-    size = out.itemsize
-    nbytes = 16 if k2 * size <= 16 else (32 if k2 * size <= 32 else 64)
-    lanes = nbytes // size
-    reach = (k2 + lanes - 1) // lanes * lanes  # ring entries one window's vectors span
-    # Windows npass apart are at least reach entries apart, and in one phase (npass a multiple of d2).
-    npass = ((reach * d2 + s2 - 1) // s2 + d2 - 1) // d2 * d2
-    step = npass * s2 // d2
-    xf = x.reshape(-1)
-    line = max(1, 64 // x.itemsize)  # elements per cache line
-    touch = 0.0
-    for p in range(lo, hi):
-        flushed = 0
-        for i0 in range(g0 + 1):
-            # Rows below this grid row's first are complete: write them out and clear their slots.
-            top = min(o0, i0 * s0 - p0) if i0 < g0 else o0
-            flushed = _flush_rows(ring, out, p, flushed, top, nring, slot, rowlen, m, d2, p2)
-            if i0 == g0:
-                break
-            for i1 in range(g1):
-                xs = p * plane_in + (i0 * g1 + i1) * slab
-                xsl = xf[xs:xs + slab]
-                touch += _touch(xsl, line)  # the strided reads below then hit L1
-                for w0 in range(k0):
-                    r0 = i0 * s0 - p0 + w0 * d0
-                    if r0 < 0 or r0 >= o0:
-                        continue
-                    sbase = (r0 % nring) * slot
-                    for w1 in range(k1):
-                        r1 = i1 * s1 - p1 + w1 * d1
-                        if r1 < 0 or r1 >= o1:
-                            continue
-                        rbase = sbase + r1 * rowlen
-                        xo = (w0 * k1 + w1) * k2
-                        for a in range(npass):
-                            ri = rbase + (a * s2 % d2) * m + a * s2 // d2
-                            for i2 in range(a, g2, npass):
-                                xi = i2 * kk + xo
-                                if nbytes == 16:
-                                    _add16(ring, ri, xsl, xi, k2)
-                                elif nbytes == 32:
-                                    _add32(ring, ri, xsl, xi, k2)
-                                else:
-                                    for c in range(0, k2, lanes):
-                                        _add64(ring, ri + c, xsl, xi + c, min(lanes, k2 - c))
-                                ri += step
-    return touch
 
 
 @njit(**_OPTS)
@@ -263,7 +126,9 @@ def fold_planes(x, out, lo, hi, geo):
     *contiguous* run of the ring, and the adds vectorise. Their inputs, strided by ``kk`` in ``x``,
     are first transposed (one kernel row ``w0`` at a time, a few KiB that stay in L1) into ``t[w, i2]``.
     A ring row is written out (interleaved, cropped to the output) once no later grid row reaches it,
-    so each output element is written once. The order of the sums depends only on the geometry.
+    so each output element is written once. Grid rows in order, and the offsets along the last axis from
+    the last down, add each element's windows in row-major order (the padding of ``t`` adds zeros, which
+    change no sum: a sum that starts at +0.0 is never -0.0).
     """
     k0, k1, k2, s0, s1, s2, p0, p1, p2, d0, d1, d2 = geo
     g0, g1, g2 = x.shape[1], x.shape[2], x.shape[3]
@@ -311,7 +176,9 @@ def fold_planes(x, out, lo, hi, geo):
                         if r1 < 0 or r1 >= o1:
                             continue
                         rbase = sbase + r1 * rowlen
-                        for w2 in range(k2):
+                        # Offsets along the last axis from the last down: an element's windows of this
+                        # grid row then arrive in order (larger offsets come from earlier windows).
+                        for w2 in range(k2 - 1, -1, -1):
                             c = w2 * d2
                             dst = ring[rbase + (c % s2) * m + c // s2:]
                             src = t[(w1 * k2 + w2) * gp:(w1 * k2 + w2 + 1) * gp]

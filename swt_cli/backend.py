@@ -38,7 +38,7 @@ def import_cupy():
         raise SwtError(f"the GPU needs CuPy, which is not installed ({err}): pip install 'swt-cli[gpu]'") from None
     try:
         cupy.cuda.runtime.getDeviceCount()
-    except Exception as err:  # CuPy raises its own CUDA error types
+    except Exception as err:  # noqa: BLE001 - CuPy raises its own CUDA error types
         raise SwtError(f"CuPy is installed but no GPU is usable: {err}") from None
     return cupy
 
@@ -96,7 +96,8 @@ def holding_dtype(lo, hi, kind: str) -> str:
 
 
 def cast_result(acc, out_dtype, xp, context: object):
-    """``acc`` as ``out_dtype``; integers are range-checked, never wrapped."""
+    """``acc`` as ``out_dtype``; integers are range-checked, never wrapped (``context``, formatted only on
+    an error, starts its message)."""
     if acc.dtype == out_dtype:
         return acc
     if out_dtype.kind in "iu" and acc.size:

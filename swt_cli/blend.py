@@ -29,6 +29,18 @@ array([[0.1667, 0.5   , 0.1667],
 
 The divisor (the fold of the weight tiled over the window grid, for one image) depends only on the
 geometry: a :class:`Blend` computes it once and reuses it for every block of a batch.
+
+Arithmetic (the summation rule of :mod:`swt_cli.kernels`, extended): each window element is multiplied
+by its weight, rounded to the accumulator dtype, and only then added (no fused multiply-add); the
+products add up in window order like a plain fold. A mean divides each sum once, at the end, by its
+divisor: the weights that reach the element, summed in float64 in the same window order and rounded
+once to the accumulator's real dtype. For a mean the weights are first divided by their largest (the
+mean does not change when all weights scale alike), so no weight exceeds 1 and no divisor overflows;
+weights that would still underflow the accumulator (largest over smallest beyond its range, e.g. a
+float32 mean of weights spanning more than about 1e38) are refused, as are weighted sums whose weights
+do not fit the accumulator: finite positive weights never produce NaN or Inf themselves. ``fill`` is
+written into the output dtype once; one that dtype cannot hold exactly (an integer beyond 2**53 in
+float64, 300 in int8) is refused with a dtype that can.
 """
 
 from __future__ import annotations
@@ -39,7 +51,7 @@ import numbers
 
 import numpy as np
 
-from .backend import accumulator_dtype, array_module, cast_result, check_dtype, result_dtype
+from .backend import accumulator_dtype, array_module, cast_result, check_dtype, holding_dtype, result_dtype
 from .errors import SwtError
 from .geometry import FoldPlan, fmt_dims, fmt_shape
 
@@ -118,13 +130,98 @@ def _describe(reduce: str, weighted: bool) -> str:
     return ("weighted " if weighted else "") + ("mean" if reduce == "mean" else "sum")
 
 
-def check_fill(fill) -> float:
-    if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
+def check_fill(fill) -> int | float:
+    """``fill`` as a Python number: an ``int`` for integers (exact at any size), else a ``float``.
+
+    Text is read as an integer where it is one (``"9007199254740993"`` stays exact), else as a float.
+    """
+    if isinstance(fill, bool):
+        return float(fill)
+    if isinstance(fill, numbers.Integral):
+        return int(fill)
+    if isinstance(fill, numbers.Real):
+        return float(fill)
+    if isinstance(fill, str):
         try:
-            return float(fill)
-        except (TypeError, ValueError):
-            raise SwtError(f"fill must be a number, got {fill!r}") from None
-    return fill  # type: ignore[return-value]  # a Real as given: an integer fill keeps its precision
+            return int(fill.strip())
+        except ValueError:
+            pass
+    try:
+        return float(fill)
+    except (TypeError, ValueError):
+        raise SwtError(f"fill must be a number, got {fill!r}") from None
+
+
+def _fmt_fill(fill) -> str:
+    return str(fill) if isinstance(fill, int) else f"{fill:g}"
+
+
+def check_fill_fits(fill, out: np.dtype, integers: bool = True) -> None:
+    """Refuse a ``fill`` that the output dtype ``out`` cannot hold exactly, naming a dtype that can.
+
+    A float fill in a float output is rounded to it like any float (NaN and infinities included), but
+    must not overflow it. ``integers``: an integer output dtype could be asked for (an integer input,
+    summed without weights), so one may be offered.
+    """
+    out = np.dtype(out)
+    real = np.zeros((), out).real.dtype
+    text = _fmt_fill(fill)
+    if out.kind in "iu":
+        if isinstance(fill, float) and not (math.isfinite(fill) and fill == int(fill)):
+            raise SwtError(f"fill {text} does not fit the {out.name} output: use a float dtype")
+        info = np.iinfo(out)
+        if not info.min <= int(fill) <= info.max:
+            raise SwtError(f"fill {text} does not fit the {out.name} output: {_holding(int(fill), integers)}")
+        return
+    if isinstance(fill, float):
+        if math.isfinite(fill) and not math.isfinite(_as_real(fill, real)):
+            raise SwtError(f"fill {text} overflows the {out.name} output: use dtype float64")
+        return
+    if _as_real(fill, real) != fill:  # an integer the float output would round
+        raise SwtError(f"fill {text} is not exactly a {real.name} value (the {out.name} output would round it): "
+                       f"{_holding(fill, integers)}")
+
+
+def _holding(value: int, integers: bool) -> str:
+    """What to do with an integer fill: the dtype that holds it exactly (integers first, where allowed)."""
+    if integers:
+        name = holding_dtype(value, value, "i")
+        if name == "float64" and value > 0:
+            name = holding_dtype(value, value, "u")
+        if name != "float64":
+            return f"use dtype {name}"
+    if _as_real(value, np.dtype(np.float64)) == value:
+        return "use dtype float64"
+    return "no dtype of this fold holds it exactly: round it"
+
+
+def _as_real(value, real: np.dtype) -> float:
+    """``value`` rounded to the float dtype ``real`` (inf where it overflows), as a Python number."""
+    try:
+        with np.errstate(over="ignore"):
+            return float(np.asarray(float(value)).astype(real))
+    except OverflowError:  # an integer beyond float64's range
+        return math.inf
+
+
+def check_weight_range(weight: np.ndarray, real: np.dtype, reduce: str, describe: str) -> None:
+    """Refuse weights that the accumulator's real dtype ``real`` cannot hold as normal numbers.
+
+    For a mean, ``weight`` is already divided by its largest: only its smallest can underflow.
+    """
+    info = np.finfo(real)
+    lo, hi = float(weight.min()), float(weight.max())
+    if lo >= info.tiny and hi <= info.max:
+        return
+    if reduce == "mean":
+        raise SwtError(
+            f"a {describe} fold in {real.name} needs weights whose smallest is at least {info.tiny:.3g} times "
+            f"their largest, got {lo:.3g} times: use dtype float64 or weights closer together"
+        )
+    raise SwtError(
+        f"a {describe} fold in {real.name} needs weights from {info.tiny:.3g} to {info.max:.3g}, got {lo:.3g} "
+        f"to {hi:.3g}: scale the weights, use reduce mean, or dtype float64"
+    )
 
 
 class Blend:
@@ -146,16 +243,20 @@ class Blend:
         self.kernel = tuple(int(k) for k in kernel)
         self.reduce = reduce
         self.weight = resolve_weight(weight, self.kernel)
+        if self.weight is not None and reduce == "mean":
+            # The mean is the same for weights scaled alike; largest 1, no product or divisor overflows.
+            self.weight = self.weight / self.weight.max()
         self.fill = check_fill(fill)
         self._key: tuple | None = None
         self._norm: np.ndarray | None = None  # float64 divisor of one image (1 where uncovered), or None for a plain sum
         self._uncovered: np.ndarray | None = None  # bool mask of one image, or None when every element is covered
         self._device: dict = {}
+        self._checked: set = set()  # real dtypes the weights were checked to fit
 
     @property
     def active(self) -> bool:
         """False where this is MegEngine's plain sum (no weight, fill 0): no extra work at all."""
-        return self.reduce != "sum" or self.weight is not None or not self.fill == 0
+        return self.reduce != "sum" or self.weight is not None or self.fill != 0
 
     @property
     def fractional(self) -> bool:
@@ -172,21 +273,27 @@ class Blend:
         """
         if not self.fractional:
             out = result_dtype(in_dtype, dtype)
-            self._check_fill_fits(out)
-            return out
-        in_dtype = check_dtype(in_dtype)
-        if dtype is None:
-            return in_dtype if in_dtype.kind in "fc" else np.dtype(np.float64)
-        out = check_dtype(dtype, "output")
-        if out.kind in "iu":
-            raise SwtError(f"a {self.describe()} fold has fractional results: use a float dtype, not {out.name}")
-        return result_dtype(in_dtype, out)
+        else:
+            in_dtype = check_dtype(in_dtype)
+            if dtype is None:
+                out = in_dtype if in_dtype.kind in "fc" else np.dtype(np.float64)
+            else:
+                out = check_dtype(dtype, "output")
+                if out.kind in "iu":
+                    raise SwtError(f"a {self.describe()} fold has fractional results: use a float dtype, not {out.name}")
+                out = result_dtype(in_dtype, out)
+        if self.fill != 0:
+            check_fill_fits(self.fill, out, integers=not self.fractional and np.dtype(in_dtype).kind in "iu")
+        self._check_weights(accumulator_dtype(np.dtype(in_dtype), out))
+        return out
 
-    def _check_fill_fits(self, out: np.dtype) -> None:
-        if out.kind in "iu" and self.fill != 0:
-            info = np.iinfo(out)
-            if not (math.isfinite(self.fill) and self.fill == int(self.fill) and info.min <= self.fill <= info.max):
-                raise SwtError(f"fill {self.fill:g} does not fit the {out.name} output: use a float dtype")
+    def _check_weights(self, acc: np.dtype) -> np.dtype:
+        """The real dtype the weights are used in for sums in ``acc``, checked to hold them."""
+        real = np.zeros((), acc).real.dtype
+        if self.weight is not None and real not in self._checked:
+            check_weight_range(self.weight, real, self.reduce, self.describe())
+            self._checked.add(real)
+        return real
 
     def prepare(self, plan: FoldPlan):
         """The divisor and uncovered mask of one image of ``plan`` (computed once per geometry)."""
@@ -230,19 +337,27 @@ class Blend:
         out_dtype = np.dtype(out_dtype or x.dtype)
         acc = accumulator_dtype(x.dtype, out_dtype)
         norm, uncovered = self.prepare(plan)
+        real = self._check_weights(acc)
         if self.weight is not None:
-            real = np.zeros((), acc).real.dtype
+            # Multiply first, rounded to the accumulator, then sum: no fused multiply-add anywhere.
             x = x * self._on(xp, "weight", self.weight, real)
         summed = kernels.fold(x, plan, acc)
         if norm is not None:
-            summed = summed if summed.flags.writeable and summed.dtype == acc else summed.astype(acc)
-            summed /= self._on(xp, "norm", norm, np.zeros((), acc).real.dtype)
-        if uncovered is not None:
-            if not summed.flags.writeable:
-                summed = summed.copy()
-            summed[(Ellipsis, self._on(xp, "uncovered", uncovered))] = self.fill
+            summed = summed if _writeable(summed) and summed.dtype == acc else summed.astype(acc)
+            summed /= self._on(xp, "norm", norm, real)
         context = f"{self.describe()} fold of {x.dtype} input of shape {fmt_shape(x.shape)} with {plan.geometry.describe()}"
-        return cast_result(summed, out_dtype, xp, context)
+        result = cast_result(summed, out_dtype, xp, context)
+        if uncovered is not None:
+            # Into the output dtype directly: one rounding of a float fill, an integer fill exact.
+            if not _writeable(result):
+                result = result.copy()
+            result[(Ellipsis, self._on(xp, "uncovered", uncovered))] = self.fill
+        return result
+
+
+def _writeable(a) -> bool:
+    """Whether ``a`` may be written in place (CuPy arrays have no such flag: they always may)."""
+    return getattr(a.flags, "writeable", True)
 
 
 def coverage_weights(plan: FoldPlan, weight=None) -> np.ndarray:
@@ -255,7 +370,9 @@ def coverage_weights(plan: FoldPlan, weight=None) -> np.ndarray:
     """
     g = plan.geometry
     buf = np.zeros(plan.padded_size)
-    for offsets in itertools.product(*(range(k) for k in g.kernel)):
+    # Offsets in reverse row-major order: each element adds its windows' weights in row-major window
+    # order, the order of the fold's own sums (see swt_cli.kernels).
+    for offsets in reversed(list(itertools.product(*(range(k) for k in g.kernel)))):
         target = tuple(
             slice(w * d, w * d + s * (n - 1) + 1, s) for w, d, s, n in zip(offsets, g.dilation, g.stride, plan.grid)
         )

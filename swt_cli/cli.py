@@ -253,6 +253,24 @@ class WeightSpec(click.ParamType):
         self.fail(f"'{value}' is neither a window ({', '.join(WINDOWS)}) nor a .npy file of weights", param, ctx)
 
 
+class FillValue(click.ParamType):
+    """A number for --fill: an int where the text is an integer literal (exact beyond 2**53), else a float."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"'{value}' is not a number", param, ctx)
+
+
 def blend_options(fn):
     """--reduce, --weight and --fill: how a fold combines overlapping windows (swt_cli.blend)."""
     for decorator in reversed([
@@ -262,7 +280,8 @@ def blend_options(fn):
         click.option("--weight", type=WeightSpec(),
                      help="Multiply window elements by a window function before summing: uniform, hann, triangle, "
                           "gaussian (see the README), or a .npy of the kernel's shape [default: uniform]."),
-        click.option("--fill", type=float, default=0.0, show_default=True, help="Value of output elements no window covers."),
+        click.option("--fill", type=FillValue(), default=0.0, show_default=True,
+                     help="Value of output elements no window covers."),
     ]):
         fn = decorator(fn)
     return fn

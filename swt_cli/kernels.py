@@ -9,16 +9,30 @@ array([[1., 2., 2., 1.],
        [2., 4., 4., 2.],
        [1., 2., 2., 1.]], dtype=float32)
 
-NumPy arrays take one of two paths, both threaded over blocks of the flattened leading (batch) axes:
+Summation order (the definition every path follows, so every path gives the same bits): each covered
+output element is 0 plus its contributions, added one at a time in the accumulator dtype
+(:func:`swt_cli.backend.accumulator_dtype`: float16 sums in float32, integers in 64 bits), **windows in
+row-major order of the window grid** (for one output element: kernel offsets in reverse row-major
+order), then cast once to the output dtype; elements no window covers are 0 (or a blend's ``fill``).
+This is MegEngine's order (its naive and CUDA kernels, and the float32 loop its tests compare with
+``assert_equal``). Windows that tile the output (stride = kernel, no padding, no dilation) do not
+overlap: their fold is a copy on every path, so a -0.0 stays -0.0 there (``0 + -0.0`` would be +0.0).
+No kernel adds with fused multiply-add or reassociates (numba compiles without ``fastmath``); weighted
+folds multiply before they add and a mean divides once at the end (see :mod:`swt_cli.blend`).
 
-- ``numba``: compiled kernels (:mod:`swt_cli._jit`) that read each window once, sum it with vector adds
-  into a few output rows held in cache, and write each output element once; the default where numba is
-  installed (``pip install "swt-cli[fast]"``);
-- ``numpy``: one strided add per kernel offset, on blocks of planes small enough to stay in cache.
+NumPy arrays take one of two paths, both threaded over blocks of the flattened leading (batch) axes,
+neither of which changes a bit (threads and blocks only split the batch):
 
-The environment variable ``SWT_KERNEL=numpy|numba`` picks one (read at each call). 64-bit integer sums
-always take the NumPy path, which refuses to overflow. CuPy arrays take the NumPy path's array operations
-on the GPU. :func:`set_threads` sets how many threads the NumPy-array kernels use (default: every core).
+- ``numba``: compiled kernels (:mod:`swt_cli._jit`) that sum each row of windows into a few output rows
+  held in cache and write each output element once;
+- ``numpy``: one strided add per kernel offset, offsets ordered so that each element's windows arrive in
+  row-major order (:func:`_window_order`), on blocks of planes small enough to stay in cache.
+
+The environment variable ``SWT_KERNEL=numpy|numba`` picks one (read at each call); by default a call
+takes numba where its work, or the work its job announced (:func:`expect_work`), is large enough to
+repay loading numba. 64-bit integer sums always take the NumPy path, which refuses to overflow. CuPy
+arrays take the NumPy path's array operations on the GPU: whole-array adds in the same order, no atomics.
+:func:`set_threads` sets how many threads the NumPy-array kernels use (default: every core).
 """
 
 from __future__ import annotations
@@ -51,12 +65,12 @@ _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
 _jit_module = None
 _jit_error: str | None = None
-#: Loading numba and its cached kernels costs about 0.3 s and 110 MB, while the NumPy kernels take
-#: 0.2-0.6 ns per input byte against numba's 0.06-0.1 (2 cores, float32, the benchmark shapes): numba
-#: pays for itself after about 1 GB of input. Work is counted as input plus output bytes; until a
-#: process has done (or announced, see ``expect_work``) this much, NumPy arrays take the NumPy path.
+#: Loading numba and its cached kernels costs a fraction of a second and about 110 MB, while the NumPy
+#: kernels take several times longer per byte (BENCHMARKS.md): numba pays for itself on about 1 GB of
+#: input. Work is counted as input plus output bytes; a call (or the job it belongs to, announced with
+#: ``expect_work``) of less than this takes the NumPy path. Both paths give the same bits, so the choice
+#: only changes speed, and it depends on the call or job alone, never on what the process did before.
 _JIT_WORTH_BYTES = 2 << 30
-_work_without_jit = 0
 _expected_work: int | None = None
 
 
@@ -157,20 +171,20 @@ def expect_work(nbytes: int | None) -> None:
 
 
 def kernel_name(nbytes: int | None = None) -> str:
-    """``'numba'`` or ``'numpy'``: the path NumPy arrays take now (``SWT_KERNEL`` or the default).
+    """``'numba'`` or ``'numpy'``: the path a call of ``nbytes`` (input plus output) on NumPy arrays takes.
 
-    By default, a call of ``nbytes`` takes NumPy while numba is not loaded yet and the work of this
-    process so far is below ``_JIT_WORTH_BYTES``.
+    ``SWT_KERNEL`` where set; else numba where the announced job (:func:`expect_work`), or else the
+    call itself, holds at least ``_JIT_WORTH_BYTES`` of work (``nbytes=None``: the default for large
+    work). Nothing else enters the choice, and both paths give the same bits.
     """
-    global _work_without_jit
     choice = os.environ.get("SWT_KERNEL", "").strip().lower()
     if choice not in ("", "numpy", "numba"):
         raise SwtError(f"SWT_KERNEL must be 'numpy' or 'numba', got {choice!r}")
     if choice == "numpy":
         return "numpy"
-    if not choice and nbytes is not None and _jit_module is None and _jit_error is None:
-        _work_without_jit += nbytes
-        if (_expected_work if _expected_work is not None else _work_without_jit) < _JIT_WORTH_BYTES:
+    if not choice:
+        work = _expected_work if _expected_work is not None else nbytes
+        if work is not None and work < _JIT_WORTH_BYTES:
             return "numpy"
     if _jit() is None:
         if choice == "numba":
@@ -182,7 +196,7 @@ def kernel_name(nbytes: int | None = None) -> str:
 class _Context:
     """What an error message starts with, formatted only when one is raised (it costs a few microseconds)."""
 
-    __slots__ = ("op", "dtype", "shape", "geometry")
+    __slots__ = ("dtype", "geometry", "op", "shape")
 
     def __init__(self, op, x, plan):
         self.op, self.dtype, self.shape, self.geometry = op, x.dtype, x.shape, plan.geometry
@@ -252,9 +266,14 @@ def fold(x, plan: FoldPlan, out_dtype=None):
 
 
 def _fold_offsets(xp, x, plan, acc_dtype, out_dtype, context):
-    """The array-operations fold (CuPy): one add per kernel offset into stride phases, then one interleave."""
+    """The array-operations fold (CuPy): one add per kernel offset into stride phases, then one interleave
+    (a copy where the windows tile the output, as on the other paths)."""
     result = _allocate(xp, plan.output_shape, acc_dtype, context, zero=False)
-    fold_phases(xp, x, result, plan, context)
+    g = plan.geometry
+    if _is_tiled(g):
+        _copy_tiles(_planes(x, 2 * g.ndim), _planes(result, g.ndim), plan.grid, g.kernel, xp)
+    else:
+        fold_phases(xp, x, result, plan, context)
     return cast_result(result, out_dtype, xp, context)
 
 
@@ -266,9 +285,10 @@ def fold_phases(xp, x, out, plan: FoldPlan, context="fold"):
     where every offset's add is one slice, contiguous along the last axis (into the output directly,
     every ``s``-th element, it was 20-30% slower); then each phase is copied once into every ``s``-th
     output element, the padding cropped on the way. 1-d, stride 2, kernel 3 (phase 0: offsets 0, 2;
-    phase 1: offset 1)::
+    phase 1: offset 1), offsets in :func:`_window_order` so that each element adds its windows in
+    row-major order::
 
-        acc[0, i] += x[i, 0];  acc[0, i + 1] += x[i, 2];  acc[1, i] += x[i, 1]
+        acc[0, i + 1] += x[i, 2];  acc[0, i] += x[i, 0];  acc[1, i] += x[i, 1]
         out[0::2] = acc[0, :];  out[1::2] = acc[1, :]       (with padding 0)
     """
     g = plan.geometry
@@ -276,7 +296,7 @@ def fold_phases(xp, x, out, plan: FoldPlan, context="fold"):
                     for n, k, s, p, d, o in zip(plan.grid, g.kernel, g.stride, g.padding, g.dilation, plan.output_size))
     acc = _allocate(xp, g.stride + out.shape[: out.ndim - g.ndim] + lengths, out.dtype, context)
     checked = acc.dtype.itemsize == 8 and acc.dtype.kind in "iu" and x.dtype.itemsize == 8
-    for offsets in itertools.product(*(range(k) for k in g.kernel)):
+    for offsets in _window_order(g.kernel, g.stride, g.dilation):
         phase_shift = [divmod(w * d, s) for w, d, s in zip(offsets, g.dilation, g.stride)]
         phases = tuple(r for _, r in phase_shift)
         target = (Ellipsis,) + tuple(slice(q, q + n) for (q, _), n in zip(phase_shift, plan.grid))
@@ -292,6 +312,22 @@ def fold_phases(xp, x, out, plan: FoldPlan, context="fold"):
         counts = [len(range(c, o, s)) for c, o, s in zip(firsts, plan.output_size, g.stride)]
         spans = tuple(slice((c + p) // s, (c + p) // s + m) for c, p, s, m in zip(firsts, g.padding, g.stride, counts))
         out[(Ellipsis,) + picks] = acc[phases][(Ellipsis,) + spans]
+
+
+def _window_order(kernel, stride, dilation) -> list:
+    """Kernel offsets in an order that adds each output element's windows in row-major order of the grid.
+
+    One element takes at most one value per offset, and only from offsets of one stride phase (``w*d %
+    s`` on every axis, ``q = w*d // s``); within a phase, a larger ``q`` comes from an earlier window.
+    So offsets sorted by phase, then by ``q`` descending (row-major over the axes) would do, and so does
+    any order that keeps that within each phase, as plain reverse row-major order does. This one keeps
+    offsets of one ``q`` together, in ascending order, so that consecutive adds touch neighbouring rows
+    (in reverse row-major order fold_pairs ran markedly slower).
+    """
+    def key(offsets):
+        return tuple(v for w, s, d in zip(offsets, stride, dilation) for v in (-(w * d // s), w * d % s))
+
+    return sorted(itertools.product(*(range(k) for k in kernel)), key=key)
 
 
 def _add_checked(buf, target, source, context):
@@ -345,8 +381,8 @@ def fold_pairs(xp, x, out, plan: FoldPlan, context="fold"):
     number, the pair is a single element of a strided add, so a 3-wide kernel row takes two adds (a pair
     and a single column) instead of three. With an odd stride (3 and up) the pairs of even and odd
     windows fall on opposite parities, so they go in two adds. The sums go into the padded output,
-    zeroed, which is then cropped into ``out`` (or is ``out`` itself, without padding). It adds in the
-    same order as :func:`fold_phases`, so the sums are the same to the bit. Measured (float32, kernel
+    zeroed, which is then cropped into ``out`` (or is ``out`` itself, without padding). Each element
+    adds its windows in row-major order, as in :func:`fold_phases`, so the sums are the same to the bit. Measured (float32, kernel
     3, stride 2): a fold of 78 items of the pipeline benchmark on one thread took 10.5 ms against 13.0,
     and the benchmark's HDF5 pipeline 1.03 s against 1.09 (medians of 11).
     """
@@ -360,13 +396,18 @@ def fold_pairs(xp, x, out, plan: FoldPlan, context="fold"):
         acc = _allocate(xp, out.shape[: out.ndim - g.ndim] + plan.padded_size, out.dtype, context)
     # Windows of one parity class: all of them for an even stride, else the even ones and the odd ones.
     classes = [slice(0, n)] if s % 2 == 0 else [slice(0, n, 2), slice(1, n, 2)]
+    # Each element's windows in row-major order, as in fold_phases: the leading offsets in _window_order,
+    # and along the last axis the odd kernel's last column first, then the pairs from the last down. One
+    # add gives an element at most one value (two windows' columns never meet in one add: stride >= 2,
+    # and odd strides split the windows by parity), so the order of the adds is the order of the values.
+    columns = ([k - 1] if k % 2 else []) + list(range(k - 3 if k % 2 else k - 2, -1, -2))
     with np.errstate(invalid="ignore", over="ignore"):  # IEEE: inf + -inf is NaN, silently, as in numba
-        for lead in itertools.product(*(range(k0) for k0 in g.kernel[:-1])):
+        for lead in _window_order(g.kernel[:-1], g.stride[:-1], g.dilation[:-1]):
             rows = acc[(Ellipsis,) + tuple(slice(w * d, w * d + s0 * (n0 - 1) + 1, s0)
                                            for w, d, s0, n0 in zip(lead, g.dilation, g.stride, plan.grid)) + (slice(None),)]
             windows = x[(Ellipsis,) + lead + (slice(None),)]  # (..., *grid, k)
-            for w in range(k):
-                if w % 2 == 0 and w + 1 < k:  # columns w and w + 1 as one complex add per parity class
+            for w in columns:
+                if w + 1 < k:  # columns w and w + 1 as one complex add per parity class
                     for cls in classes:
                         first = cls.start
                         count = len(range(first, n, cls.step or 1))
@@ -378,13 +419,13 @@ def fold_pairs(xp, x, out, plan: FoldPlan, context="fold"):
                         target = span.view(pair)[..., ::step // 2]
                         source = windows[..., cls, w:w + 2].view(pair)[..., 0]
                         target += source
-                elif w % 2 == 0:  # the last column of an odd kernel
+                else:  # the last column of an odd kernel
                     rows[..., w: w + s * (n - 1) + 1: s] += windows[..., w]
     if acc is not out:
         out[...] = acc[(Ellipsis,) + tuple(slice(p, p + o) for p, o in zip(g.padding, plan.output_size))]
 
 
-def _copy_tiles(windows, images, grid, kernel):
+def _copy_tiles(windows, images, grid, kernel, xp=np):
     """Fold or unfold without overlap: ``windows (P, *grid, *kernel)`` <-> ``images (P, *output)``, into ``images``."""
     nd = len(kernel)
     reach = tuple(g * k for g, k in zip(grid, kernel))
@@ -393,7 +434,7 @@ def _copy_tiles(windows, images, grid, kernel):
     tiles = images[(slice(None),) + tuple(slice(0, r) for r in reach)]
     tiles = tiles.reshape((len(images),) + tuple(v for gk in zip(grid, kernel) for v in gk))
     order = (0,) + tuple(a for i in range(nd) for a in (1 + i, 1 + nd + i))
-    np.copyto(tiles, windows.transpose(order), casting="unsafe")
+    xp.copyto(tiles, windows.transpose(order), casting="unsafe")
 
 
 def _jit_handles(in_dtype, acc_dtype, g: Geometry) -> bool:
@@ -412,26 +453,6 @@ def _rows3(values, fill):
     return (values[0], fill, values[1]) if len(values) == 2 else _pad3(values, fill)
 
 
-_windows_state: dict = {}  # accumulator dtype -> whether fold_planes_windows compiled
-
-
-def _windows_compile(x7, r4, geo) -> bool:
-    """Compile ``fold_planes_windows`` for these dtypes (on no planes); False, for good, where it cannot be.
-
-    Its masked vector adds are LLVM intrinsics written for this module: should an unusual numba or LLVM
-    refuse them, the fold takes the transposing kernel instead of failing.
-    """
-    ok = _windows_state.get(r4.dtype)
-    if ok is None:
-        try:
-            _jit().fold_planes_windows(np.zeros((0,) + x7.shape[1:], r4.dtype), r4[:0], 0, 0, geo)
-            ok = True
-        except Exception:  # noqa: BLE001 - any compile failure means: use the other kernel
-            ok = False
-        _windows_state[r4.dtype] = ok
-    return ok
-
-
 def _fold_numba(xs, rs, plan: FoldPlan):
     jit = _jit()
     g = plan.geometry
@@ -447,9 +468,6 @@ def _fold_numba(xs, rs, plan: FoldPlan):
     if words:
         geo[2] = geo[2] * r4.itemsize // 8
 
-    # One masked vector add per window row (fold_planes_windows); should that kernel not compile, the
-    # window rows are transposed first (fold_planes).
-    summing = jit.fold_planes_windows if _windows_compile(x7, r4, geo) else jit.fold_planes
 
     def kernel(xb, rb, lo, hi):
         if words:
@@ -457,7 +475,7 @@ def _fold_numba(xs, rs, plan: FoldPlan):
         elif tiled:
             jit.fold_planes_tiled(xb, rb, lo, hi, geo)
         else:
-            summing(xb, rb, lo, hi, geo)
+            jit.fold_planes(xb, rb, lo, hi, geo)
 
     def run(lo, hi):
         if direct:

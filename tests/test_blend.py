@@ -142,7 +142,7 @@ def test_integer_sum_with_fill_checks_the_fill_fits():
     assert sliding_window_transpose(x, 6, 2, stride=3, fill=-1)[0, 2, 2] == -1
     with pytest.raises(SwtError, match=r"^fill 0.5 does not fit the int8 output: use a float dtype$"):
         sliding_window_transpose(x, 6, 2, stride=3, fill=0.5)
-    with pytest.raises(SwtError, match=r"^fill 300 does not fit the int8 output: use a float dtype$"):
+    with pytest.raises(SwtError, match=r"^fill 300 does not fit the int8 output: use dtype int16$"):
         sliding_window_transpose(x, 6, 2, stride=3, fill=300)
 
 
