@@ -54,7 +54,7 @@ def _residue_gap(kernel: int, stride: int, dilation: int) -> bool:
     return stride > 1 and (math.gcd(dilation, stride) != 1 or kernel < stride)
 
 
-def _first_offsets(kernel: int, stride: int, dilation: int) -> list[int]:
+def _first_offsets(stride: int, dilation: int) -> list[int]:
     """Per remainder ``r`` modulo ``s``, the smallest kernel offset ``w`` with ``w*d = r (mod s)``.
 
     Only for geometries without a residue gap: ``d`` is invertible modulo ``s`` and ``w = r/d (mod s)``.
@@ -70,7 +70,7 @@ def _near_holes(kernel: int, stride: int, padding: int, dilation: int) -> list[i
     if dilation == 1:
         return []
     holes = []
-    for r, w in enumerate(_first_offsets(kernel, stride, dilation)):
+    for r, w in enumerate(_first_offsets(stride, dilation)):
         first = w * dilation  # the smallest covered u with remainder r
         u = padding + (r - padding) % stride  # the smallest u >= p with remainder r
         holes.extend(range(u - padding, first - padding, stride))
@@ -100,13 +100,13 @@ def _covering_grid(size: int, kernel: int, stride: int, padding: int, dilation: 
     index ``i`` with ``u = i*s + w*d`` for some ``w < k``, which takes the largest such ``w``.
 
     That index grows with ``u`` within each remainder class once every offset fits (``u >= (k-1)*d``), so
-    only the last ``s`` positions count there; below, the at most ``(k-1)*d`` positions are each taken
-    (with ``d = 1`` they all have index 0: offset ``w = u`` reaches them from the first window).
+    only the last ``s`` positions count there; below, the at most ``(k-1)*d`` positions are each taken.
+    Undilated windows (``s <= k``) leave no gaps: the grid's reach alone counts.
     """
     lo, hi = padding, padding + size  # image positions, padded coordinates
     if dilation == 1:  # the windows reach every u up to (n-1)*s + k - 1, and no further
         return max(0, -(-(hi - kernel) // stride)) + 1
-    first = _first_offsets(kernel, stride, dilation)
+    first = _first_offsets(stride, dilation)
 
     def index(u: int) -> int:
         top = min(kernel - 1, u // dilation)
