@@ -69,7 +69,7 @@ def _near_holes(kernel: int, stride: int, padding: int, dilation: int) -> list[i
     ``(k-1)*d`` positions; none for ``d = 1``. Only for geometries without a residue gap."""
     if dilation == 1:
         return []
-    holes = []
+    holes: list[int] = []
     for r, w in enumerate(_first_offsets(stride, dilation)):
         first = w * dilation  # the smallest covered u with remainder r
         u = padding + (r - padding) % stride  # the smallest u >= p with remainder r
