@@ -301,7 +301,11 @@ class EdgeLoss:
         words, whole = _UNITS[nd]
         parts = [f"{n} {words[a][n != 1]}" for a, n in enumerate(self.lost_per_axis) if n]
         what = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-        gaps = ", in gaps that padding cannot fill" if self.gaps else ""
+        g = self.geometry
+        if any(_residue_gap(k, s, d) for k, s, d in zip(g.kernel, g.stride, g.dilation)):
+            gaps = ", in gaps that padding cannot fill"
+        else:  # a dilated kernel that misses positions at the near edge: a padding there may reach them
+            gaps = ", some at the near edge, which --cover cannot pad" if self.gaps else ""
         return (f"unfold of {fmt_dims(self.size)} with {self.geometry.describe()} leaves {what} "
                 f"({_fmt_percent(self.fraction)} of the {whole}) outside every window{gaps}: {self.suggestion()}")
 

@@ -155,6 +155,12 @@ def test_gap_refusal_per_axis_and_for_dilation():
     with pytest.raises(SwtError, match=r"no window reaches position 0 at the near edge: use stride 1"):
         check_coverable(Geometry.from_args(2, stride=2, dilation=3, padding=1, ndim=1))
     check_coverable(Geometry.from_args(2, stride=2, dilation=3, padding=2, ndim=1))  # a window in the padding does
+    loss = edge_loss((20,), Geometry.from_args(2, stride=2, dilation=3, ndim=1))
+    assert loss.message() == (
+        "unfold of 20 with kernel 2, stride 2, dilation 3 leaves 2 elements (10.0% of the elements) outside every "
+        "window, some at the near edge, which --cover cannot pad: use --cover with --stride 1, or e.g. --padding 2 "
+        "or --stride 1"
+    )
 
 
 # ------------------------------------------------------------------------------ against plain loops
