@@ -182,6 +182,7 @@ def test_a_failing_task_is_retried(tmp_path, cluster, windows):
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out.zarr"))[...], expected)
 
 
+@pytest.mark.slow  # a stress test: a cluster of its own and a worker killed mid-job (9 s under load)
 def test_a_worker_killed_mid_job_loses_nothing(tmp_path, windows):
     data, expected, _ = windows
     own = Cluster(tmp_path, env={"SLOW_SWT_SECONDS": "0.05"}, preload="slow_swt")  # each block takes 0.05 s more

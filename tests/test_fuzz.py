@@ -4,7 +4,8 @@ Only two outcomes are accepted: it works, or the project's own error (``SwtError
 exit 1 or 2 with one line on stderr and no traceback from the command line). Any other exception
 fails the test (CliRunner runs with ``catch_exceptions=False``).
 
-Examples are bounded so the whole file takes well under a minute; ``-m slow`` runs the long version.
+Examples are bounded so the quick run takes well under a minute; the slowest tests and the long versions are
+marked slow (``pytest -m slow``).
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def npy_headers(draw) -> bytes:
     return head + data
 
 
+@pytest.mark.slow  # the quick run's slowest fuzz test (6 s under load); random bytes and damaged files stay
 @FAST
 @given(data=npy_headers())
 @example(data=MAGIC + b"\x01\x00" + struct.pack("<H", 70) + b"{'descr': '|O', 'fortran_order': False, 'shape': (3,), }" + b" " * 13 + b"\n")
@@ -214,6 +216,7 @@ def test_zarr_random_metadata(field, value, raw):
     try_reader(path)
 
 
+@pytest.mark.slow  # 4 s under load; random Zarr metadata stays in the quick run
 @FAST
 @given(chunk=st.integers(0, 2), data=st.binary(max_size=400))
 def test_zarr_random_chunks(chunk, data):

@@ -47,7 +47,8 @@ def big_windows(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("ext", [".npy", ".h5", ".zarr"])
+# Each writes a file of over 100 MB (5-7 s under load): .npy runs by default, the other formats with -m slow.
+@pytest.mark.parametrize("ext", [".npy", pytest.param(".h5", marks=pytest.mark.slow), pytest.param(".zarr", marks=pytest.mark.slow)])
 def test_peak_memory_stays_near_the_budget_for_a_file_larger_than_it(tmp_path, big_windows, ext):
     small = tmp_path / "small.npy"
     np.save(small, np.load(big_windows, mmap_mode="r")[:2])
