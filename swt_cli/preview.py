@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import SwtError
 from .formats import open_reader
-from .formats.base import check_destination, commit_path, remove_path, temp_sibling
+from .formats.base import OutputAppeared, check_destination, commit_path, remove_path, temp_sibling
 from .geometry import fmt_shape
 
 #: Heat-map colours from no coverage (black) through purple, red and orange to the most (pale yellow).
@@ -130,7 +130,9 @@ def save_png(pixels: np.ndarray, out: str, overwrite: bool = False) -> None:
     temp = temp_sibling(out)
     try:
         Image.fromarray(np.ascontiguousarray(pixels), "RGB" if pixels.ndim == 3 else "L").save(temp, format="PNG")
-        commit_path(temp, out)
+        commit_path(temp, out, overwrite=overwrite)
+    except OutputAppeared:
+        raise  # the finished PNG stays under its temporary name, which the message gives
     except BaseException:
         remove_path(temp)
         raise

@@ -11,7 +11,7 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError, first_line
 from .base import (
-    ArrayReader, ArrayWriter, Location, block_shape, commit_path, find_arrays, nbytes, out_fits, read_at, remove_path,
+    ArrayReader, ArrayWriter, Location, block_shape, find_arrays, nbytes, out_fits, read_at,
     write_failed,
 )
 from .npy import block_offset, contiguous_block
@@ -271,7 +271,7 @@ class H5Writer(ArrayWriter):
             self._file.close()
             self._check()
             self._raw.close()
-            commit_path(self._temp, self.location.path)
+            self._move_into_place()
         except (OSError, RuntimeError) as err:
             raise write_failed(self.location.path, self._sink.error or err) from None
 
@@ -285,4 +285,4 @@ class H5Writer(ArrayWriter):
             self._raw.close()
         except OSError:
             pass
-        remove_path(self._temp)
+        self._drop_temp()

@@ -9,7 +9,7 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError, first_line
 from .base import (
-    ArrayReader, ArrayWriter, Location, commit_path, find_arrays, nbytes, remove_path, write_failed,
+    ArrayReader, ArrayWriter, Location, find_arrays, nbytes, write_failed,
 )
 
 
@@ -113,12 +113,12 @@ class ZarrWriter(ArrayWriter):
 
     def commit(self) -> None:
         try:
-            commit_path(self._temp, self.location.path)
+            self._move_into_place()
         except OSError as err:
             raise write_failed(self.location.path, err) from None
 
     def abort(self) -> None:
-        remove_path(self._temp)
+        self._drop_temp()
 
 
 def _numpy_dtype(array) -> np.dtype:

@@ -1,0 +1,258 @@
+"""Trust at the format layer (issue 11): commit-time no-overwrite, no bytes from outside the input, and one
+clear line (never a traceback) for odd streams, names and dtypes.
+
+Everything runs the installed ``swt`` in real processes (or CliRunner) on real .npy, HDF5 and Zarr files.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from clitools import SWT, invoke, run_swt
+from reference import fold_loops
+from swt_cli.formats import TEMP_MARK, Location, open_reader
+from swt_cli.formats.base import OutputAppeared, claim_then_rename, commit_path, leftover_temps, temp_sibling
+
+FORMATS = ["npy", "h5", "zarr"]
+GRID, KERNEL = 4, 3  # windows (N, 4, 4, 3, 3) fold into images (N, 6, 6)
+ITEMS = 6
+
+
+def npy_header(shape, descr="<f4") -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": tuple(shape)})
+    return buf.getvalue()
+
+
+def windows(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random((ITEMS, GRID, GRID, KERNEL, KERNEL), dtype=np.float32)
+
+
+def folded(x: np.ndarray) -> np.ndarray:
+    return fold_loops(x, (6, 6), (KERNEL, KERNEL), (1, 1), (0, 0), (1, 1))
+
+
+def read_any(path: str) -> np.ndarray:
+    with open_reader(path) as r:
+        return r.read(())
+
+
+def read_temp(path: str, fmt: str) -> np.ndarray:
+    """A kept temporary output (its name has no extension to tell the format by)."""
+    if fmt == "npy":
+        return np.load(path)
+    if fmt == "h5":
+        with h5py.File(path, "r") as f:
+            return f["data"][()]
+    import zarr
+
+    return zarr.open_array(path, mode="r")[...]
+
+
+def one_error_line(stderr: bytes | str) -> str:
+    text = stderr.decode() if isinstance(stderr, bytes) else stderr
+    assert "Traceback" not in text and "unexpected" not in text, text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    assert lines[0].startswith("Error: "), text
+    return lines[0]
+
+
+def temps_of(folder, name: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(str(folder), f".{glob.escape(name)}{TEMP_MARK}*")))
+
+
+def wait_for(predicate, timeout=30.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+class PipedFold:
+    """``swt fold - OUT -k 3`` fed by a pipe this test holds open, so it stays mid-run until ``finish``."""
+
+    def __init__(self, folder, out_name: str, seed: int, extra=()):
+        self.folder, self.out_name, self.data = folder, out_name, windows(seed)
+        self.proc = subprocess.Popen([SWT, "fold", "-", out_name, "-k", str(KERNEL), "-q", "--batch-size", "1", *extra],
+                                     cwd=str(folder), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        raw = npy_header(self.data.shape) + self.data.tobytes()
+        self._rest = raw[len(raw) // 2:]
+        self.proc.stdin.write(raw[: len(raw) // 2])
+        self.proc.stdin.flush()
+
+    def wait_writing(self) -> None:
+        """Until this run's temporary output exists (it passed the start-up check on the output's name)."""
+        before = set(temps_of(self.folder, self.out_name))
+        assert wait_for(lambda: self.proc.poll() is not None or len(temps_of(self.folder, self.out_name)) > 0)
+        assert self.proc.poll() is None, self.proc.stderr.read()
+        del before
+
+    def finish(self):
+        self.proc.stdin.write(self._rest)
+        self.proc.stdin.close()
+
+    def result(self, timeout=60):
+        err = self.proc.stderr.read()
+        return self.proc.wait(timeout=timeout), err
+
+
+def intruder(path, fmt: str) -> None:
+    """Another process's output under the name, made while swt runs."""
+    old = np.arange(12, dtype="int16").reshape(3, 4)
+    if fmt == "npy":
+        np.save(path, old)
+    elif fmt == "h5":
+        with h5py.File(path, "w") as f:
+            f["theirs"] = old
+    else:
+        import zarr
+
+        zarr.create_array(str(path), shape=old.shape, dtype=old.dtype)[...] = old
+
+
+# ---- §2: the no-overwrite promise holds at commit time -------------------------------------------
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_output_that_appears_while_running_is_never_replaced(tmp_path, fmt):
+    out = tmp_path / f"out.{fmt}"
+    run = PipedFold(tmp_path, out.name, seed=1)
+    run.wait_writing()
+    intruder(out, fmt)
+    theirs = read_any(str(out))
+    run.finish()
+    code, err = run.result()
+    line = one_error_line(err)
+    assert code == 1, err
+    assert "appeared while swt was writing it" in line and "--overwrite" in line, line
+    np.testing.assert_array_equal(read_any(str(out)), theirs)  # the other output is untouched
+    kept = temps_of(tmp_path, out.name)
+    assert len(kept) == 1 and kept[0] in line, (kept, line)  # the finished result is kept, and named
+    got = read_temp(kept[0], fmt)
+    np.testing.assert_allclose(got, folded(run.data), rtol=1e-5)
+
+
+def test_empty_folder_that_appears_is_not_replaced_by_a_zarr_output(tmp_path):
+    """``os.rename`` silently replaces an empty folder: the commit must not."""
+    out = tmp_path / "out.zarr"
+    run = PipedFold(tmp_path, out.name, seed=2)
+    run.wait_writing()
+    out.mkdir()
+    run.finish()
+    code, err = run.result()
+    assert code == 1 and "appeared while swt was writing it" in one_error_line(err)
+    assert out.is_dir() and not os.listdir(out)
+    assert len(temps_of(tmp_path, out.name)) == 1
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_overwrite_still_replaces_an_output_that_appeared(tmp_path, fmt):
+    out = tmp_path / f"out.{fmt}"
+    run = PipedFold(tmp_path, out.name, seed=3, extra=["--overwrite"])
+    run.wait_writing()
+    intruder(out, fmt)
+    run.finish()
+    code, err = run.result()
+    assert code == 0, err
+    np.testing.assert_allclose(read_any(str(out)), folded(run.data), rtol=1e-5)
+    assert not temps_of(tmp_path, out.name)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_two_concurrent_runs_to_one_output_exactly_one_wins(tmp_path, fmt):
+    """Two real swt processes past their start-up checks, finishing together: one output, one refusal."""
+    out = tmp_path / f"out.{fmt}"
+    runs = [PipedFold(tmp_path, out.name, seed=10), PipedFold(tmp_path, out.name, seed=11)]
+    assert wait_for(lambda: len(temps_of(tmp_path, out.name)) == 2 or any(r.proc.poll() is not None for r in runs))
+    for r in runs:
+        r.finish()
+    results = [r.result() for r in runs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1], results
+    winner = next(r for r, (code, _) in zip(runs, results) if code == 0)
+    _, loser_err = next(res for res in results if res[0] == 1)
+    assert "appeared while swt was writing it" in one_error_line(loser_err)
+    np.testing.assert_allclose(read_any(str(out)), folded(winner.data), rtol=1e-5)
+    assert len(temps_of(tmp_path, out.name)) == 1  # the loser's finished result, as its message says
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_two_runs_started_together_one_wins_the_other_says_so(tmp_path, fmt):
+    """Both outcomes of a real race: the second is refused at start or at commit, never exit 0."""
+    src = tmp_path / "w.npy"
+    np.save(src, windows(5))
+    out = tmp_path / f"out.{fmt}"
+    procs = [subprocess.Popen([SWT, "fold", str(src), str(out), "-k", str(KERNEL), "-q"], stderr=subprocess.PIPE)
+             for _ in range(2)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 1], results
+    line = one_error_line(next(err for code, err in results if code == 1))
+    assert "appeared while swt was writing it" in line or "exists: pass --overwrite" in line, line
+    np.testing.assert_allclose(read_any(str(out)), folded(windows(5)), rtol=1e-5)
+
+
+def test_commit_path_refuses_every_kind_of_existing_name(tmp_path):
+    for make in (lambda p: p.write_bytes(b"x"), lambda p: p.mkdir(), lambda p: p.symlink_to(tmp_path / "nowhere")):
+        for kind in ("file", "folder"):
+            dst = tmp_path / f"dst-{kind}-{len(os.listdir(tmp_path))}"
+            make(dst)
+            temp = temp_sibling(str(dst))
+            if kind == "file":
+                with open(temp, "wb") as f:
+                    f.write(b"new")
+            else:
+                os.mkdir(temp)
+            with pytest.raises(OutputAppeared, match="appeared"):
+                commit_path(temp, str(dst))
+            assert os.path.lexists(temp)
+
+
+def test_claim_fallback_refuses_and_moves(tmp_path):
+    """The path taken where the file system answers renameat2 with EINVAL (no RENAME_NOREPLACE support)."""
+    for kind in ("file", "folder"):
+        src, dst = tmp_path / f"src-{kind}", tmp_path / f"dst-{kind}"
+        src.mkdir() if kind == "folder" else src.write_bytes(b"ours")
+        (dst.mkdir() if kind == "folder" else dst.write_bytes(b"theirs"))
+        with pytest.raises(FileExistsError):
+            claim_then_rename(str(src), str(dst))
+        assert src.exists() and dst.exists()
+        (os.rmdir if kind == "folder" else os.remove)(dst)
+        claim_then_rename(str(src), str(dst))
+        assert not src.exists() and dst.exists()
+        if kind == "file":
+            assert dst.read_bytes() == b"ours"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("length", [231, 243, 255])
+def test_output_names_up_to_the_name_limit(tmp_path, fmt, length):
+    src = tmp_path / "w.npy"
+    np.save(src, windows(6))
+    ext = {"npy": ".npy", "h5": ".h5", "zarr": ".zarr"}[fmt]
+    name = "o" * (length - len(ext)) + ext
+    result = run_swt("fold", src, name, "-k", KERNEL, "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+    np.testing.assert_allclose(read_any(str(tmp_path / name)), folded(windows(6)), rtol=1e-5)
+    assert not [n for n in os.listdir(tmp_path) if TEMP_MARK in n]
+
+
+def test_leftover_temps_recognises_shortened_temporary_names(tmp_path):
+    path = str(tmp_path / ("é" * 120 + ".npy"))  # 244 bytes of UTF-8
+    temp = temp_sibling(path)
+    assert len(os.path.basename(temp).encode()) <= 255
+    open(temp, "wb").close()
+    assert leftover_temps(path) == [temp]
+    assert leftover_temps(str(tmp_path / ("é" * 119 + "e.npy"))) == []
