@@ -248,8 +248,16 @@ def layout_option(text):
     return click.option("--layout", type=click.Choice(LAYOUTS), help=text)
 
 
+def allow_external_option(fn):
+    """--allow-external: the security boundary of RELIABILITY.md (swt reads only what the user named)."""
+    return click.option("--allow-external", is_flag=True,
+                        help="Also read data an input keeps in other files: HDF5 external storage, virtual datasets and "
+                             "external links, and symbolic links out of a Zarr store (refused by default).")(fn)
+
+
 def io_options(fn):
     """Options of every command that streams one file into another."""
+    fn = allow_external_option(fn)
     for decorator in reversed([
         click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (only once the new one is complete)."),
         click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY, show_default=True,
@@ -483,7 +491,7 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
     """
     opts["quiet"] = quiet
     _output_location(output, opts["compression"])
-    with open_reader(input) as reader:
+    with open_reader(input, opts["allow_external"]) as reader:
         given = layout
         reader, transform, layout = _fold_setup(
             reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout, dtype=opts["dtype"],
@@ -518,7 +526,7 @@ def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, layout, 
     """
     opts["quiet"] = quiet
     _output_location(output, opts["compression"])
-    with open_reader(input) as reader:
+    with open_reader(input, opts["allow_external"]) as reader:
         geometry, _ = _geometry(kernel, stride, padding, dilation, ndim)
         out_dtype = result_dtype(reader.dtype, opts["dtype"])
         plan = plan_unfold(reader.shape, geometry, itemsize=out_dtype.itemsize)
@@ -549,8 +557,9 @@ def _job_status(reader):
 @cli.command(context_settings=CONTEXT)
 @click.argument("input", metavar="INPUT", type=ArraySpec())
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@allow_external_option
 @common_options
-def info(input, as_json, quiet):
+def info(input, as_json, quiet, allow_external):
     """Show an array file's shape, dtype, chunks, compression, arrays and recorded swt geometry.
 
     \b
@@ -562,9 +571,9 @@ def info(input, as_json, quiet):
     if loc.fmt == "zarr":  # an incomplete output of a sharded run can still be described
         from .formats.zarr_store import ZarrReader
 
-        opened = ZarrReader(loc, allow_incomplete=True)
+        opened = ZarrReader(loc, allow_incomplete=True, allow_external=allow_external)
     else:
-        opened = open_reader(loc)
+        opened = open_reader(loc, allow_external)
     with opened as reader:
         facts = reader.describe()
         facts["geometry"] = _recorded_geometry(reader) or None
@@ -727,9 +736,10 @@ def plan(input_, kernel, stride, padding, dilation, ndim, output_size, reduce, w
               help="With --coverage: the fold's output size [default: recorded by swt unfold, else the smallest that fits].")
 @layout_option("With --coverage: layout of FILE [default: recorded by swt unfold, else megengine].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.png.")
+@allow_external_option
 @common_options
 def preview(input, output, index, channel, coverage, kernel, stride, padding, dilation, ndim, output_size, layout,
-            overwrite, quiet):
+            overwrite, quiet, allow_external):
     """Save one image of FILE as a PNG, scaled from its own minimum (black) to maximum (white).
 
     FILE holds images (..., C, H, W): the axis before the image is the channels, all before it the batch
@@ -752,7 +762,7 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
             raise click.UsageError("--index and --channel do not apply with --coverage: coverage is the same for every image")
         from .coverage import coverage_picture
 
-        with open_reader(input) as reader:
+        with open_reader(input, allow_external) as reader:
             _, transform, _ = _fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout,
                                           quiet=True)
         p = transform.plan
@@ -763,7 +773,7 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
                  if value is not None]
         if given:
             raise click.UsageError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with --coverage")
-        what = pv.preview_image(input, output, index or 0, channel, ndim or 2, overwrite)
+        what = pv.preview_image(input, output, index or 0, channel, ndim or 2, overwrite, allow_external)
     _note(quiet, f"wrote {output}: {what}")
 
 

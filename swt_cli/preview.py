@@ -74,10 +74,10 @@ def _as_2d(image: np.ndarray, ndim: int) -> np.ndarray:
     return image
 
 
-def read_image(path: str, index: int = 0, channel: int | None = None, ndim: int = 2):
+def read_image(path: str, index: int = 0, channel: int | None = None, ndim: int = 2, allow_external: bool = False):
     """Read only image ``index`` of the array at ``path``: ``(H, W)`` grey or ``(H, W, 3)`` RGB, and a
     description of what was read."""
-    with open_reader(path) as reader:
+    with open_reader(path, allow_external) as reader:
         shape = tuple(reader.shape)
         if len(shape) < ndim:
             raise SwtError(f"{path} has shape {fmt_shape(shape)}: too few axes for a {ndim}-d image")
@@ -139,10 +139,10 @@ def save_png(pixels: np.ndarray, out: str, overwrite: bool = False) -> None:
 
 
 def preview_image(path: str, out: str, index: int = 0, channel: int | None = None, ndim: int = 2,
-                  overwrite: bool = False) -> str:
+                  overwrite: bool = False, allow_external: bool = False) -> str:
     """Save image ``index`` of ``path`` as the PNG ``out``; returns a description of what was drawn."""
     pillow()
-    image, what = read_image(path, index, channel, ndim)
+    image, what = read_image(path, index, channel, ndim, allow_external)
     save_png(to_uint8(image), out, overwrite)
     return f"{what}, {image.shape[1]}x{image.shape[0]} pixels"
 

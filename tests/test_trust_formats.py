@@ -256,3 +256,156 @@ def test_leftover_temps_recognises_shortened_temporary_names(tmp_path):
     open(temp, "wb").close()
     assert leftover_temps(path) == [temp]
     assert leftover_temps(str(tmp_path / ("é" * 119 + "e.npy"))) == []
+
+
+# ---- §3: bytes from outside the input ------------------------------------------------------------
+
+def image_data() -> np.ndarray:
+    return np.random.default_rng(7).random((2, 5, 5)).astype(np.float32)
+
+
+def unfolds_right(result, path) -> None:
+    """``swt unfold INPUT path -k 3`` succeeded and holds the windows of :func:`image_data`."""
+    assert result.returncode == 0, result.stderr
+    x = image_data()
+    got = np.load(path)
+    expected = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(1, 2))
+    np.testing.assert_array_equal(got, expected)
+
+
+def refused(result, *words) -> str:
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    line = one_error_line(result.stderr)
+    for w in words:
+        assert w in line, (w, line)
+    return line
+
+
+@pytest.fixture
+def external_storage(tmp_path):
+    x = image_data()
+    raw = tmp_path / "secret.bin"
+    raw.write_bytes(x.tobytes())
+    with h5py.File(tmp_path / "ext.h5", "w") as f:
+        f.create_dataset("x", shape=x.shape, dtype=x.dtype, external=[(str(raw), 0, x.nbytes)])
+    return tmp_path / "ext.h5"
+
+
+@pytest.fixture
+def other_file(tmp_path):
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = image_data()
+    return tmp_path / "other.h5"
+
+
+def test_hdf5_external_storage_is_refused_unless_allowed(tmp_path, external_storage):
+    for cmd in (["info", external_storage], ["unfold", external_storage, tmp_path / "o.npy", "-k", 3]):
+        refused(run_swt(*cmd, cwd=tmp_path), "secret.bin", "external storage", "--allow-external")
+    assert not (tmp_path / "o.npy").exists()
+    unfolds_right(run_swt("unfold", external_storage, tmp_path / "o.npy", "-k", 3, "--allow-external", cwd=tmp_path),
+                  tmp_path / "o.npy")
+
+
+def test_hdf5_virtual_dataset_over_another_file_is_refused_unless_allowed(tmp_path, other_file):
+    layout = h5py.VirtualLayout(shape=(2, 5, 5), dtype="f4")
+    layout[...] = h5py.VirtualSource(str(other_file), "x", shape=(2, 5, 5))
+    with h5py.File(tmp_path / "vds.h5", "w") as f:
+        f.create_virtual_dataset("v", layout)
+    refused(run_swt("unfold", tmp_path / "vds.h5", tmp_path / "o.npy", "-k", 3, cwd=tmp_path),
+            "virtual dataset", "other.h5", "--allow-external")
+    refused(run_swt("preview", tmp_path / "vds.h5", tmp_path / "o.png", cwd=tmp_path), "virtual dataset")
+    unfolds_right(run_swt("unfold", tmp_path / "vds.h5", tmp_path / "o.npy", "-k", 3, "--allow-external", cwd=tmp_path),
+                  tmp_path / "o.npy")
+
+
+def test_hdf5_external_link_is_not_followed_unless_allowed(tmp_path, other_file):
+    with h5py.File(tmp_path / "links.h5", "w") as f:
+        f["w"] = h5py.ExternalLink("other.h5", "/x")
+    line = refused(run_swt("unfold", f"{tmp_path}/links.h5:/w", tmp_path / "o.npy", "-k", 3, cwd=tmp_path),
+                   "external link to other.h5:/x", "--allow-external")
+    assert "does not follow" in line
+    refused(run_swt("info", tmp_path / "links.h5", cwd=tmp_path), "holds no arrays", "/w is an external link to other.h5:/x")
+    unfolds_right(run_swt("unfold", f"{tmp_path}/links.h5:/w", tmp_path / "o.npy", "-k", 3, "--allow-external",
+                          cwd=tmp_path), tmp_path / "o.npy")
+
+
+def test_hdf5_soft_links_and_second_hard_links_are_followed_and_named(tmp_path):
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["x"] = image_data()
+        f["y"] = np.zeros((1, 5, 5), "f4")
+        f["s"] = h5py.SoftLink("/x")
+        f["g/h"] = f["x"]  # a second hard link
+        f["dangling"] = h5py.SoftLink("/nowhere")
+    for name in ("s", "g/h", "x"):
+        unfolds_right(run_swt("unfold", f"{tmp_path}/a.h5:/{name}", tmp_path / "o.npy", "-k", 3, "--overwrite"),
+                      tmp_path / "o.npy")
+    refused(run_swt("info", f"{tmp_path}/a.h5:/dangling"), "is a soft link to /nowhere, which does not exist")
+    line = refused(run_swt("info", tmp_path / "a.h5"), "holds 2 arrays")
+    assert "/s is a soft link to /x" in line
+    line = refused(run_swt("info", f"{tmp_path}/a.h5:/nope"), "has no array /nope")
+    assert "/s is a soft link to /x" in line
+
+
+def test_hdf5_file_locked_by_a_writer_says_so(tmp_path):
+    path = tmp_path / "busy.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = image_data()
+    env = {k: v for k, v in os.environ.items() if k != "HDF5_USE_FILE_LOCKING"}
+    writer = subprocess.Popen([os.path.join(os.path.dirname(SWT), "python"), "-c",
+                               f"import h5py, sys; f = h5py.File({str(path)!r}, 'a'); print('open', flush=True); "
+                               "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        assert writer.stdout.readline() == b"open\n"
+        refused(run_swt("info", path, env=env), "locked", "HDF5_USE_FILE_LOCKING=FALSE")
+        assert run_swt("info", path, env={**env, "HDF5_USE_FILE_LOCKING": "FALSE"}).returncode == 0
+    finally:
+        writer.stdin.close()
+        writer.wait(timeout=30)
+
+
+def zarr_store(path) -> None:
+    import zarr
+
+    z = zarr.create_array(str(path), shape=(2, 5, 5), dtype="f4", chunks=(1, 5, 5), compressors=None)
+    z[...] = image_data()
+
+
+def test_zarr_symlink_out_of_the_store_is_refused_unless_allowed(tmp_path):
+    store = tmp_path / "s.zarr"
+    zarr_store(store)
+    chunk = next(p for p in store.rglob("*") if p.is_file() and p.name != "zarr.json")
+    outside = tmp_path / "elsewhere.bin"
+    os.rename(chunk, outside)
+    chunk.symlink_to(outside)
+    line = refused(run_swt("unfold", store, tmp_path / "o.npy", "-k", 3), "symbolic link", "outside", "--allow-external")
+    assert str(outside) in line
+    unfolds_right(run_swt("unfold", store, tmp_path / "o.npy", "-k", 3, "--allow-external"), tmp_path / "o.npy")
+
+
+def test_zarr_symlink_inside_the_store_is_read(tmp_path):
+    store = tmp_path / "s.zarr"
+    zarr_store(store)
+    chunk = next(p for p in store.rglob("*") if p.is_file() and p.name != "zarr.json")
+    os.rename(chunk, store / "moved")
+    chunk.symlink_to(store / "moved")
+    unfolds_right(run_swt("unfold", store, tmp_path / "o.npy", "-k", 3), tmp_path / "o.npy")
+
+
+def test_zarr_consolidated_metadata_that_disagrees_is_not_read(tmp_path):
+    import warnings
+
+    import zarr
+
+    store = tmp_path / "c.zarr"
+    group = zarr.open_group(str(store), mode="w")
+    arr = group.create_array("a", shape=(1, 5, 5), dtype="f4", chunks=(1, 5, 5))
+    arr[...] = image_data()[:1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(store))
+    arr = zarr.open_array(str(store / "a"), mode="r+")
+    arr.resize((2, 5, 5))  # after consolidation: the root's copy still says (1, 5, 5)
+    arr[1:] = image_data()[1:]
+    unfolds_right(run_swt("unfold", f"{store}:/a", tmp_path / "o.npy", "-k", 3), tmp_path / "o.npy")
+    info = run_swt("info", f"{store}:/a", "--json")
+    assert info.returncode == 0 and '"shape": [\n    2,' in info.stdout.decode(), info

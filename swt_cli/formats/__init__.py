@@ -10,8 +10,12 @@ from ..errors import SwtError
 from .base import COMPRESSIONS, TEMP_MARK, ArrayReader, ArrayWriter, Location, block_shape, chunk_shape
 
 
-def open_reader(spec: str | Location) -> ArrayReader:
-    """A reader for ``spec`` (a path, ``file.h5:/name`` or ``-``)."""
+def open_reader(spec: str | Location, allow_external: bool = False) -> ArrayReader:
+    """A reader for ``spec`` (a path, ``file.h5:/name`` or ``-``).
+
+    Without ``allow_external`` only the bytes of what was named are read: HDF5 external storage, virtual
+    datasets over other files and external links, and symbolic links out of a Zarr store, are refused.
+    """
     loc = spec if isinstance(spec, Location) else Location.parse(spec)
     if loc.fmt == "npy":
         from .npy import NpyReader as cls
@@ -21,6 +25,8 @@ def open_reader(spec: str | Location) -> ArrayReader:
         from .zarr_store import ZarrReader as cls
     else:
         from .stream import StdinReader as cls
+    if loc.fmt in ("hdf5", "zarr"):
+        return cls(loc, allow_external=allow_external)
     return cls(loc)
 
 

@@ -471,25 +471,28 @@ def chunk_shape(shape, itemsize: int, target_bytes: int = 4 << 20, max_rows: int
     return tuple(chunks)
 
 
-def find_arrays(items, where: str, name: str | None):
-    """Pick the array named ``name`` (or the only one) from ``items``: ``(path, is_array, obj)`` triples."""
+def find_arrays(items, where: str, name: str | None, notes: list[str] | None = None):
+    """Pick the array named ``name`` (or the only one) from ``items``: ``(path, is_array, obj)`` triples.
+    ``notes`` name links beside the arrays in the listings of messages (``'/s is a soft link to /x'``)."""
     items = list(items)
     arrays = [(p, obj) for p, is_array, obj in items if is_array]
+    notes = notes or []
     if name is not None:
         for p, is_array, obj in items:
             if p.strip("/") == name:
                 if not is_array:
-                    raise SwtError(f"{where}:/{name} is a group, not an array{_listing(arrays, where)}")
+                    raise SwtError(f"{where}:/{name} is a group, not an array{_listing(arrays, where, notes)}")
                 return obj
-        raise SwtError(f"{where} has no array /{name}{_listing(arrays, where)}")
+        raise SwtError(f"{where} has no array /{name}{_listing(arrays, where, notes)}")
     if len(arrays) == 1:
         return arrays[0][1]
     if not arrays:
-        raise SwtError(f"{where} holds no arrays")
-    raise SwtError(f"{where} holds {len(arrays)} arrays{_listing(arrays, where)}: name one as {where}:/{arrays[0][0].strip('/')}")
+        raise SwtError(f"{where} holds no arrays" + (f" ({'; '.join(notes)})" if notes else ""))
+    raise SwtError(f"{where} holds {len(arrays)} arrays{_listing(arrays, where, notes)}: name one as "
+                   f"{where}:/{arrays[0][0].strip('/')}")
 
 
-def _listing(arrays, where) -> str:
+def _listing(arrays, where, notes=()) -> str:
     if not arrays:
-        return f" ({where} holds no arrays)"
-    return " (" + ", ".join("/" + p.strip("/") for p, _ in arrays) + ")"
+        return f" ({where} holds no arrays" + "".join(f"; {n}" for n in notes) + ")"
+    return " (" + ", ".join(["/" + p.strip("/") for p, _ in arrays] + list(notes)) + ")"
