@@ -778,8 +778,10 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
 
 
 def main():
+    from .formats.stream import guard_standard_fds
     from .pipeline import return_freed_blocks_to_the_system
 
+    guard_standard_fds()  # first: a closed 0, 1 or 2 must not become the number of a file swt opens
     return_freed_blocks_to_the_system()
     cli.main(prog_name="swt")
 

@@ -409,3 +409,102 @@ def test_zarr_consolidated_metadata_that_disagrees_is_not_read(tmp_path):
     unfolds_right(run_swt("unfold", f"{store}:/a", tmp_path / "o.npy", "-k", 3), tmp_path / "o.npy")
     info = run_swt("info", f"{store}:/a", "--json")
     assert info.returncode == 0 and '"shape": [\n    2,' in info.stdout.decode(), info
+
+
+# ---- §4: streams, names and dtypes: a correct result or one clear line ---------------------------
+
+@pytest.fixture
+def img(tmp_path):
+    np.save(tmp_path / "img.npy", image_data())
+    return tmp_path / "img.npy"
+
+
+def bash(script: str, cwd, **kw) -> subprocess.CompletedProcess:
+    """``script`` run by bash (for ``<&-``, ``>&-``, ``2>&-``), with the installed swt as ``$SWT``."""
+    return subprocess.run(["bash", "-c", script], cwd=cwd, capture_output=True, timeout=120,
+                          env={**os.environ, "SWT": SWT}, **kw)
+
+
+def test_closed_stdin_is_one_line(tmp_path, img):
+    result = bash('"$SWT" unfold - o.npy -k 3 <&-', tmp_path)
+    assert refused(result, "stdin is closed")
+    unfolds_right(bash('"$SWT" unfold img.npy o.npy -k 3 -q <&-', tmp_path), tmp_path / "o.npy")
+
+
+def test_closed_stdout_is_one_line_and_files_still_work(tmp_path, img):
+    refused(bash('"$SWT" unfold img.npy - -k 3 >&-', tmp_path), "stdout is closed")
+    result = bash('"$SWT" unfold img.npy o.npy -k 3 >&-', tmp_path)
+    assert result.returncode == 0 and b"Error" not in result.stderr, result.stderr
+    unfolds_right(result, tmp_path / "o.npy")
+
+
+def test_closed_stderr_does_not_fail_the_run_or_reach_the_output(tmp_path, img):
+    result = bash('"$SWT" unfold img.npy o.npy -k 3 2>&-', tmp_path)  # progress lines have nowhere to go
+    unfolds_right(result, tmp_path / "o.npy")
+    result = bash('"$SWT" unfold img.npy - -k 3 2>&- | "$SWT" fold - back.npy -k 3 -q', tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b""
+    assert bash('"$SWT" info nothing.npy 2>&-', tmp_path).returncode == 1  # the exit status still tells
+
+
+def test_non_blocking_stdin_without_data_yet_is_waited_for(tmp_path):
+    x = windows(8)
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)  # shared with the child: its first reads find no data
+    proc = subprocess.Popen([SWT, "fold", "-", "out.npy", "-k", str(KERNEL), "-q"], cwd=tmp_path, stdin=read_end,
+                            stderr=subprocess.PIPE)
+    os.close(read_end)
+    time.sleep(0.5)
+    raw = npy_header(x.shape) + x.tobytes()
+    os.write(write_end, raw[:50])
+    time.sleep(0.3)
+    os.write(write_end, raw[50:])
+    os.close(write_end)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), folded(x), rtol=1e-5)
+
+
+def test_named_pipe_called_npy_as_input(tmp_path):
+    x = windows(9)
+    os.mkfifo(tmp_path / "in.npy")
+    proc = subprocess.Popen([SWT, "fold", "in.npy", "out.npy", "-k", str(KERNEL), "-q"], cwd=tmp_path,
+                            stderr=subprocess.PIPE)
+    with open(tmp_path / "in.npy", "wb") as f:
+        f.write(npy_header(x.shape) + x.tobytes())
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), folded(x), rtol=1e-5)
+    # cut short: one line naming the pipe, not "truncated: the file has 0 bytes"
+    proc = subprocess.Popen([SWT, "fold", "in.npy", "out2.npy", "-k", str(KERNEL), "-q"], cwd=tmp_path,
+                            stderr=subprocess.PIPE)
+    with open(tmp_path / "in.npy", "wb") as f:
+        f.write(npy_header(x.shape) + x.tobytes()[:100])
+    assert proc.wait(timeout=60) == 1
+    assert "the named pipe in.npy ended after 100 of" in one_error_line(proc.stderr.read())
+    assert not (tmp_path / "out2.npy").exists()
+
+
+def test_named_pipe_called_npy_as_output(tmp_path):
+    x = windows(10)
+    np.save(tmp_path / "w.npy", x)
+    os.mkfifo(tmp_path / "out.npy")
+    proc = subprocess.Popen([SWT, "fold", "w.npy", "out.npy", "-k", str(KERNEL), "-q"], cwd=tmp_path,
+                            stderr=subprocess.PIPE)
+    import io
+    import threading
+
+    received = []
+
+    def drain():
+        with open(tmp_path / "out.npy", "rb") as f:
+            received.append(f.read())
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    code = proc.wait(timeout=60)
+    if code != 0:  # swt never opened the pipe: open its writing end ourselves so the reader ends
+        os.close(os.open(tmp_path / "out.npy", os.O_WRONLY))
+    reader.join(timeout=30)
+    assert code == 0, proc.stderr.read()
+    got = np.load(io.BytesIO(received[0]))  # np.load seeks, which a pipe cannot
+    np.testing.assert_allclose(got, folded(x), rtol=1e-5)
+    assert os.path.exists(tmp_path / "out.npy") and not os.path.isfile(tmp_path / "out.npy")  # still the pipe

@@ -18,6 +18,18 @@ def open_reader(spec: str | Location, allow_external: bool = False) -> ArrayRead
     """
     loc = spec if isinstance(spec, Location) else Location.parse(spec)
     if loc.fmt == "npy":
+        from .stream import StdinReader, is_fifo
+
+        if is_fifo(loc.path):  # a named pipe: read as the stream it is (its size says nothing)
+            try:
+                stream = open(loc.path, "rb", buffering=0)  # noqa: SIM115 - closed by the reader
+            except OSError as err:
+                raise SwtError(f"cannot read {loc.path}: {err.strerror}") from None
+            try:
+                return StdinReader(loc, stream=stream, where=f"the named pipe {loc.path}")
+            except BaseException:
+                stream.close()
+                raise
         from .npy import NpyReader as cls
     elif loc.fmt == "hdf5":
         from .hdf5 import H5Reader as cls
@@ -32,6 +44,10 @@ def open_reader(spec: str | Location, allow_external: bool = False) -> ArrayRead
 
 def writer_class(loc: Location):
     if loc.fmt == "npy":
+        from .stream import FifoWriter, is_fifo
+
+        if is_fifo(loc.path):
+            return FifoWriter
         from .npy import NpyWriter as cls
     elif loc.fmt == "hdf5":
         from .hdf5 import H5Writer as cls
