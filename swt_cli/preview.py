@@ -88,6 +88,9 @@ def read_image(path: str, index: int = 0, channel: int | None = None, ndim: int 
         if not 0 <= index < max(count, 1) or count == 0:
             raise SwtError(f"{path} holds {count} image{'s' if count != 1 else ''} of shape {fmt_shape(shape[len(batch):])}: "
                            f"no index {index}")
+        if not math.prod(shape[-ndim:]) or not channels:
+            image = fmt_shape(shape[-ndim - 1:] if has_channels else shape[-ndim:])
+            raise SwtError(f"{path} has shape {fmt_shape(shape)}: its images {image} are empty: nothing to draw")
         if channel is not None and not 0 <= channel < channels:
             raise SwtError(f"{path}: images have {channels} channel{'s' if channels != 1 else ''}, no channel {channel}")
         rgb = channels == 3 and channel is None

@@ -508,3 +508,55 @@ def test_named_pipe_called_npy_as_output(tmp_path):
     got = np.load(io.BytesIO(received[0]))  # np.load seeks, which a pipe cannot
     np.testing.assert_allclose(got, folded(x), rtol=1e-5)
     assert os.path.exists(tmp_path / "out.npy") and not os.path.isfile(tmp_path / "out.npy")  # still the pipe
+
+
+@pytest.mark.parametrize("spec", ["o.h5:/a/../b", "o.zarr:/a/./b", "o.h5:/a//b", "o.zarr:/..", "o.h5/"])
+def test_output_names_with_dot_components_are_usage_errors(tmp_path, img, spec):
+    result = run_swt("unfold", img, spec, "-k", 3, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    line = one_error_line(result.stderr)
+    assert "component" in line or "ends with a slash" in line, line
+    assert os.listdir(tmp_path) == ["img.npy"]
+
+
+@pytest.mark.parametrize("spec,read_as", [("o.zarr:/a/", "o.zarr:/a"), ("o.h5:/g/a/", "o.h5:/g/a"),
+                                          ("o.zarr/", "o.zarr"), ("o.zarr/:/a", "o.zarr:/a")])
+def test_trailing_slashes_name_the_same_output(tmp_path, img, spec, read_as):
+    result = run_swt("unfold", img, spec, "-k", 3, "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    info = run_swt("info", spec, cwd=tmp_path)  # the same spelling reads it back
+    assert info.returncode == 0, info.stderr
+    x = image_data()
+    with open_reader(str(tmp_path / read_as)) as r:
+        np.testing.assert_array_equal(r.read(()), np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(1, 2)))
+
+
+@pytest.mark.parametrize("dtype", ["float128", "complex256"])
+def test_dtype_zarr_cannot_store_is_refused_before_anything_is_created(tmp_path, dtype):
+    if np.dtype(dtype).itemsize <= np.dtype(dtype.replace("128", "64").replace("256", "128")).itemsize:
+        pytest.skip(f"{dtype} is not wider than double on this platform")
+    np.save(tmp_path / "w.npy", windows(11).astype(dtype))
+    result = run_swt("fold", "w.npy", "o.zarr", "-k", KERNEL, "-q", cwd=tmp_path)
+    refused(result, f"Zarr cannot store {dtype}", "--dtype")
+    assert sorted(os.listdir(tmp_path)) == ["w.npy"]
+    result = run_swt("fold", "w.npy", "o.zarr", "-k", KERNEL, "--dtype", "complex128" if "complex" in dtype else "float64",
+                     "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (5, 0), (3, 0, 5), (0, 5, 5)])
+def test_preview_of_an_empty_image_is_one_line(tmp_path, shape):
+    pytest.importorskip("PIL")
+    np.save(tmp_path / "e.npy", np.zeros(shape, "f4"))
+    result = run_swt("preview", "e.npy", "p.png", cwd=tmp_path)
+    refused(result, "e.npy")
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_uint64_result_that_does_not_fit_suggests_uint64(tmp_path):
+    np.save(tmp_path / "u.npy", np.full((1, 3, 3, 2, 2), 2**61, np.uint64))  # sums up to 2**63: past int64
+    line = refused(run_swt("fold", "u.npy", "o.npy", "-k", 2, "-o", 4, "--dtype", "int64", cwd=tmp_path), "does not fit int64")
+    assert line.endswith("use dtype uint64"), line
+    ok = run_swt("fold", "u.npy", "o.npy", "-k", 2, "-o", 4, "--dtype", "uint64", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert np.load(tmp_path / "o.npy").max() == 2**63

@@ -38,7 +38,8 @@ COMPRESSIONS = {
     "zarr": ("zstd", "none", "blosc", "gzip"),
 }
 
-_SPEC = re.compile(r"^(?P<path>.*?(?P<ext>\.h5|\.hdf5|\.zarr))(?::(?P<name>.*))?$", re.IGNORECASE)
+# A Zarr store is a folder, whose name shell completion ends with a slash: ``out.zarr/`` is ``out.zarr``.
+_SPEC = re.compile(r"^(?P<path>.*?(?P<ext>\.h5|\.hdf5|\.zarr))(?P<slash>/*)(?::(?P<name>.*))?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,17 @@ class Location:
         if spec == "-":
             return cls("-", "stream")
         match = _SPEC.match(spec)
+        if match and match["slash"] and match["ext"].lower() != ".zarr":
+            raise SwtError(f"'{spec}' ends with a slash, as a folder does: an HDF5 file is one file: name it "
+                           f"{match['path']}" + (f":{match['name']}" if match["name"] else ""))
         if match:
             name = (match["name"] or "").strip("/") or None
+            if name is not None:
+                bad = next((part for part in name.split("/") if part in ("", ".", "..")), None)
+                if bad is not None:
+                    what = "an empty component (//)" if bad == "" else f"a '{bad}' component"
+                    raise SwtError(f"'{spec}': the array name /{name} has {what}: name the array by its plain path "
+                                   f"inside the file, as {match['path']}:/group/array")
             return cls(match["path"], EXTENSIONS[match["ext"].lower()], name)
         ext = os.path.splitext(spec)[1].lower()
         if ext in EXTENSIONS:

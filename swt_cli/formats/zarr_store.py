@@ -131,6 +131,7 @@ class ZarrWriter(ArrayWriter):
     parallel_safe = True
 
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="zstd", overwrite=False):
+        check_storable(dtype, location)
         self._start(location, overwrite, nbytes(shape, dtype) if compression == "none" else None)
         with self._creating():
             self._array = _zarr().create_array(
@@ -156,6 +157,17 @@ class ZarrWriter(ArrayWriter):
 
     def abort(self) -> None:
         self._drop_temp()
+
+
+def check_storable(dtype, location: Location) -> None:
+    """Refuse, before anything is created, a dtype Zarr v3 has no data type for (float128, complex256)."""
+    from zarr.core.dtype import get_data_type_from_native_dtype
+
+    try:
+        get_data_type_from_native_dtype(np.dtype(dtype))
+    except (ValueError, TypeError):
+        raise SwtError(f"{location.path}: Zarr cannot store {np.dtype(dtype).name} data: choose another --dtype "
+                       f"(float64, complex128), or write a .npy or HDF5 output") from None
 
 
 def _numpy_dtype(array) -> np.dtype:
