@@ -203,6 +203,17 @@ def test_two_runs_started_together_one_wins_the_other_says_so(tmp_path, fmt):
     np.testing.assert_allclose(read_any(str(out)), folded(windows(5)), rtol=1e-5)
 
 
+def test_shared_output_with_overwrite_still_replaces_an_old_store(tmp_path):
+    """A --resume/--scheduler output over a store of another kind, with --overwrite: replaced (shards.py
+    commits with overwrite=True), while without --overwrite it is refused."""
+    np.save(tmp_path / "w.npy", windows(12))
+    intruder(tmp_path / "out.zarr", "zarr")
+    refused(run_swt("fold", "w.npy", "out.zarr", "-k", KERNEL, "-q", "--resume", cwd=tmp_path), "out.zarr")
+    result = run_swt("fold", "w.npy", "out.zarr", "-k", KERNEL, "-q", "--resume", "--overwrite", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(read_any(str(tmp_path / "out.zarr")), folded(windows(12)), rtol=1e-5)
+
+
 def test_commit_path_refuses_every_kind_of_existing_name(tmp_path):
     for make in (lambda p: p.write_bytes(b"x"), lambda p: p.mkdir(), lambda p: p.symlink_to(tmp_path / "nowhere")):
         for kind in ("file", "folder"):

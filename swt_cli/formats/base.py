@@ -364,7 +364,7 @@ def commit_path(temp: str, path: str, overwrite: bool = False) -> None:
     """
     if not overwrite:
         try:
-            _move_no_replace(temp, path)
+            move_no_replace(temp, path)
         except FileExistsError:
             raise OutputAppeared(
                 f"{path} appeared while swt was writing it (another process or another swt created it): it was "
@@ -431,7 +431,7 @@ def claim_then_rename(src: str, dst: str) -> None:
         raise
 
 
-def _move_no_replace(src: str, dst: str) -> None:
+def move_no_replace(src: str, dst: str) -> None:
     """Move ``src`` to ``dst`` unless something is there (``FileExistsError``): a file by a hard link then
     unlinking ``src``; a folder by ``renameat2(RENAME_NOREPLACE)``; the claim where neither is supported."""
     if not os.path.isdir(src):
