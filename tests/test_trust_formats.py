@@ -17,7 +17,8 @@ import pytest
 
 from clitools import SWT, invoke, run_swt
 from reference import fold_loops
-from swt_cli.formats import TEMP_MARK, Location, open_reader
+from swt_cli.errors import SwtError
+from swt_cli.formats import TEMP_MARK, open_reader
 from swt_cli.formats.base import OutputAppeared, claim_then_rename, commit_path, leftover_temps, temp_sibling
 
 FORMATS = ["npy", "h5", "zarr"]
@@ -181,7 +182,7 @@ def test_two_concurrent_runs_to_one_output_exactly_one_wins(tmp_path, fmt):
     results = [r.result() for r in runs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 1], results
-    winner = next(r for r, (code, _) in zip(runs, results) if code == 0)
+    winner = next(r for r, (code, _) in zip(runs, results, strict=True) if code == 0)
     _, loser_err = next(res for res in results if res[0] == 1)
     assert "appeared while swt was writing it" in one_error_line(loser_err)
     np.testing.assert_allclose(read_any(str(out)), folded(winner.data), rtol=1e-5)
@@ -315,6 +316,15 @@ def test_hdf5_external_storage_is_refused_unless_allowed(tmp_path, external_stor
     assert not (tmp_path / "o.npy").exists()
     unfolds_right(run_swt("unfold", external_storage, tmp_path / "o.npy", "-k", 3, "--allow-external", cwd=tmp_path),
                   tmp_path / "o.npy")
+    # in process too, where open_reader takes the flag
+    inproc = invoke("info", external_storage, "--json")
+    assert inproc.exit_code == 1 and "secret.bin" in inproc.stderr
+    inproc = invoke("info", external_storage, "--json", "--allow-external")
+    assert inproc.exit_code == 0 and '"shape": [' in inproc.stdout
+    with pytest.raises(SwtError, match="external storage"):
+        open_reader(str(external_storage))
+    with open_reader(str(external_storage), allow_external=True) as reader:
+        np.testing.assert_array_equal(reader.read(()), image_data())
 
 
 def test_hdf5_virtual_dataset_over_another_file_is_refused_unless_allowed(tmp_path, other_file):
@@ -355,6 +365,9 @@ def test_hdf5_soft_links_and_second_hard_links_are_followed_and_named(tmp_path):
     assert "/s is a soft link to /x" in line
     line = refused(run_swt("info", f"{tmp_path}/a.h5:/nope"), "has no array /nope")
     assert "/s is a soft link to /x" in line
+    listed = invoke("info", f"{tmp_path}/a.h5:/x", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert '"link": "a soft link to /x"' in listed.stdout
 
 
 def test_hdf5_file_locked_by_a_writer_says_so(tmp_path):

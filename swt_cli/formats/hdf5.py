@@ -244,6 +244,7 @@ class H5Reader(ArrayReader):
             compression=ds.compression,
             compression_opts=ds.compression_opts,
             arrays=[{"name": "/" + p, "shape": list(o.shape or ()), "dtype": str(o.dtype)} for p, is_array, o in self._members if is_array],
+            links=[{"name": "/" + p, "link": what} for p, what in self._links],  # named as links, not followed here
         )
         return info
 
