@@ -584,3 +584,19 @@ def test_uint64_result_that_does_not_fit_suggests_uint64(tmp_path):
     ok = run_swt("fold", "u.npy", "o.npy", "-k", 2, "-o", 4, "--dtype", "uint64", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert np.load(tmp_path / "o.npy").max() == 2**63
+
+
+def test_allow_external_reaches_dask_workers(tmp_path):
+    """The client checks the input once; workers, which open it per block, read what it allowed."""
+    pytest.importorskip("distributed")
+    store = tmp_path / "s.zarr"
+    zarr_store(store)
+    chunk = next(p for p in store.rglob("*") if p.is_file() and p.name != "zarr.json")
+    os.rename(chunk, tmp_path / "elsewhere.bin")
+    chunk.symlink_to(tmp_path / "elsewhere.bin")
+    args = ("unfold", store, tmp_path / "o.zarr", "-k", 3, "-q", "--scheduler", "local:1")
+    refused(run_swt(*args), "symbolic link", "--allow-external")
+    result = run_swt(*args, "--allow-external", timeout=300)
+    assert result.returncode == 0, result.stderr
+    expected = np.lib.stride_tricks.sliding_window_view(image_data(), (3, 3), axis=(1, 2))
+    np.testing.assert_array_equal(read_any(str(tmp_path / "o.zarr")), expected)

@@ -33,8 +33,9 @@ def compressors(name: str):
 def outside_links(root: str) -> list[tuple[str, str]]:
     """Symbolic links inside the local store ``root`` that lead outside it: ``(link, where it leads)``.
 
-    Walks the whole store (its every chunk file: about a second for 250,000 chunks) without following
-    links, since a link to a folder outside would bring in every chunk under it.
+    Walks the whole store, every chunk file, without following links (a link to a folder outside would
+    bring in every chunk under it): a cost per file, paid once per run by the process that opens the
+    input with the check (Dask workers reopen it without).
     """
     top = os.path.realpath(root)
     found: list[tuple[str, str]] = []
