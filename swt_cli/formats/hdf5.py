@@ -46,7 +46,13 @@ def _links(h5file) -> list[tuple[str, str]]:
             found.append((path, _describe_link(link)))
 
     try:
-        h5file.visititems_links(note)
+        if hasattr(h5file, "visititems_links"):  # h5py 3.11 and later
+            h5file.visititems_links(note)
+        else:
+            groups = [("", h5file)] + [(p, o) for p, is_array, o in _members(h5file) if isinstance(o, h5py.Group)]
+            for prefix, group in groups:
+                for key in group:
+                    note(f"{prefix}/{key}".lstrip("/"), group.get(key, getlink=True))
     except Exception:  # noqa: BLE001 - links are named in messages only; damage is met (and reported) elsewhere
         pass
     return found
