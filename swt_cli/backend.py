@@ -86,12 +86,19 @@ def accumulator_dtype(in_dtype, out_dtype) -> np.dtype:
 
 
 def holding_dtype(lo, hi, kind: str) -> str:
-    """Name of the smallest integer dtype of ``kind`` ('i' or 'u') that holds ``[lo, hi]``."""
-    ladder = _INTEGER_LADDER["u" if kind == "u" and lo >= 0 else "i"]
-    for t in ladder:
-        info = np.iinfo(t)
-        if info.min <= lo and hi <= info.max:
-            return np.dtype(t).name
+    """Name of the smallest integer dtype of ``kind`` ('i' or 'u') that holds ``[lo, hi]``; the unsigned
+    ones next where none of ``kind`` does and nothing is negative; float64 (which rounds) only where no
+    integer dtype holds it.
+
+    >>> holding_dtype(0, 2**63, "i")
+    'uint64'
+    """
+    ladders = [_INTEGER_LADDER["u" if kind == "u" and lo >= 0 else "i"]] + ([_INTEGER_LADDER["u"]] if lo >= 0 else [])
+    for ladder in ladders:
+        for t in ladder:
+            info = np.iinfo(t)
+            if info.min <= lo and hi <= info.max:
+                return np.dtype(t).name
     return "float64"
 
 

@@ -6,7 +6,6 @@ code 1, in one place (``SwtGroup``); usage errors exit 2, Ctrl-C 130, SIGTERM 14
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import shlex
@@ -129,13 +128,6 @@ class SwtCommand(click.Command):
             if ctx.find_root().meta.get("swt.debug"):
                 raise
             raise click.UsageError(str(err), ctx) from None
-
-
-def allow_external_option(fn):
-    """--allow-external for the commands that only read (fold and unfold take it with their io_options)."""
-    return click.option("--allow-external", is_flag=True,
-                        help="Read HDF5 external storage, virtual datasets and external links, and Zarr symlinks "
-                             "leaving the store; see RELIABILITY.md.")(fn)
 
 
 SwtGroup.command_class = SwtCommand
@@ -291,8 +283,16 @@ def layout_option(text):
     return click.option("--layout", type=click.Choice(LAYOUTS), help=text)
 
 
+def allow_external_option(fn):
+    """--allow-external: the security boundary of RELIABILITY.md (swt reads only what the user named)."""
+    return click.option("--allow-external", is_flag=True,
+                        help="Also read data an input keeps in other files: HDF5 external storage, virtual datasets and "
+                             "external links, and symbolic links out of a Zarr store (refused by default).")(fn)
+
+
 def io_options(fn):
     """Options of every command that streams one file into another."""
+    fn = allow_external_option(fn)
     for decorator in reversed([
         click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (only once the new one is complete)."),
         click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY, show_default=True,
@@ -305,9 +305,6 @@ def io_options(fn):
         click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
                      help="Compute on the CPU, or on a GPU through CuPy (pip install 'swt-cli[gpu]')."),
         click.option("--threads", type=click.IntRange(1), help="CPU threads for the kernel [default: all cores]."),
-        click.option("--allow-external", is_flag=True,
-                     help="Read HDF5 external storage, virtual datasets and external links, and Zarr symlinks leaving "
-                          "the store; see RELIABILITY.md."),
     ]):
         fn = decorator(fn)
     return fn
@@ -620,14 +617,15 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
                  if value is not None]
         if given:
             raise click.UsageError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with --coverage")
-        what = pv.preview_image(input, output, index or 0, channel, ndim or 2, overwrite,
-                                functools.partial(jobs.open_input, allow_external=allow_external))
+        what = pv.preview_image(input, output, index or 0, channel, ndim or 2, overwrite, allow_external)
     _note(quiet, f"wrote {output}: {what}")
 
 
 def main():
+    from .formats.stream import guard_standard_fds
     from .pipeline import return_freed_blocks_to_the_system
 
+    guard_standard_fds()  # first: a closed 0, 1 or 2 must not become the number of a file swt opens
     return_freed_blocks_to_the_system()
     cli.main(prog_name="swt")
 

@@ -21,7 +21,6 @@ only parses its options, calls these and prints).
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import math
 import time
@@ -50,12 +49,9 @@ __all__ = ["BlockTransform", "GeometryChoice", "JobResult", "OptionError", "Plan
 
 
 def open_input(spec: str | Location, allow_external: bool = False):
-    """``open_reader``, passing ``allow_external`` on where the formats take it (formats that do not, refuse no
-    external storage either: nothing to allow)."""
-    extra: dict[str, Any] = {"allow_external": allow_external}
-    if "allow_external" in inspect.signature(open_reader).parameters:
-        return open_reader(spec, **extra)
-    return open_reader(spec)
+    """``open_reader``: ``allow_external`` lets it read HDF5 external storage, virtual datasets and external
+    links, and Zarr symlinks leaving the store (RELIABILITY.md)."""
+    return open_reader(spec, allow_external=allow_external)
 
 
 # ---- geometry: from the options, the input's record or the defaults --------------------------------
@@ -491,8 +487,7 @@ def info(input: str, *, allow_external: bool = False) -> dict:
     if loc.fmt == "zarr":
         from .formats.zarr_store import ZarrReader
 
-        kwargs = {"allow_external": allow_external} if "allow_external" in inspect.signature(ZarrReader).parameters else {}
-        opened = ZarrReader(loc, allow_incomplete=True, **kwargs)
+        opened = ZarrReader(loc, allow_incomplete=True, allow_external=allow_external)
     else:
         opened = open_input(loc, allow_external)
     with opened as reader:

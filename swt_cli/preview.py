@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import SwtError
 from .formats import open_reader
-from .formats.base import check_destination, commit_path, remove_path, temp_sibling
+from .formats.base import OutputAppeared, check_destination, commit_path, remove_path, temp_sibling
 from .geometry import fmt_shape
 
 #: Heat-map colours from no coverage (black) through purple, red and orange to the most (pale yellow).
@@ -74,10 +74,10 @@ def _as_2d(image: np.ndarray, ndim: int) -> np.ndarray:
     return image
 
 
-def read_image(path: str, index: int = 0, channel: int | None = None, ndim: int = 2, open_array=open_reader):
+def read_image(path: str, index: int = 0, channel: int | None = None, ndim: int = 2, allow_external: bool = False):
     """Read only image ``index`` of the array at ``path``: ``(H, W)`` grey or ``(H, W, 3)`` RGB, and a
-    description of what was read. ``open_array`` opens ``path`` (``swt_cli.jobs.open_input`` with its options)."""
-    with open_array(path) as reader:
+    description of what was read."""
+    with open_reader(path, allow_external) as reader:
         shape = tuple(reader.shape)
         if len(shape) < ndim:
             raise SwtError(f"{path} has shape {fmt_shape(shape)}: too few axes for a {ndim}-d image")
@@ -88,6 +88,9 @@ def read_image(path: str, index: int = 0, channel: int | None = None, ndim: int 
         if not 0 <= index < max(count, 1) or count == 0:
             raise SwtError(f"{path} holds {count} image{'s' if count != 1 else ''} of shape {fmt_shape(shape[len(batch):])}: "
                            f"no index {index}")
+        if not math.prod(shape[-ndim:]) or not channels:
+            image = fmt_shape(shape[-ndim - 1:] if has_channels else shape[-ndim:])
+            raise SwtError(f"{path} has shape {fmt_shape(shape)}: its images {image} are empty: nothing to draw")
         if channel is not None and not 0 <= channel < channels:
             raise SwtError(f"{path}: images have {channels} channel{'s' if channels != 1 else ''}, no channel {channel}")
         rgb = channels == 3 and channel is None
@@ -130,17 +133,19 @@ def save_png(pixels: np.ndarray, out: str, overwrite: bool = False) -> None:
     temp = temp_sibling(out)
     try:
         Image.fromarray(np.ascontiguousarray(pixels), "RGB" if pixels.ndim == 3 else "L").save(temp, format="PNG")
-        commit_path(temp, out)
+        commit_path(temp, out, overwrite=overwrite)
+    except OutputAppeared:
+        raise  # the finished PNG stays under its temporary name, which the message gives
     except BaseException:
         remove_path(temp)
         raise
 
 
 def preview_image(path: str, out: str, index: int = 0, channel: int | None = None, ndim: int = 2,
-                  overwrite: bool = False, open_array=open_reader) -> str:
+                  overwrite: bool = False, allow_external: bool = False) -> str:
     """Save image ``index`` of ``path`` as the PNG ``out``; returns a description of what was drawn."""
     pillow()
-    image, what = read_image(path, index, channel, ndim, open_array)
+    image, what = read_image(path, index, channel, ndim, allow_external)
     save_png(to_uint8(image), out, overwrite)
     return f"{what}, {image.shape[1]}x{image.shape[0]} pixels"
 

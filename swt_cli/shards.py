@@ -141,7 +141,7 @@ class SharedOutput:
         match it exactly to be joined, and its block layout and chunks are then used as they are.
         Returns ``(output, joined)``.
         """
-        from .formats.base import check_destination, commit_path, remove_path
+        from .formats.base import check_destination, commit_path, move_no_replace, remove_path
 
         path = location.path
         lead_shape = tuple(match["lead_shape"])
@@ -150,7 +150,8 @@ class SharedOutput:
                 check_destination(path, overwrite=False)
                 temp = cls._build(location, shape, dtype, attrs, match, layout, chunks, compression)
                 try:
-                    os.rename(temp, path)  # atomic; fails where another process got there first
+                    move_no_replace(temp, path)  # fails where another process got there first (os.rename
+                    # would silently replace an empty folder made meanwhile)
                 except OSError:
                     remove_path(temp)
                     time.sleep(0.05)
@@ -165,7 +166,7 @@ class SharedOutput:
                     return cls._open(location), True
                 if overwrite:  # one client, no other writers: start afresh
                     temp = cls._build(location, shape, dtype, attrs, match, layout, chunks, compression)
-                    commit_path(temp, path)
+                    commit_path(temp, path, overwrite=True)
                     return cls._open(location), False
                 if complete:
                     raise SwtError(f"{path} exists and is complete: pass --overwrite to compute it again "
@@ -184,7 +185,7 @@ class SharedOutput:
             if not overwrite:
                 raise SwtError(f"{path} exists: pass --overwrite to replace it")
             temp = cls._build(location, shape, dtype, attrs, match, layout, chunks, compression)
-            commit_path(temp, path)
+            commit_path(temp, path, overwrite=True)
             return cls._open(location), False
         raise SwtError(f"{path} keeps changing under this run: is another job writing it?")
 

@@ -10,22 +10,48 @@ from ..errors import SwtError
 from .base import COMPRESSIONS, TEMP_MARK, ArrayReader, ArrayWriter, Location, block_shape, chunk_shape
 
 
-def open_reader(spec: str | Location) -> ArrayReader:
-    """A reader for ``spec`` (a path, ``file.h5:/name`` or ``-``)."""
+def open_reader(spec: str | Location, allow_external: bool = False) -> ArrayReader:
+    """A reader for ``spec`` (a path, ``file.h5:/name`` or ``-``).
+
+    Without ``allow_external`` only the bytes of what was named are read: HDF5 external storage, virtual
+    datasets over other files and external links, and symbolic links out of a Zarr store, are refused.
+    """
     loc = spec if isinstance(spec, Location) else Location.parse(spec)
     if loc.fmt == "npy":
-        from .npy import NpyReader as cls
-    elif loc.fmt == "hdf5":
-        from .hdf5 import H5Reader as cls
-    elif loc.fmt == "zarr":
-        from .zarr_store import ZarrReader as cls
-    else:
-        from .stream import StdinReader as cls
-    return cls(loc)
+        from .stream import StdinReader, is_fifo
+
+        if is_fifo(loc.path):  # a named pipe: read as the stream it is (its size says nothing)
+            try:
+                stream = open(loc.path, "rb", buffering=0)  # noqa: SIM115 - closed by the reader
+            except OSError as err:
+                raise SwtError(f"cannot read {loc.path}: {err.strerror}") from None
+            try:
+                return StdinReader(loc, stream=stream, where=f"the named pipe {loc.path}")
+            except BaseException:
+                stream.close()
+                raise
+        from .npy import NpyReader
+
+        return NpyReader(loc)
+    if loc.fmt == "hdf5":
+        from .hdf5 import H5Reader
+
+        return H5Reader(loc, allow_external=allow_external)
+    if loc.fmt == "zarr":
+        from .zarr_store import ZarrReader
+
+        return ZarrReader(loc, allow_external=allow_external)
+    from .stream import StdinReader
+
+    return StdinReader(loc)
 
 
 def writer_class(loc: Location):
     if loc.fmt == "npy":
+        from .stream import FifoWriter, is_fifo
+
+        if is_fifo(loc.path):
+            return FifoWriter
         from .npy import NpyWriter as cls
     elif loc.fmt == "hdf5":
         from .hdf5 import H5Writer as cls

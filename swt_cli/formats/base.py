@@ -11,7 +11,9 @@ and moves it into place only on ``commit``:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import hashlib
 import math
 import os
 import re
@@ -36,7 +38,8 @@ COMPRESSIONS = {
     "zarr": ("zstd", "none", "blosc", "gzip"),
 }
 
-_SPEC = re.compile(r"^(?P<path>.*?(?P<ext>\.h5|\.hdf5|\.zarr))(?::(?P<name>.*))?$", re.IGNORECASE)
+# A Zarr store is a folder, whose name shell completion ends with a slash: ``out.zarr/`` is ``out.zarr``.
+_SPEC = re.compile(r"^(?P<path>.*?(?P<ext>\.h5|\.hdf5|\.zarr))(?P<slash>/*)(?::(?P<name>.*))?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,17 @@ class Location:
         if spec == "-":
             return cls("-", "stream")
         match = _SPEC.match(spec)
+        if match and match["slash"] and match["ext"].lower() != ".zarr":
+            raise SwtError(f"'{spec}' ends with a slash, as a folder does: an HDF5 file is one file: name it "
+                           f"{match['path']}" + (f":{match['name']}" if match["name"] else ""))
         if match:
             name = (match["name"] or "").strip("/") or None
+            if name is not None:
+                bad = next((part for part in name.split("/") if part in ("", ".", "..")), None)
+                if bad is not None:
+                    what = "an empty component (//)" if bad == "" else f"a '{bad}' component"
+                    raise SwtError(f"'{spec}': the array name /{name} has {what}: name the array by its plain path "
+                                   f"inside the file, as {match['path']}:/group/array")
             return cls(match["path"], EXTENSIONS[match["ext"].lower()], name)
         ext = os.path.splitext(spec)[1].lower()
         if ext in EXTENSIONS:
@@ -142,7 +154,23 @@ class ArrayWriter:
         if at_least_bytes is not None:
             check_space(location.path, at_least_bytes)
         self.location = location
+        self._overwrite = overwrite
+        self._kept = False  # True once a refused commit leaves the finished result under its temporary name
         self._temp = temp_sibling(location.path)
+
+    def _move_into_place(self) -> None:
+        """Commit the finished temporary output (``commit_path``); where an output appeared under the name
+        meanwhile, the temporary output is kept (``abort`` leaves it) and the refusal goes on."""
+        try:
+            commit_path(self._temp, self.location.path, overwrite=self._overwrite)
+        except OutputAppeared:
+            self._kept = True
+            raise
+
+    def _drop_temp(self) -> None:
+        """Remove the temporary output, unless a refused commit kept it for the user."""
+        if not getattr(self, "_kept", False):
+            remove_path(self._temp)
 
     @contextlib.contextmanager
     def _creating(self, errors=(OSError,)):
@@ -247,10 +275,41 @@ def write_failed(path: str, err: BaseException) -> SwtError:
     return SwtError(f"cannot write {path}: {os_reason(err)}")
 
 
+#: Room a temporary name takes beyond its stem: the dot, ``TEMP_MARK``, a pid of up to 10 digits, '-' and 8 hex digits.
+_TEMP_EXTRA = 1 + len(TEMP_MARK) + 10 + 1 + 8
+
+
+def _name_max(folder: str) -> int:
+    try:
+        return int(os.pathconf(folder or ".", "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def temp_stem(folder: str, base: str) -> str:
+    """The stem temporary siblings of ``base`` are named by: ``base`` itself, or where a temporary name
+    would pass the file system's name limit (outputs of 231-255 bytes), its start and a hash of the whole.
+
+    The stem depends on ``base`` alone, so :func:`leftover_temps` finds the temporaries of long names too.
+
+    >>> temp_stem("/tmp", "out.h5")
+    'out.h5'
+    >>> len(temp_stem("/tmp", "x" * 250 + ".npy").encode()) + _TEMP_EXTRA <= 255
+    True
+    """
+    room = _name_max(folder) - _TEMP_EXTRA
+    raw = base.encode("utf-8", "surrogateescape")
+    if len(raw) <= room:
+        return base
+    digest = hashlib.sha256(raw).hexdigest()[:8]
+    head = raw[: max(room - 9, 1)].decode("utf-8", "ignore")  # a multi-byte character cut in two is dropped
+    return f"{head}~{digest}"
+
+
 def temp_sibling(path: str) -> str:
     """A fresh name beside ``path`` that says what it is: ``.out.h5.swt-tmp-<pid>-<random>``."""
     folder, base = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{base}{TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return os.path.join(folder, f".{temp_stem(folder, base)}{TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
 def leftover_temps(path: str) -> list[str]:
@@ -264,7 +323,8 @@ def leftover_temps(path: str) -> list[str]:
         names = os.listdir(folder)
     except OSError:
         return []
-    return sorted(os.path.join(folder, n) for n in names if n.startswith(f".{base}{TEMP_MARK}"))
+    prefix = f".{temp_stem(folder, base)}{TEMP_MARK}"
+    return sorted(os.path.join(folder, n) for n in names if n.startswith(prefix))
 
 
 def _tree_bytes(path: str) -> int:
@@ -289,8 +349,28 @@ def describe_leftovers(path: str) -> str | None:
             f"{'them' if many else 'it'} once no swt writes there")
 
 
-def commit_path(temp: str, path: str) -> None:
-    """Move a finished ``temp`` onto ``path``; an old file or folder there survives until this moment."""
+class OutputAppeared(SwtError):
+    """A commit without ``--overwrite`` found something under the output's name that appeared while swt
+    ran: it is left alone, and the finished result stays under its temporary name."""
+
+
+def commit_path(temp: str, path: str, overwrite: bool = False) -> None:
+    """Move a finished ``temp`` onto ``path``.
+
+    Without ``overwrite`` nothing under ``path`` is ever replaced, even what appeared there after the
+    start-up check (another process, another swt writing the same name, a user's folder): the move is a
+    no-replace primitive, and a refusal raises :class:`OutputAppeared` naming where ``temp`` is kept.
+    With ``overwrite`` an old file or folder there survives until this moment, then is replaced.
+    """
+    if not overwrite:
+        try:
+            move_no_replace(temp, path)
+        except FileExistsError:
+            raise OutputAppeared(
+                f"{path} appeared while swt was writing it (another process or another swt created it): it was "
+                f"left alone; the finished result is kept as {temp}: move it into place, or rerun with --overwrite"
+            ) from None
+        return
     if os.path.isdir(temp) and os.path.lexists(path):
         old = temp_sibling(path)
         os.rename(path, old)  # a folder cannot be replaced in one step: park the old one, then drop it
@@ -302,6 +382,73 @@ def commit_path(temp: str, path: str) -> None:
         remove_path(old)
     else:
         os.replace(temp, path)
+
+
+#: Answers of a file system (or a kernel or C library) that lacks a no-replace primitive, not a refusal.
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK}
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def _renameat2():
+    """glibc's ``renameat2`` (2.28 and later), which Python's ``os`` lacks; None elsewhere."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def rename_no_replace(src: str, dst: str) -> None:
+    """``rename(src, dst)`` that fails with ``FileExistsError`` where ``dst`` exists (even an empty folder,
+    which plain ``rename`` would replace): ``renameat2(RENAME_NOREPLACE)``; OSError(ENOSYS) where the
+    system has none, EINVAL where the file system does not support it."""
+    fn = _renameat2()
+    if fn is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available", dst)
+    if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), dst)
+
+
+def claim_then_rename(src: str, dst: str) -> None:
+    """The no-replace move where the file system has no primitive for it: claim ``dst`` by creating it
+    exclusively (an empty folder, or an empty file, of ``src``'s kind), then rename ``src`` onto that claim
+    of our own. Another process can only meddle with the claim in between by deleting or filling it."""
+    if os.path.isdir(src):
+        os.mkdir(dst)  # FileExistsError where anything is there
+    else:
+        os.close(os.open(dst, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:
+        os.rename(src, dst)  # onto our own empty claim; a folder someone filled meanwhile fails with ENOTEMPTY
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.rmdir(dst) if os.path.isdir(dst) else os.remove(dst)
+        if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise FileExistsError(errno.EEXIST, "appeared while committing", dst) from None
+        raise
+
+
+def move_no_replace(src: str, dst: str) -> None:
+    """Move ``src`` to ``dst`` unless something is there (``FileExistsError``): a file by a hard link then
+    unlinking ``src``; a folder by ``renameat2(RENAME_NOREPLACE)``; the claim where neither is supported."""
+    if not os.path.isdir(src):
+        try:
+            os.link(src, dst, follow_symlinks=False)
+        except OSError as err:
+            if err.errno not in _UNSUPPORTED:  # EEXIST: FileExistsError
+                raise
+        else:
+            os.unlink(src)
+            return
+    try:
+        rename_no_replace(src, dst)
+    except OSError as err:
+        if err.errno not in _UNSUPPORTED:
+            raise
+        claim_then_rename(src, dst)
 
 
 def remove_path(path: str) -> None:
@@ -334,25 +481,28 @@ def chunk_shape(shape, itemsize: int, target_bytes: int = 4 << 20, max_rows: int
     return tuple(chunks)
 
 
-def find_arrays(items, where: str, name: str | None):
-    """Pick the array named ``name`` (or the only one) from ``items``: ``(path, is_array, obj)`` triples."""
+def find_arrays(items, where: str, name: str | None, notes: list[str] | None = None):
+    """Pick the array named ``name`` (or the only one) from ``items``: ``(path, is_array, obj)`` triples.
+    ``notes`` name links beside the arrays in the listings of messages (``'/s is a soft link to /x'``)."""
     items = list(items)
     arrays = [(p, obj) for p, is_array, obj in items if is_array]
+    notes = notes or []
     if name is not None:
         for p, is_array, obj in items:
             if p.strip("/") == name:
                 if not is_array:
-                    raise SwtError(f"{where}:/{name} is a group, not an array{_listing(arrays, where)}")
+                    raise SwtError(f"{where}:/{name} is a group, not an array{_listing(arrays, where, notes)}")
                 return obj
-        raise SwtError(f"{where} has no array /{name}{_listing(arrays, where)}")
+        raise SwtError(f"{where} has no array /{name}{_listing(arrays, where, notes)}")
     if len(arrays) == 1:
         return arrays[0][1]
     if not arrays:
-        raise SwtError(f"{where} holds no arrays")
-    raise SwtError(f"{where} holds {len(arrays)} arrays{_listing(arrays, where)}: name one as {where}:/{arrays[0][0].strip('/')}")
+        raise SwtError(f"{where} holds no arrays" + (f" ({'; '.join(notes)})" if notes else ""))
+    raise SwtError(f"{where} holds {len(arrays)} arrays{_listing(arrays, where, notes)}: name one as "
+                   f"{where}:/{arrays[0][0].strip('/')}")
 
 
-def _listing(arrays, where) -> str:
+def _listing(arrays, where, notes=()) -> str:
     if not arrays:
-        return f" ({where} holds no arrays)"
-    return " (" + ", ".join("/" + p.strip("/") for p, _ in arrays) + ")"
+        return f" ({where} holds no arrays" + "".join(f"; {n}" for n in notes) + ")"
+    return " (" + ", ".join(["/" + p.strip("/") for p, _ in arrays] + list(notes)) + ")"

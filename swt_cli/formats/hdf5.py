@@ -15,12 +15,10 @@ from .base import (
     ArrayWriter,
     Location,
     block_shape,
-    commit_path,
     find_arrays,
     nbytes,
     out_fits,
     read_at,
-    remove_path,
     write_failed,
 )
 from .npy import block_offset, contiguous_block
@@ -43,6 +41,56 @@ def _members(h5file):
     found = []
     h5file.visititems(lambda path, obj: found.append((path, isinstance(obj, h5py.Dataset), obj)))
     return found
+
+
+def _links(h5file) -> list[tuple[str, str]]:
+    """Soft and external links in the file, as ``(path, 'a soft link to /x')`` (external ones are listed,
+    never followed: ``visit_links`` does not enter other files)."""
+    found: list[tuple[str, str]] = []
+
+    def note(path, link):
+        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+            found.append((path, _describe_link(link)))
+
+    try:
+        if hasattr(h5file, "visititems_links"):  # h5py 3.11 and later
+            h5file.visititems_links(note)
+        else:
+            groups = [("", h5file)] + [(p, o) for p, is_array, o in _members(h5file) if isinstance(o, h5py.Group)]
+            for prefix, group in groups:
+                for key in group:
+                    note(f"{prefix}/{key}".lstrip("/"), group.get(key, getlink=True))
+    except Exception:  # noqa: BLE001 - links are named in messages only; damage is met (and reported) elsewhere
+        pass
+    return found
+
+
+def _describe_link(link) -> str:
+    if isinstance(link, h5py.ExternalLink):
+        return f"an external link to {link.filename}:{link.path}"
+    return f"a soft link to {link.path}"
+
+
+def _locked(err: BaseException) -> bool:
+    """Whether opening failed on HDF5's file lock (another process has the file open for writing)."""
+    text = str(err).lower()
+    return "lock" in text and ("errno = 11" in text or "unavailable" in text or "unable to lock" in text)
+
+
+def _check_own_bytes(dataset, where: str) -> None:
+    """Refuse a dataset whose values come from files other than its own: external raw storage, or a
+    virtual dataset with sources in other files. swt reads only what the user named (``--allow-external``)."""
+    dcpl = dataset.id.get_create_plist()
+    count = dcpl.get_external_count()
+    if count:
+        names = sorted({dcpl.get_external(i)[0].decode(errors="replace") for i in range(count)})
+        raise SwtError(f"{where} keeps its data in other files (HDF5 external storage: {', '.join(names)}): swt reads "
+                       f"only the file you named; pass --allow-external to read them")
+    if dataset.is_virtual:
+        files = sorted({m.file_name for m in dataset.virtual_sources() if m.file_name != "."})
+        if files:
+            raise SwtError(f"{where} is a virtual dataset whose data lies in other files ({', '.join(files)}): swt reads "
+                           f"only the file you named; pass --allow-external to read them")
 
 
 #: Datasets of more chunks than this are read through HDF5 (looking each one up costs a few microseconds).
@@ -96,7 +144,7 @@ class H5Reader(ArrayReader):
     directly took the fold from 1.23 s to 0.83 s (medians of 9).
     """
 
-    def __init__(self, location: Location):
+    def __init__(self, location: Location, allow_external: bool = False):
         self.location = location
         self._raw = self._fd = None
         try:
@@ -104,10 +152,21 @@ class H5Reader(ArrayReader):
         except FileNotFoundError:
             raise SwtError(f"no such file: {location.path}") from None
         except Exception as err:  # OSError mostly; h5py raises others for some damage
+            if _locked(err):
+                raise SwtError(
+                    f"{location.path} is locked by a program that has it open for writing (HDF5 file locking): wait "
+                    f"until it closes the file; if no one is writing it (a writer that crashed, or a file system whose "
+                    f"locks misbehave), read it with HDF5_USE_FILE_LOCKING=FALSE in the environment") from None
             raise SwtError(f"{location.path} is not a readable HDF5 file ({first_line(err)})") from None
         try:
             self._members = _members(self._file)
-            self._dataset = find_arrays(self._members, location.path, location.name)
+            self._links = _links(self._file)
+            if location.name is None:
+                self._dataset = find_arrays(self._members, location.path, None, notes=self._link_notes())
+            else:
+                self._dataset = self._resolve(location.name, allow_external)
+            if not allow_external:
+                _check_own_bytes(self._dataset, f"{location.path}:/{(location.name or self._dataset.name).strip('/')}")
             if self._dataset.dtype.kind in "OSUV" or self._dataset.dtype.fields:
                 raise SwtError(f"{location.path}:/{self._dataset.name.strip('/')} holds {self._dataset.dtype} data: "
                                "swt needs numbers")
@@ -121,6 +180,32 @@ class H5Reader(ArrayReader):
             if isinstance(err, Exception) and not isinstance(err, SwtError):  # damage met while walking the file
                 raise SwtError(f"{location.path} is damaged: cannot read its structure ({first_line(err)})") from None
             raise
+
+    def _link_notes(self) -> list[str]:
+        return [f"/{p} is {what}" for p, what in self._links]
+
+    def _resolve(self, name: str, allow_external: bool):
+        """The dataset ``name`` names: through soft links and other hard links to it, and through external
+        links only with ``allow_external`` (each step of the path is checked, not just the last)."""
+        where, parts = self.location.path, name.split("/")
+        for i in range(1, len(parts) + 1):
+            step = "/".join(parts[:i])
+            link = self._file.get(step, getlink=True)
+            if link is None:
+                break
+            if isinstance(link, h5py.ExternalLink) and not allow_external:
+                raise SwtError(f"{where}:/{step} is {_describe_link(link)}: swt reads only the file you named and does "
+                               f"not follow it; name {link.filename}:{link.path} itself, or pass --allow-external")
+            if isinstance(link, h5py.SoftLink) and self._file.get(step) is None:
+                raise SwtError(f"{where}:/{step} is {_describe_link(link)}, which does not exist")
+        obj = self._file.get(name)
+        if isinstance(obj, h5py.Dataset):
+            return obj
+        arrays = [(p, o) for p, is_array, o in self._members if is_array]
+        listing = " (" + ", ".join(["/" + p for p, _ in arrays] + self._link_notes()) + ")" if arrays or self._links else ""
+        if obj is None:
+            raise SwtError(f"{where} has no array /{name}{listing}")
+        raise SwtError(f"{where}:/{name} is a group, not an array{listing}")
 
     def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray:
         try:
@@ -144,7 +229,8 @@ class H5Reader(ArrayReader):
         try:
             extents = raw_extents(self._dataset)
             if extents:
-                self._fd = os.dup(self._file.id.get_vfd_handle())
+                # the dataset's own file: through an external link (--allow-external) it is not the one opened
+                self._fd = os.dup(self._dataset.file.id.get_vfd_handle())
             return extents or []
         except Exception:  # noqa: BLE001 - an older HDF5 without chunk queries, a driver without a descriptor
             return []
@@ -174,6 +260,7 @@ class H5Reader(ArrayReader):
             compression_opts=ds.compression_opts,
             arrays=[{"name": "/" + p, "shape": list(o.shape or ()), "dtype": str(o.dtype)}
                     for p, is_array, o in self._members if is_array],
+            links=[{"name": "/" + p, "link": what} for p, what in self._links],  # named as links, not followed here
         )
         return info
 
@@ -284,7 +371,7 @@ class H5Writer(ArrayWriter):
             self._file.close()
             self._check()
             self._raw.close()
-            commit_path(self._temp, self.location.path)
+            self._move_into_place()
         except (OSError, RuntimeError) as err:
             raise write_failed(self.location.path, self._sink.error or err) from None
 
@@ -298,4 +385,4 @@ class H5Writer(ArrayWriter):
             self._raw.close()
         except OSError:
             pass
-        remove_path(self._temp)
+        self._drop_temp()

@@ -15,18 +15,7 @@ import numpy as np
 from ..backend import check_dtype
 from ..errors import SwtError, first_line
 from ..geometry import MAX_SIZE, fmt_shape
-from .base import (
-    ArrayReader,
-    ArrayWriter,
-    Location,
-    block_shape,
-    commit_path,
-    nbytes,
-    out_fits,
-    read_at,
-    remove_path,
-    write_failed,
-)
+from .base import ArrayReader, ArrayWriter, Location, block_shape, nbytes, out_fits, read_at, write_failed
 
 #: numpy's own limit on header length (numpy >= 1.24 refuses longer headers as unsafe).
 MAX_HEADER = 10000
@@ -195,7 +184,7 @@ class NpyWriter(ArrayWriter):
     def commit(self) -> None:
         try:
             self._file.close()
-            commit_path(self._temp, self.location.path)
+            self._move_into_place()
         except OSError as err:
             raise write_failed(self.location.path, err) from None
 
@@ -204,4 +193,4 @@ class NpyWriter(ArrayWriter):
             self._file.close()
         except OSError:  # a full disk fails the last flush; the file goes anyway
             pass
-        remove_path(self._temp)
+        self._drop_temp()

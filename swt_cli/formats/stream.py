@@ -10,6 +10,8 @@ import errno
 import io
 import math
 import os
+import select
+import stat
 import sys
 
 import numpy as np
@@ -19,21 +21,88 @@ from ..geometry import fmt_shape
 from .base import ArrayReader, ArrayWriter, Location, out_fits
 from .npy import _bytes, block_offset, block_shape, header_bytes, read_header
 
+#: Standard descriptors (0, 1, 2) that were closed when swt started (``<&-``, ``>&-``, ``2>&-``); see
+#: :func:`guard_standard_fds`.
+CLOSED_AT_START: set[int] = set()
+
+
+def guard_standard_fds() -> None:
+    """Point closed standard descriptors at /dev/null, before swt opens any file.
+
+    A closed descriptor 0, 1 or 2 would otherwise be the number the next opened file gets: the input or
+    the output file would then receive progress lines, library messages on stderr or a stream meant for
+    stdout. Which were closed is kept in :data:`CLOSED_AT_START`, so ``-`` on a closed stdin or stdout
+    is refused with one line rather than read from or written to /dev/null.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            except OSError:
+                continue
+            if null != fd:  # the lowest free number: fd itself unless a lower one was closed too
+                os.dup2(null, fd)
+                os.close(null)
+            CLOSED_AT_START.add(fd)
+            if fd and getattr(sys, ("stdout", "stderr")[fd - 1]) is None:  # Python leaves closed ones None
+                setattr(sys, ("stdout", "stderr")[fd - 1], open(fd, "w", closefd=False))
+
+
+def is_fifo(path: str) -> bool:
+    """Whether ``path`` is a named pipe (``mkfifo x.npy``): read and written as a stream, in order."""
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+class _WaitingReads:
+    """A descriptor read until data comes: on a non-blocking stdin a read that finds no data yet returns
+    None, which is not the end of the stream; wait for data (``select``) and read again."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def _until_data(self, call, arg):
+        while True:
+            got = call(arg)
+            if got is not None:
+                return got
+            select.select([self.raw.fileno()], [], [])
+
+    def read(self, size: int = -1):
+        return self._until_data(self.raw.read, size)
+
+    def readinto(self, buffer) -> int:
+        return self._until_data(self.raw.readinto, buffer)
+
+    def isatty(self) -> bool:
+        return self.raw.isatty()
+
 
 class StdinReader(ArrayReader):
+    """The .npy stream on stdin, or (``stream``, ``where``) on a named pipe."""
+
     sequential = True
 
-    def __init__(self, location: Location, stream=None):
+    def __init__(self, location: Location, stream=None, where: str = "stdin"):
         self.location = location
         self.attrs = {}
-        self._stream = stream if stream is not None else _unbuffered(sys.stdin, "rb")
+        self._where = where
+        if stream is None:
+            if 0 in CLOSED_AT_START or sys.stdin is None:
+                raise SwtError("stdin is closed (as with <&-): pipe a .npy stream into swt, or name an input file")
+            stream = _WaitingReads(_unbuffered(sys.stdin, "rb"))
+        self._stream = stream
         if self._stream.isatty() if hasattr(self._stream, "isatty") else False:
             raise SwtError("stdin is a terminal: pipe a .npy stream into swt, e.g. "
                            "swt unfold img.npy - -k 3 | swt fold - out.npy -k 3")
-        self.shape, fortran, self.dtype = read_header(self._stream, "stdin")
+        self.shape, fortran, self.dtype = read_header(self._stream, where)
         if fortran:
-            raise SwtError("stdin holds a Fortran-ordered .npy stream: swt streams C order only "
-                           "(save with np.save on a C-ordered array)")
+            raise SwtError(f"{where} holds a Fortran-ordered .npy stream: swt streams C order only (save with np.save on a "
+                           f"C-ordered array)")
         self._position = 0  # elements consumed
 
     def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray:
@@ -50,12 +119,16 @@ class StdinReader(ArrayReader):
                 total = math.prod(self.shape) * self.dtype.itemsize
                 done = offset * self.dtype.itemsize + got
                 raise SwtError(
-                    f"stdin ended after {done} of {total} bytes of data: the stream of {fmt_shape(self.shape)} "
+                    f"{self._where} ended after {done} of {total} bytes of data: the stream of {fmt_shape(self.shape)} "
                     f"{self.dtype} is truncated"
                 )
             got += n
         self._position += count
         return out
+
+    def close(self) -> None:
+        if self._where != "stdin":  # a named pipe swt opened
+            self._stream.close()
 
 
 class StdoutWriter(ArrayWriter):
@@ -65,6 +138,8 @@ class StdoutWriter(ArrayWriter):
 
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="none", overwrite=False,
                  stream=None):
+        if stream is None and (1 in CLOSED_AT_START or sys.stdout is None):
+            raise SwtError("stdout is closed (as with >&-): redirect it to a file or a pipe, or name an output file")
         self._stream = stream if stream is not None else _unbuffered(sys.stdout, "wb")
         if hasattr(self._stream, "isatty") and self._stream.isatty():
             raise SwtError("refusing to write binary .npy data to a terminal: redirect stdout to a file or a pipe")
@@ -72,6 +147,7 @@ class StdoutWriter(ArrayWriter):
         self._position = 0
         self._header = header_bytes(self.shape, self.dtype)
         self._started = False
+        self._where = "stdout"
 
     def _put(self, data, flush: bool = False) -> None:
         try:
@@ -82,11 +158,16 @@ class StdoutWriter(ArrayWriter):
             if flush:
                 self._stream.flush()
         except BrokenPipeError:
-            _silence_stdout()
-            raise SwtError("stdout was closed before the output was complete (the reading end of the pipe exited)") from None
+            self._after_error()
+            raise SwtError(f"{self._where} was closed before the output was complete (the reading end of the pipe "
+                           f"exited)") from None
         except OSError as err:
+            self._after_error()
+            raise SwtError(f"cannot write to {self._where}: {_strerror(err)}; the stream is incomplete") from None
+
+    def _after_error(self) -> None:
+        if self._where == "stdout":
             _silence_stdout()
-            raise SwtError(f"cannot write to stdout: {_strerror(err)}; the stream is incomplete") from None
 
     def write(self, index: tuple, block: np.ndarray) -> None:
         offset, count = block_offset(self.shape, index)
@@ -100,6 +181,34 @@ class StdoutWriter(ArrayWriter):
 
     def abort(self) -> None:
         pass
+
+
+class FifoWriter(StdoutWriter):
+    """A .npy stream into a named pipe at the output's name (``mkfifo out.npy``): nothing is replaced."""
+
+    def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="none", overwrite=False):
+        try:
+            stream = open(location.path, "wb", buffering=0)  # noqa: SIM115 - closed by commit and abort
+        except OSError as err:
+            raise SwtError(f"cannot write {location.path}: {_strerror(err)}") from None
+        super().__init__(location, shape, dtype, stream=stream)
+        self._where = f"the named pipe {location.path}"
+        self.location = location
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._close()
+
+    def abort(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        try:
+            self._stream.close()
+        except OSError:
+            pass
 
 
 def _unbuffered(text_stream, mode: str):
@@ -126,8 +235,6 @@ def _write_all(stream, data) -> None:
     while len(view):
         n = stream.write(view)
         if n is None:  # a non-blocking descriptor that is full: wait for it like a blocking one
-            import select
-
             select.select([], [stream.fileno()], [])
             continue
         view = view[n:]

@@ -12,10 +12,8 @@ from .base import (
     ArrayReader,
     ArrayWriter,
     Location,
-    commit_path,
     find_arrays,
     nbytes,
-    remove_path,
     write_failed,
 )
 
@@ -37,13 +35,51 @@ def compressors(name: str):
     }[name]
 
 
-def open_array(location: Location, mode: str = "r"):
-    """The zarr Array at ``location`` (the only array in the store when no name is given)."""
+def outside_links(root: str) -> list[tuple[str, str]]:
+    """Symbolic links inside the local store ``root`` that lead outside it: ``(link, where it leads)``.
+
+    Walks the whole store, every chunk file, without following links (a link to a folder outside would
+    bring in every chunk under it): a cost per file, paid once per run by the process that opens the
+    input with the check (Dask workers reopen it without).
+    """
+    top = os.path.realpath(root)
+    found: list[tuple[str, str]] = []
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # an unreadable folder: zarr reports it when it reads there
+        for entry in entries:
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                if os.path.commonpath([top, target]) != top:
+                    found.append((entry.path, target))
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+    return sorted(found)
+
+
+def open_array(location: Location, mode: str = "r", allow_external: bool = False):
+    """The zarr Array at ``location`` (the only array in the store when no name is given).
+
+    Each array's own metadata is read, never the store's consolidated copy: that copy is not updated by
+    writers that resize an array or change its attributes later, and would then give a wrong shape.
+    """
     zarr = _zarr()
     if not os.path.exists(location.path):
         raise SwtError(f"no such file: {location.path}")
+    if not allow_external and os.path.isdir(location.path):
+        leaving = outside_links(location.path)
+        if leaving:
+            link, target = leaving[0]
+            more = f" and {len(leaving) - 1} more" if len(leaving) > 1 else ""
+            raise SwtError(f"{location.path} holds a symbolic link that leads outside the store "
+                           f"({os.path.relpath(link, location.path)} -> {target}{more}): swt reads only the store you "
+                           f"named; pass --allow-external to follow it")
     try:
-        node = zarr.open(store=location.path, mode=mode)
+        node = zarr.open(store=location.path, mode=mode, use_consolidated=False)
     except Exception as err:  # zarr raises many types for a store it cannot parse
         raise SwtError(f"{location.path} is not a readable Zarr store ({first_line(err)})") from None
     if isinstance(node, zarr.Array):
@@ -58,9 +94,9 @@ def open_array(location: Location, mode: str = "r"):
 
 
 class ZarrReader(ArrayReader):
-    def __init__(self, location: Location, allow_incomplete: bool = False):
+    def __init__(self, location: Location, allow_incomplete: bool = False, allow_external: bool = False):
         self.location = location
-        self._array, self._members = open_array(location)
+        self._array, self._members = open_array(location, allow_external=allow_external)
         try:
             self.dtype = check_dtype(_numpy_dtype(self._array), str(location))
             self.shape = tuple(int(v) for v in self._array.shape)
@@ -103,6 +139,7 @@ class ZarrWriter(ArrayWriter):
     parallel_safe = True
 
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="zstd", overwrite=False):
+        check_storable(dtype, location)
         self._start(location, overwrite, nbytes(shape, dtype) if compression == "none" else None)
         with self._creating():
             self._array = _zarr().create_array(
@@ -122,12 +159,30 @@ class ZarrWriter(ArrayWriter):
 
     def commit(self) -> None:
         try:
-            commit_path(self._temp, self.location.path)
+            self._move_into_place()
         except OSError as err:
             raise write_failed(self.location.path, err) from None
 
     def abort(self) -> None:
-        remove_path(self._temp)
+        self._drop_temp()
+
+
+def check_storable(dtype, location: Location) -> None:
+    """Refuse, before anything is created, a dtype Zarr v3 has no data type for (float128, complex256)."""
+    dtype = np.dtype(dtype)
+    try:
+        from zarr.core.dtype import get_data_type_from_native_dtype
+    except ImportError:  # zarr before 3.1: no registry to ask; what no version stores is wider than 8/16 bytes
+        storable = not (dtype.kind == "f" and dtype.itemsize > 8 or dtype.kind == "c" and dtype.itemsize > 16)
+    else:
+        try:
+            get_data_type_from_native_dtype(dtype)
+            storable = True
+        except (ValueError, TypeError):
+            storable = False
+    if not storable:
+        raise SwtError(f"{location.path}: Zarr cannot store {np.dtype(dtype).name} data: choose another --dtype "
+                       f"(float64, complex128), or write a .npy or HDF5 output") from None
 
 
 def _numpy_dtype(array) -> np.dtype:
