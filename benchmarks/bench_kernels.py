@@ -197,7 +197,7 @@ def main(argv=None):
     parser.add_argument("--no-unfold", action="store_true", help="time fold only")
     parser.add_argument("--kernel", choices=["numba", "numpy", "auto"], default="numba",
                         help="swt's path for NumPy arrays (default numba, which large jobs take; 'auto' lets "
-                             "swt choose per process by the work done, see kernels.expect_work)")
+                             "swt choose from the size of each call, see kernels.kernel_name)")
     parser.add_argument("--megengine", metavar="PYTHON", help="a Python with MegEngine 1.13 installed, to time it too")
     args = parser.parse_args(argv)
     if args.kernel != "auto":
