@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..errors import SwtError
 from .base import COMPRESSIONS, TEMP_MARK, ArrayReader, ArrayWriter, Location, block_shape, chunk_shape
 
@@ -46,7 +48,8 @@ def open_reader(spec: str | Location, allow_external: bool = False) -> ArrayRead
     return StdinReader(loc)
 
 
-def writer_class(loc: Location):
+def writer_class(loc: Location) -> Callable[..., ArrayWriter]:
+    cls: Callable[..., ArrayWriter]
     if loc.fmt == "npy":
         from .stream import FifoWriter, is_fifo
 

@@ -20,6 +20,7 @@ import re
 import shutil
 import uuid
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def read_at(fd: int, buffer, offset: int) -> int:
     return done
 
 
-def out_fits(out, shape, dtype) -> bool:
+def out_fits(out: np.ndarray | None, shape, dtype) -> TypeGuard[np.ndarray]:
     """Whether ``out`` (given to ``ArrayReader.read``) can be read into: C-contiguous, ``shape``, ``dtype``."""
     return (out is not None and out.flags.c_contiguous and out.flags.writeable and out.dtype == dtype
             and tuple(out.shape) == tuple(shape))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 import h5py
 import numpy as np
@@ -146,7 +147,8 @@ class H5Reader(ArrayReader):
 
     def __init__(self, location: Location, allow_external: bool = False):
         self.location = location
-        self._raw = self._fd = None
+        self._raw: list | None = None  # the raw byte extents, once looked up ([]: read through HDF5)
+        self._fd: int | None = None
         try:
             self._file = h5py.File(location.path, "r")
         except FileNotFoundError:
@@ -239,7 +241,8 @@ class H5Reader(ArrayReader):
         """Read ``index`` (a run of the array's bytes: whole rows, or part of one row) into ``out``."""
         offset, count = block_offset(self.shape, index)
         itemsize = self.dtype.itemsize
-        want = memoryview(out.reshape(-1).view(np.uint8))
+        want = out.reshape(-1).view(np.uint8).data
+        assert self._raw is not None and self._fd is not None  # set by _raw_layout before any raw read
         start, end = offset * itemsize, (offset + count) * itemsize
         for array_byte, file_byte, length in self._raw:
             lo, hi = max(start, array_byte), min(end, array_byte + length)
@@ -331,7 +334,7 @@ class _Sink:
 class H5Writer(ArrayWriter):
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="none", overwrite=False):
         self._start(location, overwrite, nbytes(shape, dtype) if compression == "none" else None)
-        self._file = None
+        self._file: Any = None
         try:
             self._raw = open(self._temp, "w+b", buffering=0)  # unbuffered: every write error surfaces in write()
         except OSError as err:

@@ -177,7 +177,7 @@ class NpyWriter(ArrayWriter):
             raise SwtError(f"internal error: block of {data.size} elements for {count} places")
         try:
             self._file.seek(self._data_offset + offset * self.dtype.itemsize)
-            self._file.write(_bytes(data))
+            self._file.write(_bytes(data).data)
         except OSError as err:
             raise write_failed(self.location.path, err) from None
 

@@ -111,7 +111,7 @@ class StdinReader(ArrayReader):
             raise SwtError(f"internal error: stdin blocks must be read in order (at {self._position}, asked for {offset})")
         if not out_fits(out, block_shape(self.shape, index), self.dtype):
             out = np.empty(block_shape(self.shape, index), self.dtype)
-        view = memoryview(_bytes(out))
+        view = _bytes(out).data
         got = 0
         while got < len(view):
             n = self._stream.readinto(view[got:])
@@ -241,7 +241,7 @@ def _write_all(stream, data) -> None:
 
 
 def _strerror(err: OSError) -> str:
-    name = errno.errorcode.get(err.errno, "")
+    name = errno.errorcode.get(err.errno or 0, "")
     return f"{err.strerror or err}" + (f" ({name})" if name else "")
 
 
