@@ -3,8 +3,10 @@
 An unfold keeps only what its window grid reaches: with kernel 64 and stride 64, a 477x720 image holds a
 7x11 grid reaching 448x704, so 29 rows and 16 columns are in no window, and a later fold (even a mean)
 cannot give them back. :func:`edge_loss` says how much is lost and which geometry would lose nothing;
-:func:`unfold_cover` pads the image's far edges (bottom, right, back) just enough for the grid to reach
-everything, and :func:`fold_cover` folds onto the padded size and crops back to the original one.
+:func:`pad_to_cover` pads the image's far edges (bottom, right, back) just enough for the grid to reach
+everything, and :func:`crop` cuts a fold of the padded size back to the original one; ``sliding_window(...,
+cover=True)`` and ``sliding_window_transpose(..., cover=True)`` in :mod:`swt_cli.api` compose them (this
+module sits below api, which imports it).
 
 Along one axis (image size ``S``, kernel ``k``, stride ``s``, padding ``p``, dilation ``d``), in padded
 coordinates ``u = x + p`` window ``i`` covers ``u = i*s + w*d`` for ``w < k`` (see :mod:`swt_cli.geometry`).
@@ -466,53 +468,3 @@ def crop(y, original_size):
     if y.ndim < nd or any(have < want for have, want in zip(y.shape[y.ndim - nd:], size)):
         raise SwtError(f"cannot crop an array of shape {tuple(y.shape)} to {fmt_dims(size)}: it is smaller")
     return y[(Ellipsis,) + tuple(slice(0, o) for o in size)]
-
-
-def unfold_cover(x, kernel_size, padding=0, stride=1, dilation=1, *, pad_value=0, dtype=None):
-    """:func:`swt_cli.sliding_window` of ``x`` padded at its far edges so the windows reach every element.
-
-    Geometries with gaps between windows are refused (:func:`check_coverable`). Fold the windows with
-    :func:`fold_cover` and the original size.
-
-    >>> import numpy as np
-    >>> x = np.arange(5.0 * 7).reshape(5, 7)
-    >>> w = unfold_cover(x, 3, stride=3)
-    >>> w.shape
-    (2, 3, 3, 3)
-    >>> bool((fold_cover(w, (5, 7), 3, stride=3) == x).all())
-    True
-    """
-    from .api import sliding_window
-    from .backend import as_array
-
-    x = as_array(x)
-    geometry = Geometry.from_args(kernel_size, padding, stride, dilation)
-    check_coverable(geometry)
-    return sliding_window(pad_to_cover(x, geometry, pad_value), kernel_size, padding, stride, dilation, dtype=dtype)
-
-
-def fold_cover(w, output_size, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None, reduce="sum",
-               weight=None, fill=0):
-    """:func:`swt_cli.sliding_window_transpose` of windows cut by :func:`unfold_cover` from images of
-    ``output_size`` (the ORIGINAL size): folded onto the covered size, then cropped to ``output_size``.
-
-    With ``reduce="mean"`` it gives back the images that :func:`unfold_cover` cut, every element.
-    """
-    from .api import sliding_window_transpose
-    from .backend import array_module, as_array
-
-    w = as_array(w)
-    geometry = Geometry.from_args(kernel_size, padding, stride, dilation, output_size)
-    size = _check_size(output_size, geometry)
-    padded = covered_size(size, geometry)
-    grid = geometry.grid(padded)
-    have = tuple(w.shape[w.ndim - 2 * geometry.ndim: w.ndim - geometry.ndim]) if w.ndim >= 2 * geometry.ndim else ()
-    if have != grid:
-        raise SwtError(f"windows of shape {tuple(w.shape)} are not a covering unfold of {fmt_dims(size)} with "
-                       f"{geometry.describe()}: that has a window grid of {fmt_dims(grid)} (of the image padded to "
-                       f"{fmt_dims(padded)})")
-    y = sliding_window_transpose(w, padded, kernel_size, padding, stride, dilation, dtype=dtype, reduce=reduce,
-                                 weight=weight, fill=fill)
-    if padded == size:
-        return y
-    return array_module(y).ascontiguousarray(crop(y, size))
