@@ -397,12 +397,15 @@ def _run_options(ctx, quiet: bool, opts: dict) -> RunOptions:
 @blend_options
 @layout_option("Input layout: megengine (..., IH, IW, KH, KW) or torch (N, C*KH*KW, L), which needs --output-size "
                "[default: recorded by swt unfold, else megengine].")
+@click.option("--cover", is_flag=True,
+              help="The windows of swt unfold --cover from images of --output-size: fold onto the padded size, crop "
+                   "back [default: as recorded by swt unfold].")
 @io_options
 @cluster_options
 @common_options
 @click.pass_context
-def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_size, reduce, weight, fill, layout, quiet,
-         **opts):
+def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_size, reduce, weight, fill, layout, cover,
+         quiet, **opts):
     """Sum windows (..., IH, IW, KH, KW) back into images (..., H, W): MegEngine's SlidingWindowTranspose.
 
     \b
@@ -417,7 +420,7 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
     options = _run_options(ctx, quiet, opts)
     jobs.fold_file(input, output, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
                    output_size=output_size, reduce=reduce, weight=weight, fill=fill, dtype=opts["dtype"], layout=layout,
-                   options=options)
+                   cover=cover, options=options)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -430,21 +433,28 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
 @click.pass_context
 @layout_option("Output layout: megengine (..., IH, IW, KH, KW) or torch (N, C*KH*KW, L) as torch.nn.functional.unfold "
                "[default: megengine].")
-def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, layout, quiet, **opts):
+@click.option("--cover", is_flag=True,
+              help="Pad the images' far edges (bottom, right, back) just enough for the windows to reach every element; "
+                   "swt fold of the output crops back to the original size.")
+@click.option("--pad-value", type=FillValue(), default=0, help="With --cover: the value padded [default: 0].")
+@click.option("--strict", is_flag=True, help="Fail (exit 1) where the windows leave image elements out, instead of warning.")
+def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, layout, cover, pad_value, strict, quiet, **opts):
     """Cut images (..., H, W) into windows (..., IH, IW, KH, KW): MegEngine's SlidingWindow.
 
-    The output records the geometry, so a later swt fold of it needs no options.
+    The output records the geometry, so a later swt fold of it needs no options. Where the windows leave
+    image elements out (at the far edges, or in gaps), a warning says so and what would lose nothing.
 
     \b
     Examples:
       swt unfold image.npy tiles.zarr --kernel 64 --stride 48 --padding 8
+      swt unfold photo.npy tiles.h5 -k 64 -s 64 --cover   # any size: swt fold tiles.h5 x.npy --reduce mean gives it back
       swt unfold volume.h5:/scan windows.h5 -k 3,3,3 -s 2
       swt unfold image.npy cols.npy -k 3 -s 2 --layout torch   # as torch.nn.functional.unfold
     """
     _output_location(output, opts["compression"])
     options = _run_options(ctx, quiet, opts)
     jobs.unfold_file(input, output, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
-                     dtype=opts["dtype"], layout=layout, options=options)
+                     dtype=opts["dtype"], layout=layout, cover=cover, pad_value=pad_value, strict=strict, options=options)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -28,7 +28,8 @@ array helpers at the end.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from .errors import SwtError
 from .geometry import Geometry, as_tuple, axis_name, fmt_dims, grid_size
@@ -417,7 +418,7 @@ def recorded_fold_sizes(record: dict) -> tuple[tuple[int, ...], tuple[int, ...]]
 # ----------------------------------------------------------------------------------------------- arrays
 
 
-def _fill_value(pad_value, dtype):
+def fill_value(pad_value, dtype):
     """``pad_value`` as a scalar of ``dtype``; an error where that would change it (0.5 into integers)."""
     import numpy as np
 
@@ -456,7 +457,7 @@ def pad_to_cover(x, geometry: Geometry, pad_value=0):
         return x
     xp = array_module(x)
     padded = xp.full(tuple(x.shape[: x.ndim - nd]) + tuple(o + e for o, e in zip(size, extra)),
-                     _fill_value(pad_value, x.dtype), x.dtype)
+                     fill_value(pad_value, x.dtype), x.dtype)
     padded[(Ellipsis,) + tuple(slice(0, o) for o in size)] = x
     return padded
 
@@ -468,3 +469,57 @@ def crop(y, original_size):
     if y.ndim < nd or any(have < want for have, want in zip(y.shape[y.ndim - nd:], size)):
         raise SwtError(f"cannot crop an array of shape {tuple(y.shape)} to {fmt_dims(size)}: it is smaller")
     return y[(Ellipsis,) + tuple(slice(0, o) for o in size)]
+
+
+
+# ------------------------------------------------------------------------------------ file-to-file blocks
+
+
+class CoverUnfold:
+    """A block transform (``swt_cli.protocols.BlockTransform``) for ``swt unfold --cover``: each block of
+    images, as stored, padded at its far edges, then ``inner`` (an unfold planned on the covered size).
+
+    Its ``plan`` describes what it reads and writes (the stored images in, the covering windows out); the
+    inner transform's plan is the computation. A plain object, so Dask workers take it like the inner one.
+    """
+
+    def __init__(self, inner: Any, size, pad_value=0):
+        self.inner, self.pad_value = inner, pad_value
+        self.plan = replace(inner.plan, size=tuple(int(v) for v in size))
+        self.in_dtype, self.out_dtype, self.device = inner.in_dtype, inner.out_dtype, inner.device
+
+    @property
+    def lead(self) -> int:
+        return self.inner.lead
+
+    def bytes_per_item(self) -> int:
+        """The inner unfold's, plus the padded copy of one item."""
+        p = self.inner.plan
+        return self.inner.bytes_per_item() + math.prod(p.input_shape[self.lead:]) * self.in_dtype.itemsize
+
+    def __call__(self, block):
+        return self.inner(pad_to_cover(block, self.inner.plan.geometry, self.pad_value))
+
+
+class CroppedFold:
+    """A block transform for the fold of a covering unfold's windows: ``inner`` (a fold onto the covered
+    size), each block cropped to the original ``size``. ``plan`` describes the shapes read and written."""
+
+    def __init__(self, inner: Any, size):
+        self.inner = inner
+        self.size = tuple(int(v) for v in size)
+        self.plan = replace(inner.plan, output_size=self.size)
+        self.in_dtype, self.out_dtype, self.device = inner.in_dtype, inner.out_dtype, inner.device
+        self.blend = inner.blend
+
+    @property
+    def lead(self) -> int:
+        return self.inner.lead
+
+    def bytes_per_item(self) -> int:
+        return self.inner.bytes_per_item()
+
+    def __call__(self, block):
+        import numpy as np
+
+        return np.ascontiguousarray(crop(self.inner(block), self.size))

@@ -6,11 +6,17 @@ References are independent of swt's kernels: np.pad at the far edges and the pla
 tests/reference.py; files are real .npy, HDF5 and Zarr files, and the command line runs as installed.
 """
 
+import json
+
+import h5py
 import numpy as np
 import pytest
+import zarr
+from clitools import invoke, run_swt
 from reference import fold_loops, unfold_loops
 
 from swt_cli import Geometry, SwtError, sliding_window, sliding_window_transpose
+from swt_cli.cover import covered_size as cover_size
 
 # ------------------------------------------------------------------------------- library: cover=True
 
@@ -46,3 +52,178 @@ def test_sliding_window_cover_refuses_gaps_and_pad_value_alone():
     w = sliding_window(np.ones((21, 20)), 5, stride=5, cover=True)
     with pytest.raises(SwtError, match=r"not a covering unfold of 30x20"):
         sliding_window_transpose(w, (30, 20), 5, stride=5, cover=True)
+
+
+# ----------------------------------------------------------------------- command line: swt unfold --cover
+
+
+def save(path, x):
+    """``x`` as a real file of the format its extension names (one array)."""
+    path = str(path)
+    if path.endswith(".npy"):
+        np.save(path, x)
+    elif path.endswith(".h5"):
+        with h5py.File(path, "w") as f:
+            f["data"] = x
+    else:
+        zarr.save_array(path, x, zarr_format=3)
+
+
+def load(path):
+    path = str(path)
+    if path.endswith(".npy"):
+        return np.load(path)
+    if path.endswith(".h5"):
+        with h5py.File(path) as f:
+            return f["data"][...]
+    return zarr.open_array(path, mode="r")[...]
+
+
+def geometry_record(path) -> dict:
+    path = str(path)
+    if path.endswith(".h5"):
+        with h5py.File(path) as f:
+            return json.loads(f["data"].attrs["swt_geometry"])
+    return json.loads(zarr.open_array(path, mode="r").attrs["swt_geometry"])
+
+
+ROUND_TRIPS = [  # (images' shape, options): odd sizes the window grid does not reach
+    ((3, 101), ["-k", "8", "-s", "8"]),
+    ((2, 3, 37, 45), ["-k", "8", "-s", "6", "-p", "1"]),
+    ((1, 2, 13, 11, 9), ["-k", "4,3,4", "-s", "3,2,4"]),
+]
+
+
+@pytest.mark.parametrize("fmt", [".npy", ".h5", ".zarr"])
+@pytest.mark.parametrize("shape, options", ROUND_TRIPS)
+def test_unfold_cover_then_fold_mean_gives_every_pixel_back(tmp_path, fmt, shape, options):
+    x = np.random.default_rng(sum(shape)).standard_normal(shape) * 1e7  # large values: the mean must still be exact
+    save(tmp_path / f"img{fmt}", x)
+    nd = options[1].count(",") + 1
+    ndim = [] if nd == 2 else ["--ndim", str(nd)]
+    plain = invoke("unfold", tmp_path / f"img{fmt}", tmp_path / f"plain{fmt}", *options, *ndim)
+    assert plain.exit_code == 0 and "outside every window" in plain.stderr  # this geometry loses edges
+    cut = invoke("unfold", tmp_path / f"img{fmt}", tmp_path / f"tiles{fmt}", *options, *ndim, "--cover")
+    assert cut.exit_code == 0, cut.stderr
+    assert "outside every window" not in cut.stderr
+    # .npy keeps no record: the fold takes the geometry, the original size and --cover from the options
+    size = ",".join(map(str, shape[-nd:])) + ("," if nd == 1 else "")
+    given = [*options, *ndim, "-o", size, "--cover"] if fmt == ".npy" else []
+    back = invoke("fold", tmp_path / f"tiles{fmt}", tmp_path / f"back{fmt}", "--reduce", "mean", "-q", *given)
+    assert back.exit_code == 0, back.stderr
+    assert back.stderr == "" and back.stdout == ""
+    np.testing.assert_array_equal(load(tmp_path / f"back{fmt}"), x)
+    summed = invoke("fold", tmp_path / f"tiles{fmt}", tmp_path / f"sum{fmt}", "-q", *given)
+    assert summed.exit_code == 0, summed.stderr
+    g = Geometry.from_args(_opt(options, "-k"), stride=_opt(options, "-s"), padding=_opt(options, "-p") or 0, ndim=nd)
+    extra = [c - o for c, o in zip(cover_size(shape[-nd:], g), shape[-nd:])]
+    padded = np.pad(x, [(0, 0)] * (x.ndim - nd) + [(0, e) for e in extra])
+    whole = fold_loops(unfold_loops(padded, g.kernel, g.stride, g.padding, g.dilation), padded.shape[-nd:], g.kernel,
+                       g.stride, g.padding, g.dilation)
+    np.testing.assert_allclose(load(tmp_path / f"sum{fmt}"), whole[(...,) + tuple(slice(0, o) for o in shape[-nd:])],
+                               rtol=1e-12)
+    if fmt != ".npy":
+        record = geometry_record(tmp_path / f"tiles{fmt}")
+        assert record["cover"] is True and record["image_size"] == list(shape[-nd:])
+        assert record["covered_size"] == [o + e for o, e in zip(shape[-nd:], extra)] and any(extra)
+
+
+def _opt(options, name):
+    if name not in options:
+        return None
+    value = options[options.index(name) + 1]
+    return tuple(int(v) for v in value.split(",")) if "," in value else int(value)
+
+
+WARNING = ("swt: warning: unfold of 477x720 with kernel 64, stride 64 leaves 29 rows and 16 columns (8.2% of the "
+           "pixels) outside every window: use --cover, or e.g. --padding 24 or --stride 59,41\n")
+
+
+@pytest.fixture
+def photo(tmp_path):
+    """The issue's 477x720 photo size, as a real .npy file."""
+    np.save(tmp_path / "photo.npy", np.random.default_rng(5).random((1, 477, 720), np.float32))
+    return tmp_path / "photo.npy"
+
+
+def test_unfold_warns_once_about_lost_edges_and_quiet_silences_it(tmp_path, photo):
+    done = run_swt("unfold", photo, tmp_path / "t.h5", "-k", "64", "-s", "64")
+    assert done.returncode == 0 and done.stdout == b""
+    lines = done.stderr.decode().splitlines(keepends=True)
+    assert lines[0] == WARNING
+    assert sum("outside every window" in line for line in lines) == 1
+    quiet = run_swt("unfold", photo, tmp_path / "q.h5", "-k", "64", "-s", "64", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == b"" and quiet.stdout == b""
+    covered = invoke("unfold", photo, tmp_path / "c.h5", "-k", "64", "-s", "64", "--cover")
+    assert covered.exit_code == 0 and "warning" not in covered.stderr
+    exact = invoke("unfold", photo, tmp_path / "e.h5", "-k", "64", "-s", "59,41")  # covers: nothing to say
+    assert exact.exit_code == 0 and "warning" not in exact.stderr
+
+
+def test_strict_makes_lost_edges_an_error(tmp_path, photo):
+    done = run_swt("unfold", photo, tmp_path / "t.h5", "-k", "64", "-s", "64", "--strict", "-q")
+    assert done.returncode == 1 and done.stdout == b""
+    assert done.stderr.decode() == "Error: --strict: " + WARNING.removeprefix("swt: warning: ")
+    assert not (tmp_path / "t.h5").exists()
+    fine = invoke("unfold", photo, tmp_path / "c.h5", "-k", "64", "-s", "64", "--strict", "--cover", "-q")
+    assert fine.exit_code == 0 and fine.stderr == ""
+
+
+def test_cover_refuses_gaps_naming_a_stride_that_covers(tmp_path, photo):
+    done = invoke("unfold", photo, tmp_path / "t.h5", "-k", "5", "-s", "7", "--cover")
+    assert done.exit_code == 2 and not (tmp_path / "t.h5").exists()
+    assert done.stderr == ("Error: --cover: kernel 5, stride 7 cannot cover an image by padding its far edges: along "
+                           "height and width, stride 7 exceeds the window span 5, leaving gaps of 2 between windows: "
+                           "use stride 5 (see 'swt unfold -h')\n")
+    gaps = invoke("unfold", photo, tmp_path / "g.h5", "-k", "5", "-s", "7")
+    assert gaps.exit_code == 0
+    assert ("swt: warning: unfold of 477x720 with kernel 5, stride 7 leaves 137 rows and 205 columns (49.0% of the "
+            "pixels) outside every window, in gaps that padding cannot fill: use --cover with --stride 5, or e.g. "
+            "--stride 4,5\n") in gaps.stderr
+
+
+def test_pad_value(tmp_path):
+    x = np.arange(5 * 7, dtype=np.int16).reshape(1, 5, 7)
+    np.save(tmp_path / "x.npy", x)
+    done = invoke("unfold", tmp_path / "x.npy", tmp_path / "w.zarr", "-k", "3", "-s", "3", "--cover", "--pad-value",
+                  "-9", "-q")
+    assert done.exit_code == 0, done.stderr
+    want = unfold_loops(np.pad(x, [(0, 0), (0, 1), (0, 2)], constant_values=-9), (3, 3), (3, 3), (0, 0), (1, 1))
+    np.testing.assert_array_equal(load(tmp_path / "w.zarr"), want)
+    alone = invoke("unfold", tmp_path / "x.npy", tmp_path / "a.zarr", "-k", "3", "--pad-value", "1")
+    assert alone.exit_code == 2
+    assert alone.stderr == ("Error: --pad-value pads only with --cover: add --cover, or leave --pad-value out "
+                            "(see 'swt unfold -h')\n")
+    wide = invoke("unfold", tmp_path / "x.npy", tmp_path / "b.zarr", "-k", "3", "-s", "3", "--cover", "--pad-value", "0.5")
+    assert wide.exit_code == 1 and not (tmp_path / "b.zarr").exists()
+    assert wide.stderr == "Error: pad value 0.5 does not fit int16: use a value the images' dtype holds\n"
+    nosize = invoke("fold", tmp_path / "w.zarr", tmp_path / "n.npy", "-k", "3", "-s", "3", "--cover")
+    assert nosize.exit_code == 0  # the record's image size
+    np.testing.assert_array_equal(np.load(tmp_path / "n.npy")[0, 4, 6], x[0, 4, 6])
+
+
+def test_fold_cover_of_a_file_without_record_needs_the_size(tmp_path):
+    np.save(tmp_path / "w.npy", np.ones((2, 3, 3, 3)))
+    done = invoke("fold", tmp_path / "w.npy", tmp_path / "y.npy", "-k", "3", "-s", "3", "--cover")
+    assert done.exit_code == 2
+    assert done.stderr == ("Error: --cover needs --output-size: the size of the images before swt unfold --cover padded "
+                           "them (see 'swt fold -h')\n")
+
+
+def test_unfold_file_cover_from_python(tmp_path):
+    from swt_cli import fold_file, unfold_file
+
+    x = np.random.default_rng(2).random((2, 1, 23, 17))
+    np.save(tmp_path / "x.npy", x)
+    notes: list = []
+    cut = unfold_file(str(tmp_path / "x.npy"), str(tmp_path / "w.h5"), kernel=5, stride=5, note=notes.append)
+    assert notes == ["warning: unfold of 23x17 with kernel 5, stride 5 leaves 3 rows and 2 columns (23.3% of the pixels) "
+                     "outside every window: use --cover, or e.g. --padding 2 or --stride 3"]
+    assert cut.shape == (2, 1, 4, 3, 5, 5)
+    with pytest.raises(SwtError, match="^--strict: unfold of 23x17"):
+        unfold_file(str(tmp_path / "x.npy"), str(tmp_path / "s.h5"), kernel=5, stride=5, strict=True)
+    cut = unfold_file(str(tmp_path / "x.npy"), str(tmp_path / "c.h5"), kernel=5, stride=5, cover=True, note=notes.append)
+    assert cut.shape == (2, 1, 5, 4, 5, 5) and cut.geometry["image_size"] == [23, 17] and len(notes) == 1
+    back = fold_file(cut.output, str(tmp_path / "b.zarr"), reduce="mean")
+    assert back.shape == x.shape and back.sources["output_size"] == "record"
+    np.testing.assert_array_equal(load(tmp_path / "b.zarr"), x)
