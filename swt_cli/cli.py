@@ -388,6 +388,17 @@ def _run_options(ctx, quiet: bool, opts: dict) -> RunOptions:
     )
 
 
+def _done(quiet: bool, result: jobs.JobResult, options: RunOptions) -> None:
+    """The last line of a fold (stderr, not with --quiet): where the output is, and what it holds."""
+    what = f"shape {fmt_shape(result.shape)} {result.dtype}"
+    if result.output == "-":
+        _note(quiet, f"wrote a .npy stream to stdout: {what}")
+    elif options.shard:
+        _note(quiet, f"wrote shard {options.shard[0]}/{options.shard[1]} of {result.output}: {what} in all")
+    else:
+        _note(quiet, f"wrote {result.output}: {what}")
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("input", metavar="INPUT", type=ArraySpec())
 @click.argument("output", metavar="OUTPUT", type=ArraySpec())
@@ -418,9 +429,10 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
     """
     _output_location(output, opts["compression"])
     options = _run_options(ctx, quiet, opts)
-    jobs.fold_file(input, output, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
+    result = jobs.fold_file(input, output, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
                    output_size=output_size, reduce=reduce, weight=weight, fill=fill, dtype=opts["dtype"], layout=layout,
                    cover=cover, options=options)
+    _done(quiet, result, options)
 
 
 @cli.command(context_settings=CONTEXT)
