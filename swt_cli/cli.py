@@ -487,6 +487,9 @@ def info(input, as_json, allow_external, quiet):
     if as_json:
         click.echo(json.dumps(facts, indent=2, allow_nan=False))
         return
+    if "shape" not in facts:  # a file of several arrays: one line each, like h5ls -r
+        _list_arrays(facts)
+        return
     lines = [
         ("path", facts["path"]),
         ("format", facts["format"]),
@@ -495,17 +498,13 @@ def info(input, as_json, allow_external, quiet):
     ]
     if facts.get("chunks"):
         lines.append(("chunks", fmt_shape(facts["chunks"])))
-    if facts.get("compression"):
-        comp = facts["compression"]
-        lines.append(("compression", ", ".join(comp) if isinstance(comp, list) else str(comp)))
+    if facts.get("compression") not in (None, "none"):
+        lines.append(("compression", str(facts["compression"])))
     if len(facts.get("arrays") or []) > 1:
         lines.append(("arrays", "; ".join(f"{a['name']} {fmt_shape(a['shape'])} {a['dtype']}" for a in facts["arrays"])))
     geo = facts["geometry"]
     if geo:
-        size_key = "image_size" if geo.get("op") == "unfold" else "output_size"
-        lines.append(("geometry", f"{geo.get('op')}: kernel {geo.get('kernel_size')}, stride {geo.get('stride')}, "
-                                  f"padding {geo.get('padding')}, dilation {geo.get('dilation')}, "
-                                  f"{size_key.replace('_', ' ')} {geo.get(size_key)}"))
+        lines.append(("geometry", _fmt_geometry(geo)))
         if geo.get("layout", "megengine") != "megengine":
             lines.append(("layout", f"{geo['layout']} (swt fold reads it as such without --layout)"))
     job = facts["job"]
@@ -517,6 +516,28 @@ def info(input, as_json, allow_external, quiet):
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         click.echo(f"{key + ':':<{width + 1}} {value}")
+
+
+def _fmt_geometry(geo: dict) -> str:
+    """An ``swt_geometry`` record in words; a covering unfold's also says the size it padded to."""
+    size_key = "image_size" if geo.get("op") == "unfold" else "output_size"
+    text = (f"{geo.get('op')}: kernel {geo.get('kernel_size')}, stride {geo.get('stride')}, padding {geo.get('padding')}, "
+            f"dilation {geo.get('dilation')}, {size_key.replace('_', ' ')} {geo.get(size_key)}")
+    if geo.get("cover"):
+        text += f" (--cover: padded to {geo.get('covered_size')}, swt fold crops back)"
+    return text
+
+
+def _list_arrays(facts: dict) -> None:
+    """``swt info`` of a file of several arrays: a header, then per array its name, shape, dtype, chunks,
+    compression and recorded geometry, in aligned columns."""
+    arrays = facts["arrays"]
+    click.echo(f"{facts['path']}: {facts['format']}, {len(arrays)} arrays")
+    rows = [(a["name"], fmt_shape(a["shape"]), a["dtype"], f"chunks {fmt_shape(a['chunks'])}" if a["chunks"] else "contiguous",
+             a["compression"], _fmt_geometry(a["geometry"]) if a["geometry"] else "") for a in arrays]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        click.echo(("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[5]).rstrip())
 
 
 def _fmt_bytes(n) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from . import formats
 from ._version import __version__
 from .backend import check_dtype, result_dtype
 from .blend import Blend
@@ -56,7 +57,7 @@ from .pipeline import Transform, run
 from .protocols import BlockTransform, Reader, Writer
 
 __all__ = ["BlockTransform", "GeometryChoice", "JobResult", "OptionError", "Plan", "Reader", "RunOptions", "Writer", "fold_file",
-           "info", "plan", "unfold_file"]
+           "info", "list_arrays", "plan", "unfold_file"]
 
 
 def open_input(spec: str | Location, allow_external: bool = False):
@@ -77,7 +78,11 @@ _DEFAULTS = {"stride": 1, "padding": 0, "dilation": 1}
 
 def recorded_geometry(reader: Reader) -> dict:
     """What ``swt unfold`` (or ``swt fold``) recorded in ``reader``'s ``swt_geometry`` attribute ({} if nothing)."""
-    raw = reader.attrs.get("swt_geometry")
+    return _parse_geometry(reader.attrs.get("swt_geometry"))
+
+
+def _parse_geometry(raw) -> dict:
+    """An ``swt_geometry`` attribute (JSON text or a mapping) as a dict; {} where there is none or it is not one."""
     if not raw:
         return {}
     try:
@@ -572,11 +577,34 @@ def _job_status(reader) -> dict | None:
     return job
 
 
+def list_arrays(input: str | Location) -> list[dict] | None:
+    """Every array of an HDF5 file or Zarr store (None for .npy and streams): ``name``, ``path``, ``shape``,
+    ``dtype``, ``chunks``, ``compression`` (named alike in every format: ``zstd``, ``gzip``, ``blosc``,
+    ``lzf``, ``none``) and ``geometry`` (the ``swt_geometry`` record, or None). Metadata only."""
+    found = formats.list_arrays(input)
+    if found is None:
+        return None
+    arrays = []
+    for facts in sorted(found, key=lambda a: a["name"]):  # Zarr lists its members in no fixed order
+        attrs = facts.pop("attrs")
+        facts["geometry"] = _parse_geometry(attrs.get("swt_geometry")) or None
+        arrays.append(facts)
+    return arrays
+
+
 def info(input: str, *, allow_external: bool = False) -> dict:
     """``swt info --json``: an array file's path, format, shape, dtype, chunks, compression, arrays, attributes,
     recorded swt ``geometry`` and, for a shared output, its ``job`` status, as strict JSON (see :func:`strict_json`).
-    An incomplete output of a sharded run can still be described."""
+    An incomplete output of a sharded run can still be described.
+
+    An HDF5 file or Zarr store of several arrays, not naming one, gives ``{"path", "format", "arrays"}``
+    instead: every array's ``name``, ``path``, ``shape``, ``dtype``, ``chunks``, ``compression`` and
+    recorded swt ``geometry`` (see :func:`list_arrays`)."""
     loc = Location.parse(input)
+    if loc.name is None:
+        arrays = list_arrays(loc)
+        if arrays is not None and len(arrays) > 1:
+            return strict_json({"path": loc.path, "format": loc.fmt, "arrays": arrays})
     if loc.fmt == "zarr":
         from .formats.zarr_store import ZarrReader
 

@@ -17,6 +17,7 @@ from reference import fold_loops, unfold_loops
 
 from swt_cli import Geometry, SwtError, sliding_window, sliding_window_transpose
 from swt_cli.cover import covered_size as cover_size
+from swt_cli.geometry import fmt_shape
 
 # ------------------------------------------------------------------------------- library: cover=True
 
@@ -227,3 +228,70 @@ def test_unfold_file_cover_from_python(tmp_path):
     back = fold_file(cut.output, str(tmp_path / "b.zarr"), reduce="mean")
     assert back.shape == x.shape and back.sources["output_size"] == "record"
     np.testing.assert_array_equal(load(tmp_path / "b.zarr"), x)
+
+
+# ------------------------------------------------------------------ swt info on files of several arrays
+
+
+def _multi_h5(path, tiles):
+    """An HDF5 file of three arrays in groups, one of them the windows of swt unfold with their record."""
+    with h5py.File(tiles) as src, h5py.File(path, "w") as f:
+        f.create_dataset("images/a", data=np.ones((2, 3), np.float64), chunks=(1, 3), compression="gzip")
+        f.create_dataset("b", data=np.arange(4, dtype=np.int16))
+        w = f.create_dataset("tiles/w", data=src["data"][...], chunks=True, compression="lzf", shuffle=True)
+        w.attrs["swt_geometry"] = src["data"].attrs["swt_geometry"]
+
+
+def test_info_lists_every_array_of_an_hdf5_file(tmp_path):
+    x = np.zeros((1, 21, 17), np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert invoke("unfold", tmp_path / "x.npy", tmp_path / "t.h5", "-k", "8", "-s", "8", "--cover", "-q").exit_code == 0
+    _multi_h5(tmp_path / "m.h5", tmp_path / "t.h5")
+    with h5py.File(tmp_path / "m.h5") as f:
+        chunks = f["tiles/w"].chunks
+    done = invoke("info", tmp_path / "m.h5")
+    assert done.exit_code == 0 and done.stderr == ""
+    where = tmp_path / "m.h5"
+    geometry = ("unfold: kernel [8, 8], stride [8, 8], padding [0, 0], dilation [1, 1], image size [21, 17] "
+                "(--cover: padded to [24, 24], swt fold crops back)")
+    wide = len(f"chunks {fmt_shape(chunks)}")
+    assert done.stdout.splitlines() == [
+        f"{where}: hdf5, 3 arrays",
+        "/b         (4,)             int16    " + "contiguous".ljust(wide) + "  none",
+        "/images/a  (2, 3)           float64  " + "chunks (1, 3)".ljust(wide) + "  gzip",
+        "/tiles/w   (1, 3, 3, 8, 8)  float32  " + f"chunks {fmt_shape(chunks)}" + "  lzf   " + geometry,
+    ]
+    facts = json.loads(invoke("info", where, "--json").stdout)
+    assert facts["path"] == str(where) and facts["format"] == "hdf5"
+    assert [a["name"] for a in facts["arrays"]] == ["/b", "/images/a", "/tiles/w"]
+    a = facts["arrays"][1]
+    assert a == {"name": "/images/a", "path": f"{where}:/images/a", "shape": [2, 3], "dtype": "float64",
+                 "chunks": [1, 3], "compression": "gzip", "geometry": None}
+    assert facts["arrays"][2]["geometry"]["image_size"] == [21, 17] and facts["arrays"][2]["compression"] == "lzf"
+    one = json.loads(invoke("info", f"{where}:/images/a", "--json").stdout)  # naming one: its own facts, as before
+    assert one["shape"] == [2, 3] and one["compression"] == "gzip"
+
+
+def test_info_lists_every_array_of_a_zarr_store_with_the_same_compression_names(tmp_path):
+    g = zarr.open_group(tmp_path / "m.zarr", mode="w", zarr_format=3)
+    g.create_array("x", shape=(4, 5), dtype="f4", chunks=(2, 5))
+    g.create_array("grp/y", shape=(3,), dtype="i8", compressors=None)
+    y = g.create_array("grp/z", shape=(2, 2, 3, 3), dtype="f8", chunks=(1, 2, 3, 3),
+                       compressors=zarr.codecs.GzipCodec(level=1))
+    y.attrs["swt_geometry"] = json.dumps({"op": "unfold", "kernel_size": [3], "stride": [3], "padding": [0],
+                                          "dilation": [1], "image_size": [8]})
+    g["grp/z"][...] = 1.0
+    done = invoke("info", tmp_path / "m.zarr")
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"{tmp_path / 'm.zarr'}: zarr, 3 arrays",
+        "/grp/y  (3,)          int64    chunks (3,)          none",
+        "/grp/z  (2, 2, 3, 3)  float64  chunks (1, 2, 3, 3)  gzip  unfold: kernel [3], stride [3], padding [0], "
+        "dilation [1], image size [8]",
+        "/x      (4, 5)        float32  chunks (2, 5)        zstd",
+    ]
+    facts = json.loads(invoke("info", tmp_path / "m.zarr", "--json").stdout)
+    assert [(a["name"], a["compression"]) for a in facts["arrays"]] == [("/grp/y", "none"), ("/grp/z", "gzip"),
+                                                                         ("/x", "zstd")]
+    single = json.loads(invoke("info", tmp_path / "m.zarr:/x", "--json").stdout)
+    assert single["compression"] == "zstd"

@@ -45,6 +45,46 @@ def _members(h5file):
     return found
 
 
+#: HDF5 filter ids of compressions (h5py's own and the registered plugins: https://portal.hdfgroup.org/documentation/),
+#: named as swt names them in every format.
+_COMPRESSION_FILTERS = {h5py.h5z.FILTER_DEFLATE: "gzip", 32000: "lzf", h5py.h5z.FILTER_SZIP: "szip", 32015: "zstd",
+                        32001: "blosc", 32004: "lz4", 307: "bzip2"}
+
+
+def compression_name(dataset) -> str:
+    """The dataset's compression as swt names it (``gzip``, ``lzf``, ``zstd``, ``blosc``, ...; ``none``);
+    shuffle and checksum filters are not compressions. An unknown filter shows as ``filter N``."""
+    plist = dataset.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code = plist.get_filter(i)[0]
+        if code in _COMPRESSION_FILTERS:
+            return _COMPRESSION_FILTERS[code]
+        if code not in (h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32, h5py.h5z.FILTER_SCALEOFFSET,
+                        h5py.h5z.FILTER_NBIT):
+            return f"filter {code}"
+    return "none"
+
+
+def list_arrays(location: Location) -> list[dict]:
+    """Every dataset in the file, as ``swt info`` lists them: name, path, shape, dtype, chunks, compression,
+    attributes (metadata only: no data is read, no link followed out of the file)."""
+    try:
+        h5file = h5py.File(location.path, "r")
+    except FileNotFoundError:
+        raise SwtError(f"no such file: {location.path}") from None
+    except Exception as err:
+        raise SwtError(f"{location.path} is not a readable HDF5 file ({first_line(err)})") from None
+    try:
+        with h5file:
+            return [{"name": "/" + p, "path": f"{location.path}:/{p}", "shape": list(o.shape or ()), "dtype": str(o.dtype),
+                     "chunks": list(o.chunks) if o.chunks else None, "compression": compression_name(o),
+                     "attrs": _attrs(o)} for p, is_array, o in _members(h5file) if is_array]
+    except SwtError:
+        raise
+    except Exception as err:
+        raise SwtError(f"{location.path} is damaged: cannot read its structure ({first_line(err)})") from None
+
+
 #: Datasets of more chunks than this are read through HDF5 (looking each one up costs a few microseconds).
 MAX_RAW_CHUNKS = 1 << 16
 
@@ -170,7 +210,7 @@ class H5Reader(ArrayReader):
         info.update(
             path=f"{self.location.path}:{ds.name}",
             chunks=list(ds.chunks) if ds.chunks else None,
-            compression=ds.compression,
+            compression=compression_name(ds),
             compression_opts=ds.compression_opts,
             arrays=[{"name": "/" + p, "shape": list(o.shape or ()), "dtype": str(o.dtype)}
                     for p, is_array, o in self._members if is_array],

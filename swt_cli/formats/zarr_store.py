@@ -37,24 +37,55 @@ def compressors(name: str):
     }[name]
 
 
+def _open_members(path: str, mode: str = "r") -> tuple[bool, list]:
+    """``(whether the store is a single array, [(path, is_array, node)] of everything in it)``."""
+    zarr = _zarr()
+    if not os.path.exists(path):
+        raise SwtError(f"no such file: {path}")
+    try:
+        node = zarr.open(store=path, mode=mode)
+    except Exception as err:  # zarr raises many types for a store it cannot parse
+        raise SwtError(f"{path} is not a readable Zarr store ({first_line(err)})") from None
+    if isinstance(node, zarr.Array):
+        return True, [("", True, node)]
+    try:
+        return False, [(p, isinstance(o, zarr.Array), o) for p, o in node.members(max_depth=None)]
+    except Exception as err:
+        raise SwtError(f"{path} is not a readable Zarr store ({first_line(err)})") from None
+
+
 def open_array(location: Location, mode: str = "r"):
     """The zarr Array at ``location`` (the only array in the store when no name is given)."""
-    zarr = _zarr()
-    if not os.path.exists(location.path):
-        raise SwtError(f"no such file: {location.path}")
-    try:
-        node = zarr.open(store=location.path, mode=mode)
-    except Exception as err:  # zarr raises many types for a store it cannot parse
-        raise SwtError(f"{location.path} is not a readable Zarr store ({first_line(err)})") from None
-    if isinstance(node, zarr.Array):
+    single, members = _open_members(location.path, mode)
+    if single:
         if location.name:
             raise SwtError(f"{location.path} is a single array, not a group: drop the :/{location.name}")
-        return node, [("", True, node)]
-    try:
-        members = [(p, isinstance(o, zarr.Array), o) for p, o in node.members(max_depth=None)]
-    except Exception as err:
-        raise SwtError(f"{location.path} is not a readable Zarr store ({first_line(err)})") from None
+        return members[0][2], members
     return find_arrays(members, location.path, location.name), members
+
+
+def compression_name(array) -> str:
+    """The array's compression as swt names it in every format (``zstd``, ``blosc``, ``gzip``; ``none``),
+    not the codec's class name (``ZstdCodec``)."""
+    names = [type(c).__name__.lower().removesuffix("codec") for c in (getattr(array, "compressors", None) or ())]
+    return "+".join(names) or "none"
+
+
+def list_arrays(location: Location) -> list[dict]:
+    """Every array in the store, as ``swt info`` lists them: name, path, shape, dtype, chunks, compression,
+    attributes (metadata only)."""
+    out = []
+    for p, is_array, o in _open_members(location.path)[1]:
+        if not is_array:
+            continue
+        try:
+            attrs = o.attrs.asdict() if hasattr(o.attrs, "asdict") else dict(o.attrs)
+            out.append({"name": "/" + p.strip("/"), "path": f"{location.path}:/{p.strip('/')}" if p else location.path,
+                        "shape": [int(v) for v in o.shape], "dtype": str(_numpy_dtype(o)), "chunks": list(o.chunks),
+                        "compression": compression_name(o), "attrs": attrs if isinstance(attrs, dict) else {}})
+        except Exception as err:  # metadata that zarr parsed but cannot use
+            raise SwtError(f"{location.path} is not a readable Zarr store ({first_line(err)})") from None
+    return out
 
 
 class ZarrReader(ArrayReader):
@@ -92,7 +123,7 @@ class ZarrReader(ArrayReader):
         a = self._array
         info.update(
             chunks=list(a.chunks),
-            compression=[type(c).__name__ for c in (a.compressors or ())] or None,
+            compression=compression_name(a),
             arrays=[{"name": "/" + p, "shape": list(o.shape), "dtype": str(_numpy_dtype(o))}
                     for p, is_array, o in self._members if is_array],
         )
