@@ -170,6 +170,62 @@ def fold_setup(reader: Reader, kernel=None, stride=None, padding=None, dilation=
         output_size, sources["output_size"] = tuple(recorded["image_size"]), "record"
     sources["layout"] = "option" if layout else "record" if recorded.get("layout") else "default"
     layout = layout or recorded.get("layout") or "megengine"
+    told = crop_to if crop_to is not None else output_size
+    try:
+        reader, fplan = _fold_plan(reader, geometry, output_size, layout, Blend(geometry.kernel, reduce, weight, fill), dtype)
+    except SwtError as err:  # say where the values that do not fit came from
+        raise type(err)(f"{err} ({explain_sources(geometry, told, sources, reader.location.path)})") from None
+    blend = Blend(geometry.kernel, reduce, weight, fill)
+    out_dtype = blend.output_dtype(reader.dtype, dtype)
+    if output_size is None:
+        rng = geometry.output_ranges(fplan.grid)
+        choices = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in rng)
+        note(f"no --output-size given: using {fmt_dims(fplan.output_size)}, the smallest that fits "
+             f"{fmt_dims(fplan.grid)} windows of {geometry.describe()} (sizes that fit: {choices}); "
+             f"{explain_sources(geometry, None, sources, reader.location.path)}")
+    transform: Any = Transform("fold", fplan, reader.dtype, out_dtype, device, blend=blend if blend.active else None)
+    if crop_to is not None and crop_to != fplan.output_size:
+        transform = CroppedFold(transform, crop_to)
+    choice = GeometryChoice(geometry, transform.plan.output_size, sources)
+    return FoldSetup(reader, transform, layout, choice, recorded_layout=sources["layout"] == "record", compute_plan=fplan)
+
+
+#: How :func:`explain_sources` names each value and the option that gives it.
+_NAMES = {"kernel_size": ("kernel", "--kernel"), "stride": ("stride", "--stride"), "padding": ("padding", "--padding"),
+          "dilation": ("dilation", "--dilation"), "output_size": ("output size", "--output-size")}
+
+
+def explain_sources(geometry: Geometry, output_size, sources: dict, where: str) -> str:
+    """Where each value of a geometry came from, for messages: ``'kernel 64 and output size 477x720 from
+    tiles.h5's record, stride 8 from --stride'``, ``'kernel 3 from --kernel, stride 1 (default)'``.
+
+    Padding and dilation are named where given, recorded or not trivial; the output size where known."""
+    values = {"kernel_size": geometry.kernel, "stride": geometry.stride, "padding": geometry.padding,
+              "dilation": geometry.dilation}
+    if output_size is not None:
+        values["output_size"] = as_tuple(tuple(output_size) if isinstance(output_size, list) else output_size,
+                                         geometry.ndim, "output_size", 1)
+    recorded, parts = [], []
+    for key, value in values.items():
+        name, option = _NAMES[key]
+        source = sources.get(key, "default")
+        if key in ("padding", "dilation") and source != "option" and value == (_DEFAULTS[key],) * geometry.ndim:
+            continue  # padding 0 and dilation 1, not given: nothing to explain
+        text = f"{name} {value[0] if len(set(value)) == 1 and key != 'output_size' else fmt_dims(value)}"
+        if source == "record":
+            recorded.append(text)
+        elif source == "option":
+            parts.append(f"{text} from {option}")
+        else:
+            parts.append(f"{text} (default)")
+    if recorded:
+        joined = recorded[0] if len(recorded) == 1 else ", ".join(recorded[:-1]) + " and " + recorded[-1]
+        parts.insert(0, f"{joined} from {where}'s record")
+    return ", ".join(parts)
+
+
+def _fold_plan(reader: Reader, geometry: Geometry, output_size, layout: str, blend: Blend, dtype) -> tuple[Reader, Any]:
+    """The fold's plan (checked against the windows' shape) and the reader, wrapped for torch's layout."""
     if layout == "torch":
         if output_size is None:
             raise OptionError("--layout torch needs --output-size: torch's layout flattens the window grid into one axis")
@@ -179,19 +235,8 @@ def fold_setup(reader: Reader, kernel=None, stride=None, padding=None, dilation=
         except SwtError as err:
             raise SwtError(f"--layout torch with output size {fmt_dims(size)}: {err}") from None
         reader = TorchFoldReader(reader, geometry.kernel, grid)
-    blend = Blend(geometry.kernel, reduce, weight, fill)
     out_dtype = blend.output_dtype(reader.dtype, dtype)
-    fplan = plan_fold(reader.shape, geometry, output_size, itemsize=out_dtype.itemsize)
-    if output_size is None:
-        rng = geometry.output_ranges(fplan.grid)
-        choices = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in rng)
-        note(f"no --output-size given: using {fmt_dims(fplan.output_size)}, the smallest that fits "
-             f"{fmt_dims(fplan.grid)} windows of {geometry.describe()} (sizes that fit: {choices})")
-    transform: Any = Transform("fold", fplan, reader.dtype, out_dtype, device, blend=blend if blend.active else None)
-    if crop_to is not None and crop_to != fplan.output_size:
-        transform = CroppedFold(transform, crop_to)
-    choice = GeometryChoice(geometry, transform.plan.output_size, sources)
-    return FoldSetup(reader, transform, layout, choice, recorded_layout=sources["layout"] == "record", compute_plan=fplan)
+    return reader, plan_fold(reader.shape, geometry, output_size, itemsize=out_dtype.itemsize)
 
 
 def _covered_output(recorded: dict, geometry: Geometry, output_size, cover: bool = False) -> tuple[Any, tuple | None]:
@@ -400,7 +445,8 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
         choice = resolve_geometry(kernel, stride, padding, dilation, ndim)
         geometry = choice.geometry
         out_dtype = result_dtype(reader.dtype, _output_dtype(dtype))
-        transform = _unfold_transform(reader, geometry, out_dtype, opts, cover, pad_value, strict)
+        explain = explain_sources(geometry, None, choice.sources, reader.location.path)
+        transform = _unfold_transform(reader, geometry, out_dtype, opts, cover, pad_value, strict, explain)
         uplan = transform.plan
         meta, make_writer = geometry_meta("unfold", geometry, uplan.size), None
         if cover:
@@ -417,13 +463,21 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
 
 
 def _unfold_transform(reader: Reader, geometry: Geometry, out_dtype: np.dtype, opts: RunOptions, cover: bool, pad_value,
-                      strict: bool) -> Any:
+                      strict: bool, explain: str) -> Any:
     """The unfold of ``reader``'s images: warned about (or, ``strict``, refused) where its windows leave
-    elements out; with ``cover``, of the images padded at their far edges to the covered size."""
+    elements out; with ``cover``, of the images padded at their far edges to the covered size. ``explain``
+    (:func:`explain_sources`) ends the errors about the geometry."""
+
+    def planned(shape):
+        try:
+            return plan_unfold(shape, geometry, itemsize=out_dtype.itemsize)
+        except SwtError as err:
+            raise SwtError(f"{err} ({explain})") from None
+
     if not cover:
         if not pad_value == 0:
             raise OptionError("--pad-value pads only with --cover: add --cover, or leave --pad-value out")
-        uplan = plan_unfold(reader.shape, geometry, itemsize=out_dtype.itemsize)
+        uplan = planned(reader.shape)
         loss = edge_loss(uplan.size, geometry)
         if loss is not None:
             if strict:
@@ -437,9 +491,9 @@ def _unfold_transform(reader: Reader, geometry: Geometry, out_dtype: np.dtype, o
     fill_value(pad_value, reader.dtype)  # an error before any work where the images' dtype cannot hold it
     nd = geometry.ndim
     if len(reader.shape) < nd:
-        plan_unfold(reader.shape, geometry)  # the error for too few axes
+        planned(reader.shape)  # the error for too few axes
     lead, size = tuple(reader.shape[: len(reader.shape) - nd]), tuple(reader.shape[len(reader.shape) - nd:])
-    uplan = plan_unfold(lead + covered_size(size, geometry), geometry, itemsize=out_dtype.itemsize)
+    uplan = planned(lead + covered_size(size, geometry))
     return CoverUnfold(Transform("unfold", uplan, reader.dtype, out_dtype, opts.device), size, pad_value)
 
 

@@ -295,3 +295,55 @@ def test_info_lists_every_array_of_a_zarr_store_with_the_same_compression_names(
                                                                          ("/x", "zstd")]
     single = json.loads(invoke("info", tmp_path / "m.zarr:/x", "--json").stdout)
     assert single["compression"] == "zstd"
+
+
+# ------------------------------------------------------- geometry messages say where each value came from
+
+
+def test_fold_error_names_the_recorded_values(tmp_path):
+    """The issue's example: -s 8 on tiles whose kernel and image size come from the file's record."""
+    np.save(tmp_path / "photo.npy", np.zeros((1, 477, 720), np.float32))
+    assert invoke("unfold", tmp_path / "photo.npy", tmp_path / "tiles.h5", "-k", "64", "-s", "48", "-q").exit_code == 0
+    done = run_swt("fold", "tiles.h5", "out.h5", "-s", "8", cwd=tmp_path)
+    assert done.returncode == 1 and not (tmp_path / "out.h5").exists()
+    assert done.stderr.decode() == (
+        "Error: fold input of shape (1, 9, 14, 64, 64) with kernel 64, stride 8: output height 477 is impossible for "
+        "9 windows of kernel 64, stride 8: use 128 to 135 (kernel 64 and output size 477x720 from tiles.h5's record, "
+        "stride 8 from --stride)\n")
+
+
+def test_note_without_record_says_stride_1_default(tmp_path):
+    np.save(tmp_path / "w.npy", np.ones((2, 8, 10, 4, 4), np.float32))
+    done = invoke("fold", tmp_path / "w.npy", tmp_path / "y.npy", "-k", "4")
+    assert done.exit_code == 0
+    assert done.stderr.splitlines()[0] == (
+        "swt: no --output-size given: using 11x13, the smallest that fits 8x10 windows of kernel 4, stride 1 (sizes "
+        "that fit: 11, 13); kernel 4 from --kernel, stride 1 (default)")
+    given = invoke("fold", tmp_path / "w.npy", tmp_path / "z.npy", "-k", "4", "-s", "4", "-p", "1", "-o", "35,45")
+    assert given.exit_code == 1
+    assert given.stderr.endswith(": use 30 to 33 (kernel 4 from --kernel, stride 4 from --stride, padding 1 from "
+                                 "--padding, output size 35x45 from --output-size)\n")
+
+
+def test_unfold_error_names_where_the_values_came_from(tmp_path):
+    np.save(tmp_path / "x.npy", np.ones((1, 37, 29), np.float32))
+    done = invoke("unfold", tmp_path / "x.npy", tmp_path / "w.npy", "-k", "40", "-p", "2")
+    assert done.exit_code == 1 and done.stderr.count("\n") == 1
+    assert done.stderr.endswith("image width 29 padded by 2 on each side is too small for kernel 40, stride 1, padding 2: "
+                                "the window spans 40 (kernel 40 from --kernel, stride 1 (default), padding 2 from "
+                                "--padding)\n")
+    covered = invoke("unfold", tmp_path / "x.npy", tmp_path / "c.h5", "-k", "40", "-p", "2", "--cover", "-q")
+    assert covered.exit_code == 0, covered.stderr  # --cover pads the image up to one window
+
+
+def test_explain_sources():
+    from swt_cli.jobs import explain_sources
+
+    g = Geometry.from_args(64, stride=8, padding=0, dilation=1)
+    sources = {"kernel_size": "record", "stride": "option", "padding": "record", "dilation": "record",
+               "output_size": "record"}
+    assert explain_sources(g, (477, 720), sources, "tiles.h5") == (
+        "kernel 64 and output size 477x720 from tiles.h5's record, stride 8 from --stride")
+    sources = {"kernel_size": "option", "stride": "default", "padding": "default", "dilation": "option"}
+    assert explain_sources(Geometry.from_args((3,), dilation=(2,)), None, sources, "-") == (
+        "kernel 3 from --kernel, stride 1 (default), dilation 2 from --dilation")
