@@ -171,12 +171,12 @@ def fold_setup(reader: Reader, kernel=None, stride=None, padding=None, dilation=
     sources["layout"] = "option" if layout else "record" if recorded.get("layout") else "default"
     layout = layout or recorded.get("layout") or "megengine"
     told = crop_to if crop_to is not None else output_size
-    try:
-        reader, fplan = _fold_plan(reader, geometry, output_size, layout, Blend(geometry.kernel, reduce, weight, fill), dtype)
-    except SwtError as err:  # say where the values that do not fit came from
-        raise type(err)(f"{err} ({explain_sources(geometry, told, sources, reader.location.path)})") from None
     blend = Blend(geometry.kernel, reduce, weight, fill)
     out_dtype = blend.output_dtype(reader.dtype, dtype)
+    try:
+        reader, fplan = _fold_plan(reader, geometry, output_size, layout, out_dtype)
+    except SwtError as err:  # say where the values that do not fit came from
+        raise type(err)(f"{err} ({explain_sources(geometry, told, sources, reader.location.path)})") from None
     if output_size is None:
         rng = geometry.output_ranges(fplan.grid)
         choices = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in rng)
@@ -224,7 +224,7 @@ def explain_sources(geometry: Geometry, output_size, sources: dict, where: str) 
     return ", ".join(parts)
 
 
-def _fold_plan(reader: Reader, geometry: Geometry, output_size, layout: str, blend: Blend, dtype) -> tuple[Reader, Any]:
+def _fold_plan(reader: Reader, geometry: Geometry, output_size, layout: str, out_dtype: np.dtype) -> tuple[Reader, Any]:
     """The fold's plan (checked against the windows' shape) and the reader, wrapped for torch's layout."""
     if layout == "torch":
         if output_size is None:
@@ -235,7 +235,6 @@ def _fold_plan(reader: Reader, geometry: Geometry, output_size, layout: str, ble
         except SwtError as err:
             raise SwtError(f"--layout torch with output size {fmt_dims(size)}: {err}") from None
         reader = TorchFoldReader(reader, geometry.kernel, grid)
-    out_dtype = blend.output_dtype(reader.dtype, dtype)
     return reader, plan_fold(reader.shape, geometry, output_size, itemsize=out_dtype.itemsize)
 
 

@@ -228,6 +228,18 @@ def test_unfold_file_cover_from_python(tmp_path):
     back = fold_file(cut.output, str(tmp_path / "b.zarr"), reduce="mean")
     assert back.shape == x.shape and back.sources["output_size"] == "record"
     np.testing.assert_array_equal(load(tmp_path / "b.zarr"), x)
+    # The original size given is a crop too; the covered size is the plain fold of the padded images.
+    same = fold_file(cut.output, str(tmp_path / "s.npy"), reduce="mean", output_size=(23, 17))
+    assert same.shape == x.shape and same.sources["output_size"] == "option"
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), x)
+    whole = fold_file(cut.output, str(tmp_path / "p.npy"), reduce="mean", output_size=(25, 20))
+    assert whole.shape == (2, 1, 25, 20)
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), np.pad(x, [(0, 0), (0, 0), (0, 2), (0, 3)]))
+    from swt_cli import plan
+
+    facts = plan(cut.output).to_dict()
+    assert facts["output_size"] == [25, 20] and facts["cropped_to"] == [23, 17]
+    assert facts["output_shape"] == [2, 1, 23, 17] and facts["uncovered_pixels"] == 0
 
 
 # ------------------------------------------------------------------ swt info on files of several arrays
@@ -347,3 +359,34 @@ def test_explain_sources():
     sources = {"kernel_size": "option", "stride": "default", "padding": "default", "dilation": "option"}
     assert explain_sources(Geometry.from_args((3,), dilation=(2,)), None, sources, "-") == (
         "kernel 3 from --kernel, stride 1 (default), dilation 2 from --dilation")
+
+
+def test_module_classes_take_cover():
+    from swt_cli import SlidingWindow, SlidingWindowTranspose
+
+    x = np.random.default_rng(4).standard_normal((2, 3, 29, 31))
+    cut = SlidingWindow(8, stride=6, cover=True, pad_value=1.5)
+    w = cut(x)
+    np.testing.assert_array_equal(w, unfold_loops(np.pad(x, [(0, 0), (0, 0), (0, 3), (0, 1)], constant_values=1.5),
+                                                  (8, 8), (6, 6), (0, 0), (1, 1)))
+    back = SlidingWindowTranspose((29, 31), 8, stride=6, reduce="mean", cover=True)
+    np.testing.assert_allclose(back(w), x, rtol=1e-12)
+    assert repr(cut) == "SlidingWindow(kernel_size=8, padding=0, stride=6, dilation=1, cover=True, pad_value=1.5)"
+    assert repr(back).endswith("reduce='mean', cover=True)")
+    with pytest.raises(SwtError, match="cannot cover an image"):
+        SlidingWindow(3, stride=5, cover=True)
+    with pytest.raises(SwtError, match="pads only with cover=True"):
+        SlidingWindow(3, pad_value=2)
+
+
+def test_cover_round_trip_on_a_dask_cluster(tmp_path):
+    """--scheduler: the workers pad and crop (the transforms travel to them), the output as a plain run's."""
+    x = np.random.default_rng(9).standard_normal((3, 2, 27, 19))
+    np.save(tmp_path / "x.npy", x)
+    cut = run_swt("unfold", tmp_path / "x.npy", tmp_path / "w.zarr", "-k", "8", "-s", "8", "--cover", "-q",
+                  "--scheduler", "local:1", timeout=300)
+    assert cut.returncode == 0, cut.stderr
+    back = run_swt("fold", tmp_path / "w.zarr", tmp_path / "y.h5", "--reduce", "mean", "-q", "--scheduler", "local:1",
+                   timeout=300)
+    assert back.returncode == 0, back.stderr
+    np.testing.assert_array_equal(load(tmp_path / "y.h5"), x)
