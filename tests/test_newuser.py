@@ -390,3 +390,16 @@ def test_cover_round_trip_on_a_dask_cluster(tmp_path):
                    timeout=300)
     assert back.returncode == 0, back.stderr
     np.testing.assert_array_equal(load(tmp_path / "y.h5"), x)
+
+
+def test_cover_with_the_torch_layout(tmp_path):
+    """Torch's layout flattens the grid: the fold takes the covered grid from the record and crops back."""
+    x = np.random.default_rng(6).standard_normal((2, 3, 21, 13))
+    np.save(tmp_path / "x.npy", x)
+    cut = invoke("unfold", tmp_path / "x.npy", tmp_path / "cols.h5", "-k", "4", "-s", "4", "--cover", "--layout", "torch",
+                 "-q")
+    assert cut.exit_code == 0, cut.stderr
+    assert load(tmp_path / "cols.h5").shape == (2, 3 * 16, 6 * 4)  # the grid of 24x16
+    back = invoke("fold", tmp_path / "cols.h5", tmp_path / "y.npy", "--reduce", "mean", "-q")
+    assert back.exit_code == 0, back.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), x)
