@@ -13,26 +13,33 @@ from __future__ import annotations
 
 import numpy as np  # noqa: F401 (the docstrings' examples use it)
 
-from .backend import as_array, result_dtype
+from .backend import array_module, as_array, result_dtype
 from .blend import Blend
-from .geometry import Geometry, plan_fold, plan_unfold
+from .cover import check_coverable, covered_size, crop, pad_to_cover
+from .errors import SwtError
+from .geometry import Geometry, as_tuple, fmt_dims, plan_fold, plan_unfold
 from .kernels import fold, unfold
 
-__all__ = ["blended_transpose", "sliding_window", "sliding_window_transpose"]
+__all__ = ["blended_transpose", "fold_cover", "sliding_window", "sliding_window_transpose", "unfold_cover"]
 
 
 def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None,
-                             reduce="sum", weight=None, fill=0):
+                             reduce="sum", weight=None, fill=0, cover=False):
     """Sum windows back onto the image positions they were cut from (MegEngine's semantics).
 
     ``inp``: ``(..., I1..ID, K1..KD)`` -> ``(..., O1..OD)``; D (1, 2 or 3) is the length of any tuple
     argument, else 2. ``output_size=None`` takes the smallest size that fits the window grid.
     ``reduce="mean"``, ``weight`` (a window name or an array of the kernel's shape) and ``fill`` (for
     elements no window covers) combine overlaps otherwise: see :mod:`swt_cli.blend`.
+    ``cover=True``: the windows were cut by ``sliding_window(..., cover=True)`` from images of
+    ``output_size`` (the ORIGINAL size): they are folded onto the padded size and cropped back to it.
 
     >>> sliding_window_transpose(np.ones((2, 3, 31, 31, 3, 3)), 64, 3, stride=2).shape
     (2, 3, 64, 64)
     """
+    if cover:
+        return fold_cover(inp, output_size, kernel_size, padding, stride, dilation, dtype=dtype, reduce=reduce,
+                          weight=weight, fill=fill)
     x = as_array(inp)
     geometry = Geometry.from_args(kernel_size, padding, stride, dilation, output_size)
     if reduce != "sum" or weight is not None or not fill == 0:
@@ -42,14 +49,24 @@ def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1,
     return fold(x, plan, out_dtype)
 
 
-def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None):
+def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None, cover=False, pad_value=0):
     """Cut images into windows, zero-padded at the borders (MegEngine's semantics).
 
-    ``inp``: ``(..., S1..SD)`` -> ``(..., I1..ID, K1..KD)``.
+    ``inp``: ``(..., S1..SD)`` -> ``(..., I1..ID, K1..KD)``. Windows reach only as far as the grid does: a
+    477x720 image cut with kernel 64, stride 64 keeps 448x704. ``cover=True`` first pads the far edges
+    (bottom, right, back) with ``pad_value`` just enough for the windows to reach every element (see
+    :mod:`swt_cli.cover`); fold such windows with ``sliding_window_transpose(..., cover=True)`` and the
+    original size. Geometries whose windows leave gaps (a stride longer than the window) are refused.
 
     >>> sliding_window(np.ones((2, 3, 64, 64)), 3, stride=2).shape
     (2, 3, 31, 31, 3, 3)
+    >>> sliding_window(np.ones((477, 720)), 64, stride=64, cover=True).shape
+    (8, 12, 64, 64)
     """
+    if cover:
+        return unfold_cover(inp, kernel_size, padding, stride, dilation, pad_value=pad_value, dtype=dtype)
+    if not pad_value == 0:
+        raise SwtError(f"pad_value={pad_value!r} pads only with cover=True: pass cover=True, or leave pad_value out")
     x = as_array(inp)
     geometry = Geometry.from_args(kernel_size, padding, stride, dilation)
     out_dtype = result_dtype(x.dtype, dtype)
@@ -65,3 +82,51 @@ def blended_transpose(x, geometry, output_size, *, dtype=None, reduce="sum", wei
     plan = plan_fold(x.shape, geometry, output_size, itemsize=out_dtype.itemsize)
     return blend.fold(x, plan, out_dtype)
 
+
+
+def unfold_cover(x, kernel_size, padding=0, stride=1, dilation=1, *, pad_value=0, dtype=None):
+    """:func:`sliding_window` of ``x`` padded at its far edges so the windows reach every element
+    (``sliding_window(..., cover=True)``).
+
+    Geometries with gaps between windows are refused (:func:`swt_cli.cover.check_coverable`). Fold the
+    windows with :func:`fold_cover` and the original size.
+
+    >>> x = np.arange(5.0 * 7).reshape(5, 7)
+    >>> w = unfold_cover(x, 3, stride=3)
+    >>> w.shape
+    (2, 3, 3, 3)
+    >>> bool((fold_cover(w, (5, 7), 3, stride=3) == x).all())
+    True
+    """
+    x = as_array(x)
+    geometry = Geometry.from_args(kernel_size, padding, stride, dilation)
+    check_coverable(geometry)
+    return sliding_window(pad_to_cover(x, geometry, pad_value), kernel_size, padding, stride, dilation, dtype=dtype)
+
+
+def fold_cover(w, output_size, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None, reduce="sum",
+               weight=None, fill=0):
+    """:func:`sliding_window_transpose` of windows cut by :func:`unfold_cover` from images of
+    ``output_size`` (the ORIGINAL size): folded onto the covered size, then cropped to ``output_size``
+    (``sliding_window_transpose(..., cover=True)``).
+
+    With ``reduce="mean"`` it gives back the images that :func:`unfold_cover` cut, every element.
+    """
+    w = as_array(w)
+    if output_size is None:
+        raise SwtError("cover=True needs output_size: the size of the images before they were padded to cover")
+    geometry = Geometry.from_args(kernel_size, padding, stride, dilation, output_size)
+    size = as_tuple(tuple(output_size) if isinstance(output_size, (tuple, list)) else output_size, geometry.ndim,
+                    "output_size", 1)
+    padded = covered_size(size, geometry)
+    grid = geometry.grid(padded)
+    have = tuple(w.shape[w.ndim - 2 * geometry.ndim: w.ndim - geometry.ndim]) if w.ndim >= 2 * geometry.ndim else ()
+    if have != grid:
+        raise SwtError(f"windows of shape {tuple(w.shape)} are not a covering unfold of {fmt_dims(size)} with "
+                       f"{geometry.describe()}: that has a window grid of {fmt_dims(grid)} (of the image padded to "
+                       f"{fmt_dims(padded)})")
+    y = sliding_window_transpose(w, padded, kernel_size, padding, stride, dilation, dtype=dtype, reduce=reduce,
+                                 weight=weight, fill=fill)
+    if padded == size:
+        return y
+    return array_module(y).ascontiguousarray(crop(y, size))

@@ -385,6 +385,17 @@ def _run_options(ctx, quiet: bool, opts: dict) -> RunOptions:
     )
 
 
+def _done(quiet: bool, result: jobs.JobResult, options: RunOptions) -> None:
+    """The last line of a fold (stderr, not with --quiet): where the output is, and what it holds."""
+    what = f"shape {fmt_shape(result.shape)} {result.dtype}"
+    if result.output == "-":
+        _note(quiet, f"wrote a .npy stream to stdout: {what}")
+    elif options.shard:
+        _note(quiet, f"wrote shard {options.shard[0]}/{options.shard[1]} of {result.output}: {what} in all")
+    else:
+        _note(quiet, f"wrote {result.output}: {what}")
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("input", metavar="INPUT", type=ArraySpec())
 @click.argument("output", metavar="OUTPUT", type=ArraySpec())
@@ -394,12 +405,15 @@ def _run_options(ctx, quiet: bool, opts: dict) -> RunOptions:
 @blend_options
 @layout_option("Input layout: megengine (..., IH, IW, KH, KW) or torch (N, C*KH*KW, L), which needs --output-size "
                "[default: recorded by swt unfold, else megengine].")
+@click.option("--cover", is_flag=True,
+              help="The windows of swt unfold --cover from images of --output-size: fold onto the padded size, crop "
+                   "back [default: as recorded by swt unfold].")
 @io_options
 @cluster_options
 @common_options
 @click.pass_context
-def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_size, reduce, weight, fill, layout, quiet,
-         **opts):
+def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_size, reduce, weight, fill, layout, cover,
+         quiet, **opts):
     """Sum windows (..., IH, IW, KH, KW) back into images (..., H, W): MegEngine's SlidingWindowTranspose.
 
     \b
@@ -412,9 +426,10 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
     """
     _output_location(output, opts["compression"])
     options = _run_options(ctx, quiet, opts)
-    jobs.fold_file(input, output, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
+    result = jobs.fold_file(input, output, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
                    output_size=output_size, reduce=reduce, weight=weight, fill=fill, dtype=opts["dtype"], layout=layout,
-                   options=options)
+                   cover=cover, options=options)
+    _done(quiet, result, options)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -427,21 +442,28 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
 @click.pass_context
 @layout_option("Output layout: megengine (..., IH, IW, KH, KW) or torch (N, C*KH*KW, L) as torch.nn.functional.unfold "
                "[default: megengine].")
-def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, layout, quiet, **opts):
+@click.option("--cover", is_flag=True,
+              help="Pad the images' far edges (bottom, right, back) just enough for the windows to reach every element; "
+                   "swt fold of the output crops back to the original size.")
+@click.option("--pad-value", type=FillValue(), default=0, help="With --cover: the value padded [default: 0].")
+@click.option("--strict", is_flag=True, help="Fail (exit 1) where the windows leave image elements out, instead of warning.")
+def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, layout, cover, pad_value, strict, quiet, **opts):
     """Cut images (..., H, W) into windows (..., IH, IW, KH, KW): MegEngine's SlidingWindow.
 
-    The output records the geometry, so a later swt fold of it needs no options.
+    The output records the geometry, so a later swt fold of it needs no options. Where the windows leave
+    image elements out (at the far edges, or in gaps), a warning says so and what would lose nothing.
 
     \b
     Examples:
       swt unfold image.npy tiles.zarr --kernel 64 --stride 48 --padding 8
+      swt unfold photo.npy tiles.h5 -k 64 -s 64 --cover   # any size: swt fold tiles.h5 x.npy --reduce mean gives it back
       swt unfold volume.h5:/scan windows.h5 -k 3,3,3 -s 2
       swt unfold image.npy cols.npy -k 3 -s 2 --layout torch   # as torch.nn.functional.unfold
     """
     _output_location(output, opts["compression"])
     options = _run_options(ctx, quiet, opts)
     jobs.unfold_file(input, output, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
-                     dtype=opts["dtype"], layout=layout, options=options)
+                     dtype=opts["dtype"], layout=layout, cover=cover, pad_value=pad_value, strict=strict, options=options)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -462,6 +484,9 @@ def info(input, as_json, allow_external, quiet):
     if as_json:
         click.echo(json.dumps(facts, indent=2, allow_nan=False))
         return
+    if "shape" not in facts:  # a file of several arrays: one line each, like h5ls -r
+        _list_arrays(facts)
+        return
     lines = [
         ("path", facts["path"]),
         ("format", facts["format"]),
@@ -470,17 +495,13 @@ def info(input, as_json, allow_external, quiet):
     ]
     if facts.get("chunks"):
         lines.append(("chunks", fmt_shape(facts["chunks"])))
-    if facts.get("compression"):
-        comp = facts["compression"]
-        lines.append(("compression", ", ".join(comp) if isinstance(comp, list) else str(comp)))
+    if facts.get("compression") not in (None, "none"):
+        lines.append(("compression", str(facts["compression"])))
     if len(facts.get("arrays") or []) > 1:
         lines.append(("arrays", "; ".join(f"{a['name']} {fmt_shape(a['shape'])} {a['dtype']}" for a in facts["arrays"])))
     geo = facts["geometry"]
     if geo:
-        size_key = "image_size" if geo.get("op") == "unfold" else "output_size"
-        lines.append(("geometry", f"{geo.get('op')}: kernel {geo.get('kernel_size')}, stride {geo.get('stride')}, "
-                                  f"padding {geo.get('padding')}, dilation {geo.get('dilation')}, "
-                                  f"{size_key.replace('_', ' ')} {geo.get(size_key)}"))
+        lines.append(("geometry", _fmt_geometry(geo)))
         if geo.get("layout", "megengine") != "megengine":
             lines.append(("layout", f"{geo['layout']} (swt fold reads it as such without --layout)"))
     job = facts["job"]
@@ -492,6 +513,28 @@ def info(input, as_json, allow_external, quiet):
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         click.echo(f"{key + ':':<{width + 1}} {value}")
+
+
+def _fmt_geometry(geo: dict) -> str:
+    """An ``swt_geometry`` record in words; a covering unfold's also says the size it padded to."""
+    size_key = "image_size" if geo.get("op") == "unfold" else "output_size"
+    text = (f"{geo.get('op')}: kernel {geo.get('kernel_size')}, stride {geo.get('stride')}, padding {geo.get('padding')}, "
+            f"dilation {geo.get('dilation')}, {size_key.replace('_', ' ')} {geo.get(size_key)}")
+    if geo.get("cover"):
+        text += f" (--cover: padded to {geo.get('covered_size')}, swt fold crops back)"
+    return text
+
+
+def _list_arrays(facts: dict) -> None:
+    """``swt info`` of a file of several arrays: a header, then per array its name, shape, dtype, chunks,
+    compression and recorded geometry, in aligned columns."""
+    arrays = facts["arrays"]
+    click.echo(f"{facts['path']}: {facts['format']}, {len(arrays)} arrays")
+    rows = [(a["name"], fmt_shape(a["shape"]), a["dtype"], f"chunks {fmt_shape(a['chunks'])}" if a["chunks"] else "contiguous",
+             a["compression"], _fmt_geometry(a["geometry"]) if a["geometry"] else "") for a in arrays]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        click.echo(("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[5]).rstrip())
 
 
 def _fmt_bytes(n) -> str:

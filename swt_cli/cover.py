@@ -3,8 +3,10 @@
 An unfold keeps only what its window grid reaches: with kernel 64 and stride 64, a 477x720 image holds a
 7x11 grid reaching 448x704, so 29 rows and 16 columns are in no window, and a later fold (even a mean)
 cannot give them back. :func:`edge_loss` says how much is lost and which geometry would lose nothing;
-:func:`unfold_cover` pads the image's far edges (bottom, right, back) just enough for the grid to reach
-everything, and :func:`fold_cover` folds onto the padded size and crops back to the original one.
+:func:`pad_to_cover` pads the image's far edges (bottom, right, back) just enough for the grid to reach
+everything, and :func:`crop` cuts a fold of the padded size back to the original one; ``sliding_window(...,
+cover=True)`` and ``sliding_window_transpose(..., cover=True)`` in :mod:`swt_cli.api` compose them (this
+module sits below api, which imports it).
 
 Along one axis (image size ``S``, kernel ``k``, stride ``s``, padding ``p``, dilation ``d``), in padded
 coordinates ``u = x + p`` window ``i`` covers ``u = i*s + w*d`` for ``w < k`` (see :mod:`swt_cli.geometry`).
@@ -26,7 +28,8 @@ array helpers at the end.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from .errors import SwtError
 from .geometry import Geometry, as_tuple, axis_name, fmt_dims, grid_size
@@ -415,7 +418,7 @@ def recorded_fold_sizes(record: dict) -> tuple[tuple[int, ...], tuple[int, ...]]
 # ----------------------------------------------------------------------------------------------- arrays
 
 
-def _fill_value(pad_value, dtype):
+def fill_value(pad_value, dtype):
     """``pad_value`` as a scalar of ``dtype``; an error where that would change it (0.5 into integers)."""
     import numpy as np
 
@@ -454,7 +457,7 @@ def pad_to_cover(x, geometry: Geometry, pad_value=0):
         return x
     xp = array_module(x)
     padded = xp.full(tuple(x.shape[: x.ndim - nd]) + tuple(o + e for o, e in zip(size, extra)),
-                     _fill_value(pad_value, x.dtype), x.dtype)
+                     fill_value(pad_value, x.dtype), x.dtype)
     padded[(Ellipsis,) + tuple(slice(0, o) for o in size)] = x
     return padded
 
@@ -468,51 +471,55 @@ def crop(y, original_size):
     return y[(Ellipsis,) + tuple(slice(0, o) for o in size)]
 
 
-def unfold_cover(x, kernel_size, padding=0, stride=1, dilation=1, *, pad_value=0, dtype=None):
-    """:func:`swt_cli.sliding_window` of ``x`` padded at its far edges so the windows reach every element.
 
-    Geometries with gaps between windows are refused (:func:`check_coverable`). Fold the windows with
-    :func:`fold_cover` and the original size.
+# ------------------------------------------------------------------------------------ file-to-file blocks
 
-    >>> import numpy as np
-    >>> x = np.arange(5.0 * 7).reshape(5, 7)
-    >>> w = unfold_cover(x, 3, stride=3)
-    >>> w.shape
-    (2, 3, 3, 3)
-    >>> bool((fold_cover(w, (5, 7), 3, stride=3) == x).all())
-    True
+
+class CoverUnfold:
+    """A block transform (``swt_cli.protocols.BlockTransform``) for ``swt unfold --cover``: each block of
+    images, as stored, padded at its far edges, then ``inner`` (an unfold planned on the covered size).
+
+    Its ``plan`` describes what it reads and writes (the stored images in, the covering windows out); the
+    inner transform's plan is the computation. A plain object, so Dask workers take it like the inner one.
     """
-    from .api import sliding_window
-    from .backend import as_array
 
-    x = as_array(x)
-    geometry = Geometry.from_args(kernel_size, padding, stride, dilation)
-    check_coverable(geometry)
-    return sliding_window(pad_to_cover(x, geometry, pad_value), kernel_size, padding, stride, dilation, dtype=dtype)
+    def __init__(self, inner: Any, size, pad_value=0):
+        self.inner, self.pad_value = inner, pad_value
+        self.plan = replace(inner.plan, size=tuple(int(v) for v in size))
+        self.in_dtype, self.out_dtype, self.device = inner.in_dtype, inner.out_dtype, inner.device
+
+    @property
+    def lead(self) -> int:
+        return self.inner.lead
+
+    def bytes_per_item(self) -> int:
+        """The inner unfold's, plus the padded copy of one item."""
+        p = self.inner.plan
+        return self.inner.bytes_per_item() + math.prod(p.input_shape[self.lead:]) * self.in_dtype.itemsize
+
+    def __call__(self, block):
+        return self.inner(pad_to_cover(block, self.inner.plan.geometry, self.pad_value))
 
 
-def fold_cover(w, output_size, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None, reduce="sum",
-               weight=None, fill=0):
-    """:func:`swt_cli.sliding_window_transpose` of windows cut by :func:`unfold_cover` from images of
-    ``output_size`` (the ORIGINAL size): folded onto the covered size, then cropped to ``output_size``.
+class CroppedFold:
+    """A block transform for the fold of a covering unfold's windows: ``inner`` (a fold onto the covered
+    size), each block cropped to the original ``size``. ``plan`` describes the shapes read and written."""
 
-    With ``reduce="mean"`` it gives back the images that :func:`unfold_cover` cut, every element.
-    """
-    from .api import sliding_window_transpose
-    from .backend import array_module, as_array
+    def __init__(self, inner: Any, size):
+        self.inner = inner
+        self.size = tuple(int(v) for v in size)
+        self.plan = replace(inner.plan, output_size=self.size)
+        self.in_dtype, self.out_dtype, self.device = inner.in_dtype, inner.out_dtype, inner.device
+        self.blend = inner.blend
 
-    w = as_array(w)
-    geometry = Geometry.from_args(kernel_size, padding, stride, dilation, output_size)
-    size = _check_size(output_size, geometry)
-    padded = covered_size(size, geometry)
-    grid = geometry.grid(padded)
-    have = tuple(w.shape[w.ndim - 2 * geometry.ndim: w.ndim - geometry.ndim]) if w.ndim >= 2 * geometry.ndim else ()
-    if have != grid:
-        raise SwtError(f"windows of shape {tuple(w.shape)} are not a covering unfold of {fmt_dims(size)} with "
-                       f"{geometry.describe()}: that has a window grid of {fmt_dims(grid)} (of the image padded to "
-                       f"{fmt_dims(padded)})")
-    y = sliding_window_transpose(w, padded, kernel_size, padding, stride, dilation, dtype=dtype, reduce=reduce,
-                                 weight=weight, fill=fill)
-    if padded == size:
-        return y
-    return array_module(y).ascontiguousarray(crop(y, size))
+    @property
+    def lead(self) -> int:
+        return self.inner.lead
+
+    def bytes_per_item(self) -> int:
+        return self.inner.bytes_per_item()
+
+    def __call__(self, block):
+        import numpy as np
+
+        return np.ascontiguousarray(crop(self.inner(block), self.size))

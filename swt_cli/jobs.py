@@ -30,10 +30,21 @@ from typing import Any
 
 import numpy as np
 
+from . import formats
 from ._version import __version__
 from .backend import check_dtype, result_dtype
 from .blend import Blend
 from .blocks import block_items, plan_blocks
+from .cover import (
+    CoverUnfold,
+    CroppedFold,
+    check_coverable,
+    cover_record,
+    covered_size,
+    edge_loss,
+    fill_value,
+    recorded_fold_sizes,
+)
 from .coverage import fold_coverage
 from .errors import SwtError
 from .formats import COMPRESSIONS, Location, create_writer, open_reader
@@ -45,7 +56,7 @@ from .pipeline import Transform, run
 from .protocols import BlockTransform, Reader, Writer
 
 __all__ = ["BlockTransform", "GeometryChoice", "JobResult", "OptionError", "Plan", "Reader", "RunOptions", "Writer", "fold_file",
-           "info", "plan", "unfold_file"]
+           "info", "list_arrays", "plan", "unfold_file"]
 
 
 def open_input(spec: str | Location, allow_external: bool = False):
@@ -63,7 +74,11 @@ _DEFAULTS = {"stride": 1, "padding": 0, "dilation": 1}
 
 def recorded_geometry(reader: Reader) -> dict:
     """What ``swt unfold`` (or ``swt fold``) recorded in ``reader``'s ``swt_geometry`` attribute ({} if nothing)."""
-    raw = reader.attrs.get("swt_geometry")
+    return _parse_geometry(reader.attrs.get("swt_geometry"))
+
+
+def _parse_geometry(raw) -> dict:
+    """An ``swt_geometry`` attribute (JSON text or a mapping) as a dict; {} where there is none or it is not one."""
     if not raw:
         return {}
     try:
@@ -123,15 +138,19 @@ class FoldSetup:
     choice: GeometryChoice
     #: Whether the layout came from the input's record (not the options).
     recorded_layout: bool
+    #: The fold computed: ``transform.plan`` but for a covering unfold's windows, which are folded onto the
+    #: covered size (this plan) and cropped to the original one (``transform.plan.output_size``).
+    compute_plan: Any = None
 
 
 def fold_setup(reader: Reader, kernel=None, stride=None, padding=None, dilation=None, ndim=None, output_size=None, *,
-               layout=None, dtype=None, reduce="sum", weight=None, fill=0.0, device="cpu",
+               layout=None, dtype=None, reduce="sum", weight=None, fill=0.0, device="cpu", cover: bool = False,
                note: Callable[[str], Any] = lambda text: None) -> FoldSetup:
     """The fold of the windows in ``reader`` (for fold, plan and preview): the geometry from the options,
     else from what swt unfold recorded; a torch-layout reader is wrapped to read MegEngine's layout.
 
-    ``transform.blend`` is None for a plain sum.
+    ``transform.blend`` is None for a plain sum. The windows of ``swt unfold --cover`` (as its record says,
+    or ``cover=True`` with the original ``output_size``) are folded onto the covered size and cropped.
     """
     _check_layout(layout)
     recorded = recorded_geometry(reader)
@@ -140,10 +159,69 @@ def fold_setup(reader: Reader, kernel=None, stride=None, padding=None, dilation=
     geometry, output_size = choice.geometry, choice.output_size
     sources = dict(choice.sources)
     sources["output_size"] = "option" if output_size is not None else "default"
+    output_size, crop_to = _covered_output(recorded, geometry, output_size, cover)
+    if crop_to is not None and sources["output_size"] == "default":
+        sources["output_size"] = "record"
     if output_size is None and recorded.get("image_size") and tuple(recorded.get("kernel_size", ())) == geometry.kernel:
         output_size, sources["output_size"] = tuple(recorded["image_size"]), "record"
     sources["layout"] = "option" if layout else "record" if recorded.get("layout") else "default"
     layout = layout or recorded.get("layout") or "megengine"
+    told = crop_to if crop_to is not None else output_size
+    blend = Blend(geometry.kernel, reduce, weight, fill)
+    out_dtype = blend.output_dtype(reader.dtype, dtype)
+    try:
+        reader, fplan = _fold_plan(reader, geometry, output_size, layout, out_dtype)
+    except SwtError as err:  # say where the values that do not fit came from
+        raise type(err)(f"{err} ({explain_sources(geometry, told, sources, reader.location.path)})") from None
+    if output_size is None:
+        rng = geometry.output_ranges(fplan.grid)
+        choices = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in rng)
+        note(f"no --output-size given: using {fmt_dims(fplan.output_size)}, the smallest that fits "
+             f"{fmt_dims(fplan.grid)} windows of {geometry.describe()} (sizes that fit: {choices}); "
+             f"{explain_sources(geometry, None, sources, reader.location.path)}")
+    transform: Any = Transform("fold", fplan, reader.dtype, out_dtype, device, blend=blend if blend.active else None)
+    if crop_to is not None and crop_to != fplan.output_size:
+        transform = CroppedFold(transform, crop_to)
+    choice = GeometryChoice(geometry, transform.plan.output_size, sources)
+    return FoldSetup(reader, transform, layout, choice, recorded_layout=sources["layout"] == "record", compute_plan=fplan)
+
+
+#: How :func:`explain_sources` names each value and the option that gives it.
+_NAMES = {"kernel_size": ("kernel", "--kernel"), "stride": ("stride", "--stride"), "padding": ("padding", "--padding"),
+          "dilation": ("dilation", "--dilation"), "output_size": ("output size", "--output-size")}
+
+
+def explain_sources(geometry: Geometry, output_size, sources: dict, where: str) -> str:
+    """Where each value of a geometry came from, for messages: ``'kernel 64 and output size 477x720 from
+    tiles.h5's record, stride 8 from --stride'``, ``'kernel 3 from --kernel, stride 1 (default)'``.
+
+    Padding and dilation are named where given, recorded or not trivial; the output size where known."""
+    values = {"kernel_size": geometry.kernel, "stride": geometry.stride, "padding": geometry.padding,
+              "dilation": geometry.dilation}
+    if output_size is not None:
+        values["output_size"] = as_tuple(tuple(output_size) if isinstance(output_size, list) else output_size,
+                                         geometry.ndim, "output_size", 1)
+    recorded, parts = [], []
+    for key, value in values.items():
+        name, option = _NAMES[key]
+        source = sources.get(key, "default")
+        if key in ("padding", "dilation") and source != "option" and value == (_DEFAULTS[key],) * geometry.ndim:
+            continue  # padding 0 and dilation 1, not given: nothing to explain
+        text = f"{name} {value[0] if len(set(value)) == 1 and key != 'output_size' else fmt_dims(value)}"
+        if source == "record":
+            recorded.append(text)
+        elif source == "option":
+            parts.append(f"{text} from {option}")
+        else:
+            parts.append(f"{text} (default)")
+    if recorded:
+        joined = recorded[0] if len(recorded) == 1 else ", ".join(recorded[:-1]) + " and " + recorded[-1]
+        parts.insert(0, f"{joined} from {where}'s record")
+    return ", ".join(parts)
+
+
+def _fold_plan(reader: Reader, geometry: Geometry, output_size, layout: str, out_dtype: np.dtype) -> tuple[Reader, Any]:
+    """The fold's plan (checked against the windows' shape) and the reader, wrapped for torch's layout."""
     if layout == "torch":
         if output_size is None:
             raise OptionError("--layout torch needs --output-size: torch's layout flattens the window grid into one axis")
@@ -153,17 +231,39 @@ def fold_setup(reader: Reader, kernel=None, stride=None, padding=None, dilation=
         except SwtError as err:
             raise SwtError(f"--layout torch with output size {fmt_dims(size)}: {err}") from None
         reader = TorchFoldReader(reader, geometry.kernel, grid)
-    blend = Blend(geometry.kernel, reduce, weight, fill)
-    out_dtype = blend.output_dtype(reader.dtype, dtype)
-    fplan = plan_fold(reader.shape, geometry, output_size, itemsize=out_dtype.itemsize)
-    if output_size is None:
-        rng = geometry.output_ranges(fplan.grid)
-        choices = ", ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in rng)
-        note(f"no --output-size given: using {fmt_dims(fplan.output_size)}, the smallest that fits "
-             f"{fmt_dims(fplan.grid)} windows of {geometry.describe()} (sizes that fit: {choices})")
-    transform = Transform("fold", fplan, reader.dtype, out_dtype, device, blend=blend if blend.active else None)
-    choice = GeometryChoice(geometry, fplan.output_size, sources)
-    return FoldSetup(reader, transform, layout, choice, recorded_layout=sources["layout"] == "record")
+    return reader, plan_fold(reader.shape, geometry, output_size, itemsize=out_dtype.itemsize)
+
+
+def _covered_output(recorded: dict, geometry: Geometry, output_size, cover: bool = False) -> tuple[Any, tuple | None]:
+    """For the windows of ``swt unfold --cover`` (the record says ``cover``) folded with the recorded geometry:
+    the size to fold onto (the covered one) and the original size to crop to, where ``output_size`` is not
+    given or is the original size. Else ``(output_size, None)``: the fold is a plain one.
+
+    ``cover`` (``swt fold --cover``, for windows whose file keeps no record, such as .npy): ``output_size``,
+    else the recorded image size, is the original size, whatever the record says."""
+    if cover:
+        if output_size is None:
+            output_size = recorded.get("image_size")
+        if output_size is None:
+            raise OptionError("--cover needs --output-size: the size of the images before swt unfold --cover padded them")
+        image = as_tuple(tuple(output_size) if isinstance(output_size, list) else output_size, geometry.ndim,
+                         "output_size", 1)
+        try:
+            check_coverable(geometry)
+        except SwtError as err:
+            raise OptionError(f"--cover: {err}") from None
+        return covered_size(image, geometry), image
+    if not recorded.get("cover"):
+        return output_size, None
+    same = all(tuple(recorded.get(key) or ()) == getattr(geometry, attr) for key, attr in
+               (("kernel_size", "kernel"), ("stride", "stride"), ("padding", "padding"), ("dilation", "dilation")))
+    sizes = recorded_fold_sizes(recorded)
+    if not same or sizes is None:
+        return output_size, None
+    compute, image = sizes
+    if output_size is not None and as_tuple(output_size, geometry.ndim, "output_size", 1) != image:
+        return output_size, None
+    return compute, image
 
 
 # ---- fold and unfold of files -----------------------------------------------------------------------
@@ -278,7 +378,7 @@ def _output_dtype(dtype):
 
 def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None, dilation=None, output_size=None,
               ndim: int | None = None, reduce: str = "sum", weight=None, fill: float = 0, dtype=None,
-              layout: str | None = None, max_memory: int | str | None = None, batch_size: int | None = None,
+              layout: str | None = None, cover: bool = False, max_memory: int | str | None = None, batch_size: int | None = None,
               threads: int | None = None, device: str = "cpu", compression: str | None = None, overwrite: bool = False,
               progress: bool | Callable[[int, int], Any] | None = None, scheduler: str | None = None,
               shard: str | tuple[int, int] | None = None, resume: bool = False, quiet: bool = True,
@@ -291,6 +391,8 @@ def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None
     (the result's ``sources`` says which). ``progress``: True for swt's display on stderr, or a callable
     ``(done, total)``; ``note``: a callable for swt's notes (default: stderr unless ``quiet``).
     ``options`` (a :class:`RunOptions`) replaces every run setting given here. Errors raise ``SwtError``.
+    The windows of :func:`unfold_file` with ``cover=True`` are cropped back to the recorded image size;
+    ``cover=True`` here does the same for windows without a record (.npy), ``output_size`` the original size.
     """
     start = time.monotonic()
     opts = _options(options, quiet, note, max_memory=max_memory, batch_size=batch_size, threads=threads, device=device,
@@ -300,18 +402,19 @@ def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None
     with open_input(input, opts.allow_external) as reader:
         setup = fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout,
                            dtype=_output_dtype(dtype), reduce=reduce, weight=weight, fill=fill, device=opts.device,
-                           note=opts.say)
+                           cover=cover, note=opts.say)
         _torch_layout_alone(setup.layout, opts, recorded=layout is None)
         transform = setup.transform
         if transform.blend is not None:
-            transform.blend.prepare(transform.plan)  # the divisor of one image: once per run, not per block
+            transform.blend.prepare(setup.compute_plan)  # the divisor of one image: once per run, not per block
         meta = geometry_meta("fold", transform.plan.geometry, transform.plan.output_size)
         items = _stream("fold", setup.reader, out_loc, transform, meta, opts)
     return _result("fold", out_loc, transform, setup.choice, setup.layout, items, start)
 
 
 def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=None, dilation=None,
-                ndim: int | None = None, dtype=None, layout: str | None = None, max_memory: int | str | None = None,
+                ndim: int | None = None, dtype=None, layout: str | None = None, cover: bool = False, pad_value=0,
+                strict: bool = False, max_memory: int | str | None = None,
                 batch_size: int | None = None, threads: int | None = None, device: str = "cpu",
                 compression: str | None = None, overwrite: bool = False,
                 progress: bool | Callable[[int, int], Any] | None = None, scheduler: str | None = None,
@@ -321,8 +424,11 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
     """``swt unfold INPUT OUTPUT``: cut the images in file ``input`` into windows in file ``output``, which
     records the geometry so that a later :func:`fold_file` of it needs no geometry arguments.
 
-    ``layout="torch"`` writes ``torch.nn.functional.unfold``'s (N, C*K, L). The other arguments are as
-    :func:`fold_file`'s.
+    ``layout="torch"`` writes ``torch.nn.functional.unfold``'s (N, C*K, L). Where the windows leave image
+    elements out (the grid stops short of the far edges, or leaves gaps), a warning goes to ``note``;
+    ``strict=True`` makes it an error; ``cover=True`` pads the far edges with ``pad_value`` just enough for
+    the windows to reach everything and records the original size, which :func:`fold_file` crops back to.
+    The other arguments are as :func:`fold_file`'s.
     """
     start = time.monotonic()
     _check_layout(layout)
@@ -334,9 +440,12 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
         choice = resolve_geometry(kernel, stride, padding, dilation, ndim)
         geometry = choice.geometry
         out_dtype = result_dtype(reader.dtype, _output_dtype(dtype))
-        uplan = plan_unfold(reader.shape, geometry, itemsize=out_dtype.itemsize)
-        transform = Transform("unfold", uplan, reader.dtype, out_dtype, opts.device)
+        explain = explain_sources(geometry, None, choice.sources, reader.location.path)
+        transform = _unfold_transform(reader, geometry, out_dtype, opts, cover, pad_value, strict, explain)
+        uplan = transform.plan
         meta, make_writer = geometry_meta("unfold", geometry, uplan.size), None
+        if cover:
+            meta.update(cover_record(uplan.size, geometry))
         sources = {**choice.sources, "layout": "option" if layout else "default"}
         if layout == "torch":
             torch_shape(uplan.output_shape, geometry.ndim)  # an error up front where there is no channel axis
@@ -346,6 +455,41 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
         items = _stream("unfold", reader, out_loc, transform, meta, opts, make_writer)
     choice = GeometryChoice(geometry, None, sources)
     return _result("unfold", out_loc, transform, choice, layout or "megengine", items, start)
+
+
+def _unfold_transform(reader: Reader, geometry: Geometry, out_dtype: np.dtype, opts: RunOptions, cover: bool, pad_value,
+                      strict: bool, explain: str) -> Any:
+    """The unfold of ``reader``'s images: warned about (or, ``strict``, refused) where its windows leave
+    elements out; with ``cover``, of the images padded at their far edges to the covered size. ``explain``
+    (:func:`explain_sources`) ends the errors about the geometry."""
+
+    def planned(shape):
+        try:
+            return plan_unfold(shape, geometry, itemsize=out_dtype.itemsize)
+        except SwtError as err:
+            raise SwtError(f"{err} ({explain})") from None
+
+    if not cover:
+        if not pad_value == 0:
+            raise OptionError("--pad-value pads only with --cover: add --cover, or leave --pad-value out")
+        uplan = planned(reader.shape)
+        loss = edge_loss(uplan.size, geometry)
+        if loss is not None:
+            if strict:
+                raise SwtError(f"--strict: {loss.message()}")
+            opts.say(f"warning: {loss.message()}")
+        return Transform("unfold", uplan, reader.dtype, out_dtype, opts.device)
+    try:
+        check_coverable(geometry)
+    except SwtError as err:
+        raise OptionError(f"--cover: {err}") from None
+    fill_value(pad_value, reader.dtype)  # an error before any work where the images' dtype cannot hold it
+    nd = geometry.ndim
+    if len(reader.shape) < nd:
+        planned(reader.shape)  # the error for too few axes
+    lead, size = tuple(reader.shape[: len(reader.shape) - nd]), tuple(reader.shape[len(reader.shape) - nd:])
+    uplan = planned(lead + covered_size(size, geometry))
+    return CoverUnfold(Transform("unfold", uplan, reader.dtype, out_dtype, opts.device), size, pad_value)
 
 
 def _command(name: str, input: str, output: str) -> str:
@@ -415,12 +559,15 @@ def plan(input: str | None = None, *, kernel=None, stride=None, padding=None, di
                                dtype=_output_dtype(dtype), reduce=reduce, weight=weight)
             transform, reader = setup.transform, setup.reader
             p = transform.plan
-            geometry, size, grid = p.geometry, p.output_size, p.grid
+            computed = setup.compute_plan  # the covered size, for the windows of swt unfold --cover
+            geometry, size, grid = computed.geometry, computed.output_size, computed.grid
             per_item = transform.bytes_per_item()
             blocks = plan_blocks(p.batch, p.output_shape, transform.out_dtype.itemsize, per_item, opts.max_memory,
                                  batch_size)
             items = block_items(blocks.indexes[0], p.batch) if blocks.indexes else 0
-            fixed = transform.blend.fixed_bytes(p) if transform.blend is not None else 0
+            fixed = transform.blend.fixed_bytes(computed) if transform.blend is not None else 0
+            if p.output_size != computed.output_size:
+                facts["cropped_to"] = list(p.output_size)
             facts.update(
                 input=str(input), layout=setup.layout, input_shape=list(reader.shape), input_dtype=str(reader.dtype),
                 output_shape=list(p.output_shape), output_dtype=str(transform.out_dtype),
@@ -479,11 +626,34 @@ def _job_status(reader) -> dict | None:
     return job
 
 
+def list_arrays(input: str | Location, allow_external: bool = False) -> list[dict] | None:
+    """Every array of an HDF5 file or Zarr store (None for .npy and streams): ``name``, ``path``, ``shape``,
+    ``dtype``, ``chunks``, ``compression`` (named alike in every format: ``zstd``, ``gzip``, ``blosc``,
+    ``lzf``, ``none``) and ``geometry`` (the ``swt_geometry`` record, or None). Metadata only."""
+    found = formats.list_arrays(input, allow_external=allow_external)
+    if found is None:
+        return None
+    arrays = []
+    for facts in sorted(found, key=lambda a: a["name"]):  # Zarr lists its members in no fixed order
+        attrs = facts.pop("attrs")
+        facts["geometry"] = _parse_geometry(attrs.get("swt_geometry")) or None
+        arrays.append(facts)
+    return arrays
+
+
 def info(input: str, *, allow_external: bool = False) -> dict:
     """``swt info --json``: an array file's path, format, shape, dtype, chunks, compression, arrays, attributes,
     recorded swt ``geometry`` and, for a shared output, its ``job`` status, as strict JSON (see :func:`strict_json`).
-    An incomplete output of a sharded run can still be described."""
+    An incomplete output of a sharded run can still be described.
+
+    An HDF5 file or Zarr store of several arrays, not naming one, gives ``{"path", "format", "arrays"}``
+    instead: every array's ``name``, ``path``, ``shape``, ``dtype``, ``chunks``, ``compression`` and
+    recorded swt ``geometry`` (see :func:`list_arrays`)."""
     loc = Location.parse(input)
+    if loc.name is None:
+        arrays = list_arrays(loc, allow_external)
+        if arrays is not None and len(arrays) > 1:
+            return strict_json({"path": loc.path, "format": loc.fmt, "arrays": arrays})
     if loc.fmt == "zarr":
         from .formats.zarr_store import ZarrReader
 

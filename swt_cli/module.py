@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from .api import sliding_window, sliding_window_transpose
+from .cover import check_coverable
 from .errors import SwtError
 from .geometry import Geometry
 
@@ -144,15 +145,19 @@ class SlidingWindowTranspose(Module):
     """Module form of :func:`~swt_cli.api.sliding_window_transpose`.
 
     ``reduce``, ``weight`` and ``fill`` (keyword-only) combine overlapping windows: see :mod:`swt_cli.blend`.
+    ``cover=True``: the windows of ``SlidingWindow(..., cover=True)`` from images of ``output_size``.
     """
 
     def __init__(self, output_size, kernel_size, padding=0, stride=1, dilation=1, *, reduce="sum", weight=None,
-                 fill=0, **kwargs):
+                 fill=0, cover=False, **kwargs):
         super().__init__(**kwargs)
         geometry = Geometry.from_args(kernel_size, padding, stride, dilation, output_size)  # fail early, not at forward
         from .blend import Blend
 
         Blend(geometry.kernel, reduce, weight, fill)  # checks reduce, weight and fill now
+        if cover:
+            check_coverable(geometry)
+        self.cover = cover
         self.reduce = reduce
         self.weight = weight
         self.fill = fill
@@ -165,7 +170,7 @@ class SlidingWindowTranspose(Module):
     def forward(self, inp):
         return sliding_window_transpose(
             inp, self.output_size, self.kernel_size, self.padding, self.stride, self.dilation,
-            reduce=self.reduce, weight=self.weight, fill=self.fill,
+            reduce=self.reduce, weight=self.weight, fill=self.fill, cover=self.cover,
         )
 
     def _module_info_string(self) -> str:
@@ -174,6 +179,8 @@ class SlidingWindowTranspose(Module):
             extra += f", weight={self.weight!r}" if isinstance(self.weight, str) else ", weight=<array>"
         if not self.fill == 0:
             extra += f", fill={self.fill}"
+        if self.cover:
+            extra += ", cover=True"
         return (
             f"out_size={self.output_size}, kernel_size={self.kernel_size}, padding={self.padding}, "
             f"stride={self.stride}, dilation={self.dilation}{extra}"
@@ -181,21 +188,29 @@ class SlidingWindowTranspose(Module):
 
 
 class SlidingWindow(Module):
-    """Module form of :func:`~swt_cli.api.sliding_window`."""
+    """Module form of :func:`~swt_cli.api.sliding_window`; ``cover=True`` pads the far edges with
+    ``pad_value`` so the windows reach every element."""
 
-    def __init__(self, kernel_size, padding=0, stride=1, dilation=1, **kwargs):
+    def __init__(self, kernel_size, padding=0, stride=1, dilation=1, *, cover=False, pad_value=0, **kwargs):
         super().__init__(**kwargs)
-        Geometry.from_args(kernel_size, padding, stride, dilation)
+        geometry = Geometry.from_args(kernel_size, padding, stride, dilation)
+        if cover:
+            check_coverable(geometry)
+        elif not pad_value == 0:
+            raise SwtError(f"pad_value={pad_value!r} pads only with cover=True: pass cover=True, or leave pad_value out")
+        self.cover, self.pad_value = cover, pad_value
         self.kernel_size = kernel_size
         self.padding = padding
         self.stride = stride
         self.dilation = dilation
 
     def forward(self, inp):
-        return sliding_window(inp, self.kernel_size, self.padding, self.stride, self.dilation)
+        return sliding_window(inp, self.kernel_size, self.padding, self.stride, self.dilation, cover=self.cover,
+                              pad_value=self.pad_value)
 
     def _module_info_string(self) -> str:
+        extra = (", cover=True" + (f", pad_value={self.pad_value}" if not self.pad_value == 0 else "")) if self.cover else ""
         return (
             f"kernel_size={self.kernel_size}, padding={self.padding}, stride={self.stride}, "
-            f"dilation={self.dilation}"
+            f"dilation={self.dilation}{extra}"
         )

@@ -65,7 +65,7 @@ def test_info_text_and_json(tmp_path, image):
     invoke("unfold", tmp_path / "img.npy", tmp_path / "w.zarr", "-k", "3", "-q")
     text = invoke("info", tmp_path / "w.zarr")
     assert text.exit_code == 0
-    assert "shape:       (3, 2, 18, 15, 3, 3)" in text.stdout and "compression: ZstdCodec" in text.stdout
+    assert "shape:       (3, 2, 18, 15, 3, 3)" in text.stdout and "compression: zstd" in text.stdout
     assert "geometry:    unfold: kernel [3, 3], stride [1, 1], padding [0, 0], dilation [1, 1], image size [20, 17]" in text.stdout
     facts = json.loads(invoke("info", tmp_path / "w.zarr", "--json").stdout)
     assert facts["shape"] == [3, 2, 18, 15, 3, 3] and facts["dtype"] == "float32"

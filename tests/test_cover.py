@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from reference import fold_loops, unfold_loops
 
 from swt_cli import Geometry, SwtError, sliding_window
+from swt_cli.api import fold_cover, unfold_cover
 from swt_cli.cover import (
     check_coverable,
     cover_padding,
@@ -19,10 +20,8 @@ from swt_cli.cover import (
     covering_stride,
     crop,
     edge_loss,
-    fold_cover,
     pad_to_cover,
     recorded_fold_sizes,
-    unfold_cover,
 )
 
 

@@ -147,7 +147,8 @@ def test_cli_torch_layout_errors(tmp_path, image):
     wrong = invoke("fold", tmp_path / "cols.npy", tmp_path / "out.npy", "--layout", "torch", "-k", "3", "-o", "8")
     assert wrong.exit_code == 1
     assert wrong.stderr == ("Error: torch layout windows of shape (2, 27, 20): the last axis holds 20 windows, but the "
-                            "geometry gives a 6x6 grid of 36: check --output-size and the geometry\n")
+                            "geometry gives a 6x6 grid of 36: check --output-size and the geometry (kernel 3 from "
+                            "--kernel, stride 1 (default), output size 8x8 from --output-size)\n")
     np.save(tmp_path / "grey.npy", np.ones((13, 11), np.float32))
     nochannel = invoke("unfold", tmp_path / "grey.npy", tmp_path / "c.npy", "-k", "3", "--layout", "torch")
     assert nochannel.exit_code == 1

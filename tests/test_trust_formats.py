@@ -361,8 +361,10 @@ def test_hdf5_soft_links_and_second_hard_links_are_followed_and_named(tmp_path):
         unfolds_right(run_swt("unfold", f"{tmp_path}/a.h5:/{name}", tmp_path / "o.npy", "-k", 3, "--overwrite"),
                       tmp_path / "o.npy")
     refused(run_swt("info", f"{tmp_path}/a.h5:/dangling"), "is a soft link to /nowhere, which does not exist")
-    line = refused(run_swt("info", tmp_path / "a.h5"), "holds 2 arrays")
-    assert "/s is a soft link to /x" in line
+    listing = run_swt("info", tmp_path / "a.h5")  # a file of several arrays is listed (issue 13), links not doubled
+    assert listing.returncode == 0, listing.stderr
+    names = [line.split()[0] for line in listing.stdout.decode().splitlines()[1:]]
+    assert sorted(names) in (["/g/h", "/y"], ["/x", "/y"]), listing.stdout
     line = refused(run_swt("info", f"{tmp_path}/a.h5:/nope"), "has no array /nope")
     assert "/s is a soft link to /x" in line
     listed = invoke("info", f"{tmp_path}/a.h5:/x", "--json")

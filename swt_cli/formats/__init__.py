@@ -48,6 +48,20 @@ def open_reader(spec: str | Location, allow_external: bool = False) -> ArrayRead
     return StdinReader(loc)
 
 
+def list_arrays(spec: str | Location, allow_external: bool = False) -> list[dict] | None:
+    """Every array in an HDF5 file or Zarr store (``swt info`` of a file of several arrays): dicts of
+    ``name``, ``path``, ``shape``, ``dtype``, ``chunks``, ``compression`` and ``attrs``; None for .npy and
+    streams, which hold one array."""
+    loc = spec if isinstance(spec, Location) else Location.parse(spec)
+    if loc.fmt == "hdf5":
+        from .hdf5 import list_arrays as listing
+    elif loc.fmt == "zarr":
+        from .zarr_store import list_arrays as listing
+    else:
+        return None
+    return listing(loc, allow_external=allow_external)
+
+
 def writer_class(loc: Location) -> Callable[..., ArrayWriter]:
     cls: Callable[..., ArrayWriter]
     if loc.fmt == "npy":
@@ -75,4 +89,4 @@ def create_writer(spec, shape, dtype, attrs=None, chunks=None, compression=None,
 
 
 __all__ = ["COMPRESSIONS", "TEMP_MARK", "ArrayReader", "ArrayWriter", "Location", "block_shape", "chunk_shape", "create_writer",
-           "open_reader"]
+           "list_arrays", "open_reader"]

@@ -78,6 +78,21 @@ def _locked(err: BaseException) -> bool:
     return "lock" in text and ("errno = 11" in text or "unavailable" in text or "unable to lock" in text)
 
 
+def open_file(path: str) -> h5py.File:
+    """``path`` opened for reading, or one line saying why not (missing, locked by a writer, not HDF5)."""
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise SwtError(f"no such file: {path}") from None
+    except Exception as err:  # OSError mostly; h5py raises others for some damage
+        if _locked(err):
+            raise SwtError(
+                f"{path} is locked by a program that has it open for writing (HDF5 file locking): wait "
+                f"until it closes the file; if no one is writing it (a writer that crashed, or a file system whose "
+                f"locks misbehave), read it with HDF5_USE_FILE_LOCKING=FALSE in the environment") from None
+        raise SwtError(f"{path} is not a readable HDF5 file ({first_line(err)})") from None
+
+
 def _check_own_bytes(dataset, where: str) -> None:
     """Refuse a dataset whose values come from files other than its own: external raw storage, or a
     virtual dataset with sources in other files. swt reads only what the user named (``--allow-external``)."""
@@ -92,6 +107,41 @@ def _check_own_bytes(dataset, where: str) -> None:
         if files:
             raise SwtError(f"{where} is a virtual dataset whose data lies in other files ({', '.join(files)}): swt reads "
                            f"only the file you named; pass --allow-external to read them")
+
+
+#: HDF5 filter ids of compressions (h5py's own and the registered plugins: https://portal.hdfgroup.org/documentation/),
+#: named as swt names them in every format.
+_COMPRESSION_FILTERS = {h5py.h5z.FILTER_DEFLATE: "gzip", 32000: "lzf", h5py.h5z.FILTER_SZIP: "szip", 32015: "zstd",
+                        32001: "blosc", 32004: "lz4", 307: "bzip2"}
+
+
+def compression_name(dataset) -> str:
+    """The dataset's compression as swt names it (``gzip``, ``lzf``, ``zstd``, ``blosc``, ...; ``none``);
+    shuffle and checksum filters are not compressions. An unknown filter shows as ``filter N``."""
+    plist = dataset.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code = plist.get_filter(i)[0]
+        if code in _COMPRESSION_FILTERS:
+            return _COMPRESSION_FILTERS[code]
+        if code not in (h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32, h5py.h5z.FILTER_SCALEOFFSET,
+                        h5py.h5z.FILTER_NBIT):
+            return f"filter {code}"
+    return "none"
+
+
+def list_arrays(location: Location, allow_external: bool = False) -> list[dict]:
+    """Every dataset in the file, as ``swt info`` lists them: name, path, shape, dtype, chunks, compression,
+    attributes (metadata only: no data is read, no link followed out of the file)."""
+    h5file = open_file(location.path)
+    try:
+        with h5file:
+            return [{"name": "/" + p, "path": f"{location.path}:/{p}", "shape": list(o.shape or ()), "dtype": str(o.dtype),
+                     "chunks": list(o.chunks) if o.chunks else None, "compression": compression_name(o),
+                     "attrs": _attrs(o)} for p, is_array, o in _members(h5file) if is_array]
+    except SwtError:
+        raise
+    except Exception as err:
+        raise SwtError(f"{location.path} is damaged: cannot read its structure ({first_line(err)})") from None
 
 
 #: Datasets of more chunks than this are read through HDF5 (looking each one up costs a few microseconds).
@@ -149,17 +199,7 @@ class H5Reader(ArrayReader):
         self.location = location
         self._raw: list | None = None  # the raw byte extents, once looked up ([]: read through HDF5)
         self._fd: int | None = None
-        try:
-            self._file = h5py.File(location.path, "r")
-        except FileNotFoundError:
-            raise SwtError(f"no such file: {location.path}") from None
-        except Exception as err:  # OSError mostly; h5py raises others for some damage
-            if _locked(err):
-                raise SwtError(
-                    f"{location.path} is locked by a program that has it open for writing (HDF5 file locking): wait "
-                    f"until it closes the file; if no one is writing it (a writer that crashed, or a file system whose "
-                    f"locks misbehave), read it with HDF5_USE_FILE_LOCKING=FALSE in the environment") from None
-            raise SwtError(f"{location.path} is not a readable HDF5 file ({first_line(err)})") from None
+        self._file = open_file(location.path)
         try:
             self._members = _members(self._file)
             self._links = _links(self._file)
@@ -259,7 +299,7 @@ class H5Reader(ArrayReader):
         info.update(
             path=f"{self.location.path}:{ds.name}",
             chunks=list(ds.chunks) if ds.chunks else None,
-            compression=ds.compression,
+            compression=compression_name(ds),
             compression_opts=ds.compression_opts,
             arrays=[{"name": "/" + p, "shape": list(o.shape or ()), "dtype": str(o.dtype)}
                     for p, is_array, o in self._members if is_array],

@@ -61,36 +61,67 @@ def outside_links(root: str) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def open_array(location: Location, mode: str = "r", allow_external: bool = False):
-    """The zarr Array at ``location`` (the only array in the store when no name is given).
+def _open_members(path: str, mode: str = "r", allow_external: bool = False) -> tuple[bool, list]:
+    """``(whether the store is a single array, [(path, is_array, node)] of everything in it)``.
 
     Each array's own metadata is read, never the store's consolidated copy: that copy is not updated by
     writers that resize an array or change its attributes later, and would then give a wrong shape.
     """
     zarr = _zarr()
-    if not os.path.exists(location.path):
-        raise SwtError(f"no such file: {location.path}")
-    if not allow_external and os.path.isdir(location.path):
-        leaving = outside_links(location.path)
+    if not os.path.exists(path):
+        raise SwtError(f"no such file: {path}")
+    if not allow_external and os.path.isdir(path):
+        leaving = outside_links(path)
         if leaving:
             link, target = leaving[0]
             more = f" and {len(leaving) - 1} more" if len(leaving) > 1 else ""
-            raise SwtError(f"{location.path} holds a symbolic link that leads outside the store "
-                           f"({os.path.relpath(link, location.path)} -> {target}{more}): swt reads only the store you "
+            raise SwtError(f"{path} holds a symbolic link that leads outside the store "
+                           f"({os.path.relpath(link, path)} -> {target}{more}): swt reads only the store you "
                            f"named; pass --allow-external to follow it")
     try:
-        node = zarr.open(store=location.path, mode=mode, use_consolidated=False)
+        node = zarr.open(store=path, mode=mode, use_consolidated=False)
     except Exception as err:  # zarr raises many types for a store it cannot parse
-        raise SwtError(f"{location.path} is not a readable Zarr store ({first_line(err)})") from None
+        raise SwtError(f"{path} is not a readable Zarr store ({first_line(err)})") from None
     if isinstance(node, zarr.Array):
+        return True, [("", True, node)]
+    try:
+        return False, [(p, isinstance(o, zarr.Array), o) for p, o in node.members(max_depth=None)]
+    except Exception as err:
+        raise SwtError(f"{path} is not a readable Zarr store ({first_line(err)})") from None
+
+
+def open_array(location: Location, mode: str = "r", allow_external: bool = False):
+    """The zarr Array at ``location`` (the only array in the store when no name is given), and the store's members."""
+    single, members = _open_members(location.path, mode, allow_external)
+    if single:
         if location.name:
             raise SwtError(f"{location.path} is a single array, not a group: drop the :/{location.name}")
-        return node, [("", True, node)]
-    try:
-        members = [(p, isinstance(o, zarr.Array), o) for p, o in node.members(max_depth=None)]
-    except Exception as err:
-        raise SwtError(f"{location.path} is not a readable Zarr store ({first_line(err)})") from None
+        return members[0][2], members
     return find_arrays(members, location.path, location.name), members
+
+
+def compression_name(array) -> str:
+    """The array's compression as swt names it in every format (``zstd``, ``blosc``, ``gzip``; ``none``),
+    not the codec's class name (``ZstdCodec``)."""
+    names = [type(c).__name__.lower().removesuffix("codec") for c in (getattr(array, "compressors", None) or ())]
+    return "+".join(names) or "none"
+
+
+def list_arrays(location: Location, allow_external: bool = False) -> list[dict]:
+    """Every array in the store, as ``swt info`` lists them: name, path, shape, dtype, chunks, compression,
+    attributes (metadata only)."""
+    out = []
+    for p, is_array, o in _open_members(location.path, allow_external=allow_external)[1]:
+        if not is_array:
+            continue
+        try:
+            attrs = o.attrs.asdict() if hasattr(o.attrs, "asdict") else dict(o.attrs)
+            out.append({"name": "/" + p.strip("/"), "path": f"{location.path}:/{p.strip('/')}" if p else location.path,
+                        "shape": [int(v) for v in o.shape], "dtype": str(_numpy_dtype(o)), "chunks": list(o.chunks),
+                        "compression": compression_name(o), "attrs": attrs if isinstance(attrs, dict) else {}})
+        except Exception as err:  # metadata that zarr parsed but cannot use
+            raise SwtError(f"{location.path} is not a readable Zarr store ({first_line(err)})") from None
+    return out
 
 
 class ZarrReader(ArrayReader):
@@ -128,7 +159,7 @@ class ZarrReader(ArrayReader):
         a = self._array
         info.update(
             chunks=list(a.chunks),
-            compression=[type(c).__name__ for c in (a.compressors or ())] or None,
+            compression=compression_name(a),
             arrays=[{"name": "/" + p, "shape": list(o.shape), "dtype": str(_numpy_dtype(o))}
                     for p, is_array, o in self._members if is_array],
         )
