@@ -175,7 +175,7 @@ class SlidingWindowTranspose(Module):
         if not self.fill == 0:
             extra += f", fill={self.fill}"
         return (
-            f"out_size={self.output_size}, kernel_size={self.kernel_size}, padding={self.padding}, "
+            f"output_size={self.output_size}, kernel_size={self.kernel_size}, padding={self.padding}, "
             f"stride={self.stride}, dilation={self.dilation}{extra}"
         )
 

@@ -169,7 +169,7 @@ def test_module_takes_reduce_weight_and_fill():
     image = rng.standard_normal((1, 2, 11, 11))
     m = SlidingWindowTranspose(11, 4, stride=3, padding=1, reduce="mean", weight="triangle", fill=0)
     np.testing.assert_allclose(m(sliding_window(image, 4, stride=3, padding=1)), image, rtol=1e-12)
-    assert repr(m) == ("SlidingWindowTranspose(out_size=11, kernel_size=4, padding=1, stride=3, dilation=1, "
+    assert repr(m) == ("SlidingWindowTranspose(output_size=11, kernel_size=4, padding=1, stride=3, dilation=1, "
                        "reduce='mean', weight='triangle')")
     with pytest.raises(SwtError, match="unknown weight 'box'"):
         SlidingWindowTranspose(10, 4, weight="box")
