@@ -52,14 +52,9 @@ import numbers
 import numpy as np
 
 from .backend import accumulator_dtype, array_module, cast_result, check_dtype, holding_dtype, result_dtype
+from .choices import REDUCES, WINDOWS  # noqa: F401 (imported from here by callers)
 from .errors import SwtError
 from .geometry import FoldPlan, fmt_dims, fmt_shape
-
-#: Names accepted by ``reduce``.
-REDUCES = ("sum", "mean")
-
-#: Names accepted by ``weight``.
-WINDOWS = ("uniform", "hann", "triangle", "gaussian")
 
 
 def window_1d(name: str, size: int) -> np.ndarray:

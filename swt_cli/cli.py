@@ -12,20 +12,20 @@ import math
 import shlex
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
 
-from . import jobs
+# Only what declaring the options needs is imported here: the job layer (and through it NumPy, the formats and
+# the pipeline) comes in with the command that uses it, so that --help and --version start quickly and a plan
+# without a file needs no NumPy (tests/test_startup.py).
 from ._version import __version__
-from .backend import check_dtype
-from .blend import REDUCES, WINDOWS
-from .errors import SwtError
-from .formats import COMPRESSIONS, Location
-from .geometry import fmt_dims, fmt_shape
-from .layouts import LAYOUTS
-from .options import OptionError, RunOptions
-from .pipeline import DEFAULT_MAX_MEMORY, parse_size
+from .choices import COMPRESSIONS, DEFAULT_MAX_MEMORY, LAYOUTS, REDUCES, WINDOWS, parse_size
+from .errors import OptionError, SwtError
+
+if TYPE_CHECKING:
+    from .formats import Location
+    from .options import RunOptions
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -178,6 +178,8 @@ class ArraySpec(click.ParamType):
     name = "PATH"
 
     def convert(self, value, param, ctx):
+        from .formats import Location
+
         try:
             Location.parse(value)
         except SwtError as err:
@@ -204,6 +206,10 @@ class DType(click.ParamType):
     name = "DTYPE"
 
     def convert(self, value, param, ctx):
+        import numpy as np
+
+        from .backend import check_dtype
+
         try:
             return check_dtype(np.dtype(value), "output")
         except (TypeError, SwtError) as err:
@@ -246,6 +252,8 @@ class WeightSpec(click.ParamType):
         if not isinstance(value, str) or value in WINDOWS:
             return value
         if value.lower().endswith(".npy"):
+            import numpy as np
+
             try:
                 return np.load(value, allow_pickle=False)
             except (OSError, ValueError) as err:
@@ -362,6 +370,8 @@ def _note(quiet: bool, text: str) -> None:
 
 def _output_location(output: str, compression) -> Location:
     """The output's location, checked against the compression asked for before any work starts."""
+    from .formats import Location
+
     out_loc = Location.parse(output)
     if compression and compression not in COMPRESSIONS[out_loc.fmt]:
         raise click.BadParameter(
@@ -377,6 +387,10 @@ def _budget(ctx, max_memory: int) -> int | None:
 
 def _run_options(ctx, quiet: bool, opts: dict) -> RunOptions:
     """The run settings of fold and unfold from their options, resolved once."""
+    from .options import RunOptions
+    from .pipeline import return_freed_blocks_to_the_system
+
+    return_freed_blocks_to_the_system()  # before the run's first block: how freed blocks go back to the system
     root = ctx.find_root()
     argv = root.meta.get("swt.argv") or ["swt"]
     return RunOptions.resolve(
@@ -413,6 +427,8 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
       swt fold tiles.h5 stitched.npy --reduce mean --weight hann    # blend overlapping tiles
       swt fold torch_cols.npy out.npy --layout torch -k 3 -s 2 -o 64   # torch.nn.functional.fold input
     """
+    from . import jobs
+
     _output_location(output, opts["compression"])
     options = _run_options(ctx, quiet, opts)
     jobs.fold_file(input, output, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
@@ -441,6 +457,8 @@ def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, layout, 
       swt unfold volume.h5:/scan windows.h5 -k 3,3,3 -s 2
       swt unfold image.npy cols.npy -k 3 -s 2 --layout torch   # as torch.nn.functional.unfold
     """
+    from . import jobs
+
     _output_location(output, opts["compression"])
     options = _run_options(ctx, quiet, opts)
     jobs.unfold_file(input, output, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
@@ -461,6 +479,9 @@ def info(input, as_json, allow_external, quiet):
       swt info tiles.zarr
       swt info images.h5:/group/images --json
     """
+    from . import jobs
+    from .geometry import fmt_shape
+
     facts = jobs.info(input, allow_external=allow_external)
     if as_json:
         click.echo(json.dumps(facts, indent=2, allow_nan=False))
@@ -537,6 +558,9 @@ def plan(input_, kernel, stride, padding, dilation, ndim, output_size, reduce, w
       swt plan --input tiles.h5 --reduce mean --weight hann --json
       swt plan -o 100,80 -k 5 -s 7        # warns: stride 7 leaves gaps
     """
+    from . import jobs
+    from .geometry import fmt_dims, fmt_shape
+
     result = jobs.plan(input_, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
                        output_size=output_size, reduce=reduce, weight=weight, layout=layout, dtype=dtype,
                        max_memory=_budget(click.get_current_context(), max_memory), batch_size=batch_size,
@@ -602,6 +626,7 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
       swt preview batch.zarr img7.png --index 7 --channel 2
       swt preview tiles.h5 coverage.png --coverage          # geometry recorded by swt unfold
     """
+    from . import jobs
     from . import preview as pv
 
     pv.pillow()
@@ -626,9 +651,6 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
 
 
 def main():
-    from .pipeline import return_freed_blocks_to_the_system
-
-    return_freed_blocks_to_the_system()
     cli.main(prog_name="swt")
 
 

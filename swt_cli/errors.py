@@ -12,3 +12,7 @@ class SwtError(ValueError):
 
     The command line prints its message as one line and exits with code 1.
     """
+
+
+class OptionError(SwtError):
+    """A combination of options (or arguments) that cannot work; the command line exits 2 for it."""

@@ -27,31 +27,45 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .backend import check_dtype, result_dtype
-from .blend import Blend
-from .blocks import block_items, plan_blocks
+from .choices import COMPRESSIONS, LAYOUTS
 from .coverage import fold_coverage
 from .errors import SwtError
-from .formats import COMPRESSIONS, Location, create_writer, open_reader
-from .formats.base import check_not_input, describe_leftovers
 from .geometry import Geometry, as_tuple, fmt_dims, plan_fold, plan_unfold, spatial_ndim
-from .layouts import LAYOUTS, TorchFoldReader, create_torch_writer, torch_shape
 from .options import OptionError, RunOptions
-from .pipeline import Transform, run
-from .protocols import BlockTransform, Reader, Writer
+
+# NumPy, the formats, the kernels and the pipeline are imported inside the functions that read or write
+# arrays: the command line imports this module to start any command, and ``swt plan`` without a file,
+# ``swt --help`` and ``swt --version`` need none of them.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .formats import Location
+    from .pipeline import Transform
+    from .protocols import BlockTransform, Reader, Writer
 
 __all__ = ["BlockTransform", "GeometryChoice", "JobResult", "OptionError", "Plan", "Reader", "RunOptions", "Writer", "fold_file",
            "info", "plan", "unfold_file"]
+
+#: Re-exported from :mod:`swt_cli.protocols` on first use (that module imports NumPy).
+_PROTOCOLS = ("BlockTransform", "Reader", "Writer")
+
+
+def __getattr__(name: str):
+    if name in _PROTOCOLS:
+        from . import protocols
+
+        return getattr(protocols, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_input(spec: str | Location, allow_external: bool = False):
     """``open_reader``, passing ``allow_external`` on where the formats take it (formats that do not, refuse no
     external storage either: nothing to allow)."""
+    from .formats import open_reader
+
     extra: dict[str, Any] = {"allow_external": allow_external}
     if "allow_external" in inspect.signature(open_reader).parameters:
         return open_reader(spec, **extra)
@@ -137,6 +151,10 @@ def fold_setup(reader: Reader, kernel=None, stride=None, padding=None, dilation=
 
     ``transform.blend`` is None for a plain sum.
     """
+    from .blend import Blend
+    from .layouts import TorchFoldReader
+    from .pipeline import Transform
+
     _check_layout(layout)
     recorded = recorded_geometry(reader)
     recorded = recorded if recorded.get("op") == "unfold" else {}
@@ -199,6 +217,8 @@ def _check_layout(layout: str | None) -> None:
 
 def check_compression(output: str | Location, compression: str | None) -> Location:
     """The output's location, checked against the compression asked for before any work starts."""
+    from .formats import Location
+
     out_loc = output if isinstance(output, Location) else Location.parse(output)
     if compression and compression not in COMPRESSIONS[out_loc.fmt]:
         raise OptionError(f"{out_loc.fmt} outputs take {', '.join(COMPRESSIONS[out_loc.fmt])}, not {compression}")
@@ -219,6 +239,11 @@ def _stream(op: str, reader: Reader, out_loc: Location, transform: Transform, me
     ``make_writer`` replaces ``create_writer`` (the torch layout writes through ``layouts.create_torch_writer``).
     Returns the items of the leading axes this run did.
     """
+    from .blocks import plan_blocks
+    from .formats import create_writer
+    from .formats.base import check_not_input, describe_leftovers
+    from .pipeline import run
+
     if opts.threads:
         from . import kernels
 
@@ -277,7 +302,13 @@ def _options(opts: RunOptions | None, quiet: bool, note, **run: Any) -> RunOptio
 
 
 def _output_dtype(dtype):
-    return None if dtype is None else check_dtype(np.dtype(dtype), "output")
+    if dtype is None:
+        return None
+    import numpy as np
+
+    from .backend import check_dtype
+
+    return check_dtype(np.dtype(dtype), "output")
 
 
 def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None, dilation=None, output_size=None,
@@ -328,6 +359,10 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
     ``layout="torch"`` writes ``torch.nn.functional.unfold``'s (N, C*K, L). The other arguments are as
     :func:`fold_file`'s.
     """
+    from .backend import result_dtype
+    from .layouts import create_torch_writer, torch_shape
+    from .pipeline import Transform
+
     start = time.monotonic()
     _check_layout(layout)
     opts = _options(options, quiet, note, max_memory=max_memory, batch_size=batch_size, threads=threads, device=device,
@@ -404,8 +439,11 @@ def plan(input: str | None = None, *, kernel=None, stride=None, padding=None, di
 
     Warnings (gaps no window covers) are in ``.warnings`` and also go to ``note``.
     """
-    opts = RunOptions.resolve(max_memory=max_memory, batch_size=batch_size, allow_external=allow_external)
     facts: dict = {}
+    if input is not None or max_memory is not None or batch_size is not None:
+        # Without a file there is no memory to plan and no default budget to read (from the cgroup, through the
+        # pipeline and NumPy): a budget given is still checked.
+        opts = RunOptions.resolve(max_memory=max_memory, batch_size=batch_size, allow_external=allow_external)
     if input is None:
         if kernel is None or output_size is None:
             raise OptionError("swt plan needs --output-size and --kernel, or --input FILE")
@@ -414,6 +452,8 @@ def plan(input: str | None = None, *, kernel=None, stride=None, padding=None, di
         size = as_tuple(choice.output_size, geometry.ndim, "output_size", 1)
         grid = tuple(geometry.check_unfold_axis(i, o) for i, o in enumerate(size))
     else:
+        from .blocks import block_items, plan_blocks
+
         with open_input(input, allow_external) as reader:
             setup = fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout,
                                dtype=_output_dtype(dtype), reduce=reduce, weight=weight)
@@ -449,6 +489,8 @@ def strict_json(value: Any) -> Any:
     """``value`` made strict JSON (``json.dumps(..., allow_nan=False)`` works): NaN and infinities become the
     strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, NumPy scalars and arrays plain numbers and lists,
     bytes text, and anything else its ``str``."""
+    import numpy as np
+
     if isinstance(value, dict):
         return {str(k): strict_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -487,6 +529,8 @@ def info(input: str, *, allow_external: bool = False) -> dict:
     """``swt info --json``: an array file's path, format, shape, dtype, chunks, compression, arrays, attributes,
     recorded swt ``geometry`` and, for a shared output, its ``job`` status, as strict JSON (see :func:`strict_json`).
     An incomplete output of a sharded run can still be described."""
+    from .formats import Location
+
     loc = Location.parse(input)
     if loc.fmt == "zarr":
         from .formats.zarr_store import ZarrReader

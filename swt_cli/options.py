@@ -9,26 +9,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import SwtError
-from .pipeline import DEFAULT_MAX_MEMORY, Progress, default_budget, parse_size
+from .choices import DEFAULT_MAX_MEMORY, parse_size
+from .errors import OptionError
 
+if TYPE_CHECKING:
+    from .pipeline import Progress
 
-class OptionError(SwtError):
-    """A combination of options (or arguments) that cannot work; the command line exits 2 for it."""
-
-
-class _CallbackProgress(Progress):
-    """A :class:`~swt_cli.pipeline.Progress` that reports to a callable instead of stderr."""
-
-    def __init__(self, label: str, total: int, callback: Callable[[int, int], Any]):
-        super().__init__(label, total, "items", quiet=True)
-        self.callback = callback
-
-    def advance(self, items: int) -> None:
-        super().advance(items)
-        self.callback(self.done, self.total)
+__all__ = ["OptionError", "RunOptions"]
 
 
 def _stderr_note(text: str) -> None:
@@ -71,6 +60,8 @@ class RunOptions:
         """The options of a run: ``max_memory`` None takes 512MiB, or a third of this job's cgroup memory
         limit where that is less; a string is a size such as ``"2GiB"``; ``shard`` may be ``"I/N"`` or ``"auto"``."""
         if max_memory is None:
+            from .pipeline import default_budget  # the pipeline brings in NumPy: only where a budget is read
+
             budget = default_budget(parse_size(DEFAULT_MAX_MEMORY))
         elif isinstance(max_memory, str):
             budget = parse_size(max_memory)
@@ -109,6 +100,8 @@ class RunOptions:
 
     def make_progress(self, label: str, total: int) -> Progress:
         """The progress display for ``total`` items, as ``progress`` asks."""
+        from .pipeline import CallbackProgress, Progress
+
         if callable(self.progress):
-            return _CallbackProgress(label, total, self.progress)
+            return CallbackProgress(label, total, self.progress)
         return Progress(label, total, "items", quiet=not self.progress)

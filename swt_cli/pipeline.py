@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,15 +23,11 @@ from . import kernels
 from .backend import accumulator_dtype, import_cupy
 from .blend import Blend
 from .blocks import Blocks, block_items
+from .choices import DEFAULT_MAX_MEMORY, parse_size  # noqa: F401 (imported from here by callers)
 from .errors import SwtError
 from .formats import block_shape
 from .protocols import BlockTransform, Reader, Writer
 
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
-          "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
-
-#: The memory budget of a run without --max-memory (and of ``swt plan``'s estimate).
-DEFAULT_MAX_MEMORY = "512MiB"
 
 def return_freed_blocks_to_the_system() -> None:
     """Have glibc serve every allocation over 16 MiB with its own mapping, unmapped when freed, and keep
@@ -53,17 +49,6 @@ def return_freed_blocks_to_the_system() -> None:
         libc.mallopt(m_trim_threshold, 16 << 20)
     except (OSError, AttributeError):
         pass
-
-
-def parse_size(text: str) -> int:
-    """Bytes in ``'128MiB'``, ``'2GB'``, ``'1.5G'`` or a plain number."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    if not match or match[2].lower() not in _UNITS:
-        raise SwtError(f"'{text}' is not a size: use a number with a unit such as 128MiB, 512MB or 2GiB")
-    size = float(match[1]) * _UNITS[match[2].lower()]
-    if not math.isfinite(size) or size > 2**62:
-        raise SwtError(f"'{text}' is too large a size")
-    return int(size)
 
 
 def memory_limit() -> int | None:
@@ -236,6 +221,18 @@ class Progress:
     def __exit__(self, *exc):
         if self._bar is not None:
             self._bar.stop()
+
+
+class CallbackProgress(Progress):
+    """A :class:`Progress` that reports to a callable ``(done, total)`` instead of stderr (``RunOptions.progress``)."""
+
+    def __init__(self, label: str, total: int, callback: Callable[[int, int], Any]):
+        super().__init__(label, total, "items", quiet=True)
+        self.callback = callback
+
+    def advance(self, items: int) -> None:
+        super().advance(items)
+        self.callback(self.done, self.total)
 
 
 def _fmt_time(seconds: float) -> str:
