@@ -446,7 +446,7 @@ def plan(input: str | None = None, *, kernel=None, stride=None, padding=None, di
         opts = RunOptions.resolve(max_memory=max_memory, batch_size=batch_size, allow_external=allow_external)
     if input is None:
         if kernel is None or output_size is None:
-            raise OptionError("swt plan needs --output-size and --kernel, or --input FILE")
+            raise OptionError("swt plan needs --output-size and --kernel, or a windows file (INPUT)")
         choice = resolve_geometry(kernel, stride, padding, dilation, ndim, output_size)
         geometry = choice.geometry
         size = as_tuple(choice.output_size, geometry.ndim, "output_size", 1)

@@ -184,23 +184,23 @@ class Progress:
     def __enter__(self):
         if not self.quiet and self.stream.isatty():
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
             from rich.progress import Progress as Bar
 
             self._bar = Bar(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[time]}"),
                 console=Console(file=self.stream), transient=False,
             )
             self._bar.start()
-            self._task = self._bar.add_task(self.label, total=self.total, rate="")
+            self._task = self._bar.add_task(self.label, total=self.total, rate="", time="")
         return self
 
     def advance(self, items: int) -> None:
         self.done += items
         now = time.monotonic()
         if self._bar is not None:
-            self._bar.update(self._task, advance=items, rate=self._rate(now))
+            self._bar.update(self._task, advance=items, rate=self._rate(now), time=self._time(now))
         elif not self.quiet and (now - self._last >= self.every or self.done >= self.total):
             self._last = now
             self.stream.write(self._line(now) + "\n")
@@ -210,16 +210,23 @@ class Progress:
         elapsed = max(now - self._start, 1e-9)
         return f"{self.done / elapsed:,.0f} {self.unit}/s"
 
-    def _line(self, now) -> str:
+    def _time(self, now, finished: bool = False) -> str:
+        """``'ETA 0:01:02'`` while items remain, ``'done in 0:03:04'`` once all are done or the run has ``finished``."""
         elapsed = max(now - self._start, 1e-9)
-        pct = 100.0 * self.done / self.total if self.total else 100.0
+        if finished or self.done >= self.total:
+            return "done in " + _fmt_time(elapsed)
         rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        return (f"{self.label}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), {self._rate(now)}, "
-                f"{'ETA ' + _fmt_time(eta) if self.done < self.total else 'done in ' + _fmt_time(elapsed)}")
+        return "ETA " + _fmt_time((self.total - self.done) / rate if rate > 0 else 0.0)
 
-    def __exit__(self, *exc):
+    def _line(self, now) -> str:
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        return f"{self.label}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), {self._rate(now)}, {self._time(now)}"
+
+    def __exit__(self, exc_type, *exc):
         if self._bar is not None:
+            if exc_type is None:  # the bar's last words: the run's total time (not an ETA of 0:00:00)
+                now = time.monotonic()
+                self._bar.update(self._task, rate=self._rate(now), time=self._time(now, finished=True))
             self._bar.stop()
 
 

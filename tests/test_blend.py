@@ -242,7 +242,8 @@ def test_cli_rejects_unknown_weights_and_integer_mean_dtypes(tmp_path):
     assert ("Invalid value for '--weight': 'hamming' is neither a window (uniform, hann, triangle, gaussian) "
             "nor a .npy file of weights") in bad.stderr
     intmean = invoke("fold", tmp_path / "x.npy", tmp_path / "y.npy", "-k", "2", "--reduce", "mean", "--dtype", "int32")
-    assert intmean.exit_code == 1
-    assert intmean.stderr == "Error: a mean fold has fractional results: use a float dtype, not int32\n"
+    assert intmean.exit_code == 2  # a usage error: the options do not combine
+    assert intmean.stderr == ("Error: Invalid value for '--dtype': a mean fold has fractional results: use a float dtype, "
+                              "not int32 (see 'swt fold -h')\n")
     ok = invoke("fold", tmp_path / "x.npy", tmp_path / "y.npy", "-k", "2", "--reduce", "mean", "-q")
     assert ok.exit_code == 0 and np.load(tmp_path / "y.npy").dtype == np.float64
