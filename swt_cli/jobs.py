@@ -321,11 +321,61 @@ def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None
               options: RunOptions | None = None) -> JobResult:
     """``swt fold INPUT OUTPUT``: sum the windows in file ``input`` back into images in file ``output``.
 
-    Paths are .npy, .h5/.hdf5 (``file.h5:/name`` for an array inside) or .zarr, as on the command line.
-    Geometry arguments left out come from what ``swt unfold`` recorded in the input, else the defaults
-    (the result's ``sources`` says which). ``progress``: True for swt's display on stderr, or a callable
-    ``(done, total)``; ``note``: a callable for swt's notes (default: stderr unless ``quiet``).
-    ``options`` (a :class:`RunOptions`) replaces every run setting given here. Errors raise ``SwtError``.
+    Windows ``(..., I1..ID, K1..KD)`` become images ``(..., O1..OD)``, block by block within the memory
+    budget, so files larger than memory fold; the output appears only once complete, with its
+    provenance (``swt_version``, ``swt_command``, ``swt_geometry``) where the format has attributes.
+
+    Parameters
+    ----------
+    input, output : str
+        Paths: .npy, .h5/.hdf5 (``file.h5:/name`` for an array inside) or .zarr, as on the command line.
+    kernel, stride, padding, dilation : int or tuple of int, optional
+        The geometry, as :func:`~swt_cli.api.sliding_window_transpose` takes it. Left out: what
+        ``swt unfold`` recorded in the input, else the defaults (stride 1, padding 0, dilation 1); the
+        kernel is required where the input records none.
+    output_size : int or tuple of int, optional
+        The image size [default: recorded by ``swt unfold``, else the smallest that fits the grid].
+    ndim : int, optional
+        Spatial axes (1-3) [default: the length of any tuple argument, else 2].
+    reduce, weight, fill, dtype
+        As :func:`~swt_cli.api.sliding_window_transpose` takes them.
+    layout : {"megengine", "torch"}, optional
+        The input's layout [default: recorded by ``swt unfold``, else megengine]; ``"torch"`` reads
+        ``torch.nn.functional.unfold``'s ``(N, C*K1*..*KD, L)`` and needs ``output_size``.
+    max_memory, batch_size, threads, device, compression, overwrite
+        The run settings, as :class:`RunOptions` takes them (``max_memory`` None: 512MiB, or a third of the
+        job's cgroup memory limit where that is less; also a size such as ``"2GiB"``).
+    progress, quiet, note
+        ``progress`` True for swt's display on stderr, or a callable ``(done, total)``; ``note`` a callable
+        for swt's notes, default stderr unless ``quiet``.
+    scheduler, shard, resume, allow_external
+        As :class:`RunOptions` takes them: a Dask cluster, a part ``"I/N"`` of a shared Zarr output, the
+        rest of an incomplete one; reading external storage.
+    options : RunOptions, optional
+        Replaces every run setting above.
+
+    Returns
+    -------
+    JobResult
+        The output's path, ``shape`` and ``dtype``, the geometry used and where each value came from
+        (``sources``: ``"option"``, ``"record"`` or ``"default"``), the time and the bytes read and written.
+
+    Raises
+    ------
+    SwtError
+        For an input that cannot be read or does not fit the geometry (the message names the shapes and
+        the valid sizes), an existing output without ``overwrite``, a full disk. ``OptionError`` (a
+        ``SwtError``) for arguments that do not combine.
+
+    Examples
+    --------
+    >>> import numpy as np, os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> np.save(os.path.join(folder, "w.npy"), np.ones((2, 3, 31, 31, 3, 3), np.float32))
+    >>> done = fold_file(os.path.join(folder, "w.npy"), os.path.join(folder, "img.h5"), kernel=3, stride=2,
+    ...                  output_size=64)
+    >>> done.shape, str(done.dtype), done.sources["padding"]
+    ((2, 3, 64, 64), 'float32', 'default')
     """
     start = time.monotonic()
     opts = _options(options, quiet, note, max_memory=max_memory, batch_size=batch_size, threads=threads, device=device,
@@ -356,8 +406,54 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
     """``swt unfold INPUT OUTPUT``: cut the images in file ``input`` into windows in file ``output``, which
     records the geometry so that a later :func:`fold_file` of it needs no geometry arguments.
 
-    ``layout="torch"`` writes ``torch.nn.functional.unfold``'s (N, C*K, L). The other arguments are as
-    :func:`fold_file`'s.
+    Images ``(..., S1..SD)`` become windows ``(..., I1..ID, K1..KD)``, zero-padded at the borders, block by
+    block within the memory budget.
+
+    Parameters
+    ----------
+    input, output : str
+        Paths: .npy, .h5/.hdf5 (``file.h5:/name`` for an array inside) or .zarr.
+    kernel : int or tuple of int
+        Window size (required).
+    stride, padding, dilation : int or tuple of int, optional
+        As :func:`~swt_cli.api.sliding_window` takes them [default: 1, 0, 1].
+    ndim : int, optional
+        Spatial axes (1-3) [default: the length of any tuple argument, else 2].
+    dtype : dtype, optional
+        Output dtype [default: the input's].
+    layout : {"megengine", "torch"}, optional
+        ``"torch"`` writes ``torch.nn.functional.unfold``'s ``(N, C*K1*..*KD, L)`` [default: megengine].
+    max_memory, batch_size, threads, device, compression, overwrite
+        The run settings, as :class:`RunOptions` takes them (``max_memory`` None: 512MiB, or a third of the
+        job's cgroup memory limit where that is less; also a size such as ``"2GiB"``).
+    progress, quiet, note
+        ``progress`` True for swt's display on stderr, or a callable ``(done, total)``; ``note`` a callable
+        for swt's notes, default stderr unless ``quiet``.
+    scheduler, shard, resume, allow_external
+        As :class:`RunOptions` takes them: a Dask cluster, a part ``"I/N"`` of a shared Zarr output, the
+        rest of an incomplete one; reading external storage.
+    options : RunOptions, optional
+        Replaces every run setting above.
+
+    Returns
+    -------
+    JobResult
+        As :func:`fold_file`'s, with ``image_size`` in its ``geometry``.
+
+    Raises
+    ------
+    SwtError
+        For an input that cannot be read, an image smaller than one window, an existing output without
+        ``overwrite``. ``OptionError`` (a ``SwtError``) for arguments that do not combine.
+
+    Examples
+    --------
+    >>> import numpy as np, os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> np.save(os.path.join(folder, "img.npy"), np.ones((2, 3, 64, 64), np.float32))
+    >>> cut = unfold_file(os.path.join(folder, "img.npy"), os.path.join(folder, "tiles.zarr"), kernel=3, stride=2)
+    >>> cut.shape, cut.geometry["image_size"]
+    ((2, 3, 31, 31, 3, 3), [64, 64])
     """
     from .backend import result_dtype
     from .layouts import create_torch_writer, torch_shape
@@ -437,7 +533,42 @@ def plan(input: str | None = None, *, kernel=None, stride=None, padding=None, di
     """``swt plan``: the plan of a fold of ``output_size`` with ``kernel`` (...), or of folding the file ``input``
     (its shape gives the grid, its record the geometry), with the memory it needs under ``max_memory``.
 
-    Warnings (gaps no window covers) are in ``.warnings`` and also go to ``note``.
+    Warnings (gaps no window covers) are in ``.warnings`` and also go to ``note``. Nothing is read but
+    the input's shape and record, and nothing written.
+
+    Parameters
+    ----------
+    input : str, optional
+        A windows file; without it, ``output_size`` and ``kernel`` are required.
+    kernel, stride, padding, dilation, ndim, output_size, layout
+        As :func:`fold_file` takes them.
+    reduce, weight, dtype
+        As :func:`fold_file` takes them: they change the memory and the output dtype.
+    max_memory, batch_size : optional
+        The budget the fold would run with (only used with ``input``; checked where given).
+    allow_external : bool, default False
+        As :class:`RunOptions`.
+    note : callable, optional
+        Told each warning.
+
+    Returns
+    -------
+    Plan
+        ``grid``, ``output_size``, ``valid_output_sizes`` (per axis ``(lo, hi)``), ``min_overlap``,
+        ``max_overlap``, ``uncovered_pixels`` and ``uncovered_fraction``, ``warnings``; with ``input``, its
+        shapes, dtypes and memory in ``input_facts``. ``to_dict()`` is what ``swt plan --json`` prints.
+
+    Raises
+    ------
+    SwtError
+        For a geometry no output fits, an input that cannot be read. ``OptionError`` (a ``SwtError``)
+        where neither ``input`` nor ``output_size`` and ``kernel`` are given.
+
+    Examples
+    --------
+    >>> p = plan(output_size=64, kernel=3, stride=2)
+    >>> p.grid, p.valid_output_sizes, p.max_overlap, p.uncovered_pixels
+    ((31, 31), [(63, 64), (63, 64)], 4, 127)
     """
     facts: dict = {}
     if input is not None or max_memory is not None or batch_size is not None:

@@ -29,7 +29,50 @@ class RunOptions:
     """How a fold or unfold of files runs (not what it computes): memory, threads, device, output, cluster.
 
     Build it with :meth:`resolve`, which takes the memory budget from this job's cgroup when none is
-    given; nothing changes it afterwards.
+    given and checks every value; nothing changes it afterwards. Pass it as ``options=`` to
+    :func:`~swt_cli.jobs.fold_file` or :func:`~swt_cli.jobs.unfold_file` to run several jobs alike.
+
+    Parameters
+    ----------
+    max_memory : int
+        Bytes for blocks in flight (:meth:`resolve` also takes ``"2GiB"`` or None for the default).
+    batch_size : int, optional
+        Items of the first axis per block (overrides ``max_memory``).
+    threads : int, optional
+        CPU threads for the kernel [default: all cores].
+    device : {"cpu", "gpu"}, default "cpu"
+        Where to compute; ``"gpu"`` needs CuPy.
+    compression : str, optional
+        The output's compression: HDF5 ``none``, ``gzip``, ``lzf``; Zarr ``zstd``, ``blosc``, ``gzip``,
+        ``none`` [default: none for HDF5, zstd for Zarr].
+    overwrite : bool, default False
+        Replace an existing output (only once the new one is complete).
+    quiet : bool, default True
+        No notes on stderr (where ``note`` is None).
+    progress : bool or callable, optional
+        True for swt's display on stderr, or a callable ``(done, total)`` told after each block.
+    scheduler, shard, resume
+        ``--scheduler`` (a Dask address, a scheduler file or ``local:N``), ``--shard`` (``(i, n)``; :meth:`resolve`
+        also takes ``"I/N"`` or ``"auto"``) and ``--resume`` of the command line.
+    allow_external : bool, default False
+        Let the readers follow HDF5 external storage, virtual datasets and external links, and Zarr
+        symlinks leaving the store.
+    note, on_output : callable, optional
+        Told the run's notes, and what an interrupt would leave of the output.
+    command : str
+        Recorded in the output's ``swt_command`` attribute.
+
+    Raises
+    ------
+    OptionError
+        From :meth:`resolve`, for a budget below 1 MiB, an unknown device, or a batch size or thread
+        count that is not a positive integer (a ``SwtError``; a bad size string raises ``SwtError``).
+
+    Examples
+    --------
+    >>> opts = RunOptions.resolve(max_memory="1GiB", threads=2)
+    >>> opts.max_memory, opts.threads, opts.device
+    (1073741824, 2, 'cpu')
     """
 
     #: Bytes for blocks in flight (resolved: never None).
