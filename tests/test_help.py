@@ -49,9 +49,9 @@ def _option_help(command: str) -> dict[str, str]:
     import click
 
     cmd = cli.commands[command]
-    ctx = click.Context(cmd, info_name=command)
+    ctx = click.Context(cmd, info_name=command, **cmd.context_settings)
     records = {}
-    for param in cmd.get_params(ctx):
+    for param in cmd.params:  # not get_params: Click caches the help option it makes, under this context's names
         record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
         if record is not None:
             records[max(param.opts, key=len)] = record[1]
