@@ -5,24 +5,57 @@
 >>> x = np.random.rand(2, 3, 64, 64).astype(np.float32)
 >>> sliding_window_transpose(sliding_window(x, 3, stride=2), 64, 3, stride=2).shape
 (2, 3, 64, 64)
+
+The names below are imported on first use: ``import swt_cli`` (and the ``swt`` command, which imports
+this package first) loads neither NumPy nor the file formats until something needs them.
 """
 
-from ._version import __version__
-from .api import sliding_window, sliding_window_transpose
-from .errors import SwtError
-from .geometry import Geometry, plan_fold, plan_unfold
-from .module import SlidingWindow, SlidingWindowTranspose
+from __future__ import annotations
 
-#: The job layer (files to files), imported on first use: it brings in the file formats.
-_JOBS = ("fold_file", "unfold_file", "plan", "info", "RunOptions", "JobResult", "Plan")
+import importlib
+from typing import TYPE_CHECKING
+
+from ._version import __version__
+
+#: Each public name and the module it comes from.
+_SOURCES = {
+    "sliding_window": "api",
+    "sliding_window_transpose": "api",
+    "SwtError": "errors",
+    "Geometry": "geometry",
+    "plan_fold": "geometry",
+    "plan_unfold": "geometry",
+    "SlidingWindow": "module",
+    "SlidingWindowTranspose": "module",
+    # The job layer (files to files): it brings in the file formats.
+    "fold_file": "jobs",
+    "unfold_file": "jobs",
+    "plan": "jobs",
+    "info": "jobs",
+    "RunOptions": "jobs",
+    "JobResult": "jobs",
+    "Plan": "jobs",
+}
+
+if TYPE_CHECKING:  # what the names are, for type checkers and editors
+    from .api import sliding_window, sliding_window_transpose
+    from .errors import SwtError
+    from .geometry import Geometry, plan_fold, plan_unfold
+    from .jobs import JobResult, Plan, RunOptions, fold_file, info, plan, unfold_file
+    from .module import SlidingWindow, SlidingWindowTranspose
 
 
 def __getattr__(name: str):
-    if name in _JOBS:
-        from . import jobs
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'swt_cli' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
 
-        return getattr(jobs, name)
-    raise AttributeError(f"module 'swt_cli' has no attribute '{name}'")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SOURCES))
 
 
 __all__ = [

@@ -25,17 +25,73 @@ __all__ = ["blended_transpose", "fold_cover", "sliding_window", "sliding_window_
 
 def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None,
                              reduce="sum", weight=None, fill=0, cover=False):
-    """Sum windows back onto the image positions they were cut from (MegEngine's semantics).
+    """Fold windows back into images: sum each window element onto the image position it was cut from.
 
-    ``inp``: ``(..., I1..ID, K1..KD)`` -> ``(..., O1..OD)``; D (1, 2 or 3) is the length of any tuple
-    argument, else 2. ``output_size=None`` takes the smallest size that fits the window grid.
-    ``reduce="mean"``, ``weight`` (a window name or an array of the kernel's shape) and ``fill`` (for
-    elements no window covers) combine overlaps otherwise: see :mod:`swt_cli.blend`.
-    ``cover=True``: the windows were cut by ``sliding_window(..., cover=True)`` from images of
-    ``output_size`` (the ORIGINAL size): they are folded onto the padded size and cropped back to it.
+    The sliding-window transpose (col2im, overlap-add) with MegEngine's semantics
+    (``megengine.functional.sliding_window_transpose``): window ``i`` at kernel offset ``w`` lands on
+    output position ``i*stride - padding + w*dilation`` along each axis. D, the number of spatial axes
+    (1, 2 or 3), is the length of any tuple argument, else 2.
 
-    >>> sliding_window_transpose(np.ones((2, 3, 31, 31, 3, 3)), 64, 3, stride=2).shape
+    Parameters
+    ----------
+    inp : array_like, shape (..., I1..ID, K1..KD)
+        Windows: any leading (batch, channel) axes, then the window grid, then the kernel. A NumPy or
+        CuPy array (CuPy arrays are folded on their GPU) or anything ``np.asarray`` takes.
+    output_size : int or tuple of int or None
+        The image size ``(O1..OD)``, one int for every axis or one per axis. None takes the smallest size
+        that holds the window grid; a size the grid does not fit raises, naming the sizes that do.
+    kernel_size : int or tuple of int
+        Window size; it must equal the last D axes of ``inp``.
+    padding : int or tuple of int, default 0
+        Zero padding that was added on each side before cutting: those positions are dropped.
+    stride : int or tuple of int, default 1
+        Step between windows.
+    dilation : int or tuple of int, default 1
+        Spacing of the window elements.
+    dtype : dtype, optional
+        Output dtype [default: the input's, float64 for an integer input with ``reduce="mean"`` or a
+        ``weight``]. Sums are taken in a wider accumulator (float32 for float16, 64 bits for integers).
+    reduce : {"sum", "mean"}, default "sum"
+        ``"sum"`` adds overlapping windows (MegEngine); ``"mean"`` divides each element by the windows (or
+        the weights) covering it, so a fold of an unfold gives the image back wherever a window covers it.
+    weight : str or array_like, optional
+        Multiply window elements by a window function before summing: ``"uniform"``, ``"hann"``,
+        ``"triangle"``, ``"gaussian"``, or an array of the kernel's shape; see :mod:`swt_cli.blend`.
+    fill : number, default 0
+        Value of output elements no window covers.
+    cover : bool, default False
+        The windows were cut by ``sliding_window(..., cover=True)`` from images of ``output_size`` (the
+        original size): they are folded onto the padded size and cropped back to it.
+
+    Returns
+    -------
+    ndarray, shape (..., O1..OD)
+        The images, of the input's array type (NumPy or CuPy).
+
+    Raises
+    ------
+    SwtError
+        Where the shapes and the geometry disagree (the message names the shapes, the geometry and the
+        valid values), or a value is invalid. ``OptionError`` (a ``SwtError``) for arguments that do not
+        combine, such as an integer ``dtype`` with ``reduce="mean"``.
+
+    Examples
+    --------
+    A 31x31 grid of 3x3 windows with stride 2 folds into 64x64 images (63 would fit too):
+
+    >>> windows = np.ones((2, 3, 31, 31, 3, 3), np.float32)
+    >>> sliding_window_transpose(windows, 64, 3, stride=2).shape
     (2, 3, 64, 64)
+    >>> sliding_window_transpose(windows, None, 3, stride=2).shape
+    (2, 3, 63, 63)
+
+    Each output element is the sum of the window elements that land on it; ``reduce="mean"`` averages.
+    In 1-d (a tuple of one for any argument), three windows of 2 elements, stride 1:
+
+    >>> sliding_window_transpose(np.ones((1, 3, 2)), (4,), 2)
+    array([[1., 2., 2., 1.]])
+    >>> sliding_window_transpose(np.ones((1, 3, 2)), (4,), 2, reduce="mean")
+    array([[1., 1., 1., 1.]])
     """
     if cover:
         return fold_cover(inp, output_size, kernel_size, padding, stride, dilation, dtype=dtype, reduce=reduce,
@@ -50,16 +106,57 @@ def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1,
 
 
 def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None, cover=False, pad_value=0):
-    """Cut images into windows, zero-padded at the borders (MegEngine's semantics).
+    """Cut images into windows (unfold, im2col), zero-padded at the borders (MegEngine's semantics).
 
-    ``inp``: ``(..., S1..SD)`` -> ``(..., I1..ID, K1..KD)``. Windows reach only as far as the grid does: a
-    477x720 image cut with kernel 64, stride 64 keeps 448x704. ``cover=True`` first pads the far edges
-    (bottom, right, back) with ``pad_value`` just enough for the windows to reach every element (see
-    :mod:`swt_cli.cover`); fold such windows with ``sliding_window_transpose(..., cover=True)`` and the
-    original size. Geometries whose windows leave gaps (a stride longer than the window) are refused.
+    ``megengine.functional.sliding_window``: window ``i`` holds, at kernel offset ``w``, the image element
+    at ``i*stride - padding + w*dilation`` along each axis (0 outside the image). Along an axis of size
+    ``S`` there are ``(S + 2*padding - dilation*(kernel - 1) - 1) // stride + 1`` windows; image elements
+    beyond the last window are in none (``swt plan`` shows how many). D, the number of spatial axes (1, 2
+    or 3), is the length of any tuple argument, else 2.
 
+    Parameters
+    ----------
+    inp : array_like, shape (..., S1..SD)
+        Images: any leading (batch, channel) axes, then the D spatial axes. A NumPy or CuPy array, or
+        anything ``np.asarray`` takes.
+    kernel_size : int or tuple of int
+        Window size, one for every axis or one per axis.
+    padding : int or tuple of int, default 0
+        Zeros added on each side of every spatial axis.
+    stride : int or tuple of int, default 1
+        Step between windows.
+    dilation : int or tuple of int, default 1
+        Spacing of the window elements.
+    dtype : dtype, optional
+        Output dtype [default: the input's].
+    cover : bool, default False
+        First pad the far edges (bottom, right, back) with ``pad_value`` just enough for the windows to
+        reach every element (a 477x720 image cut with kernel 64, stride 64 otherwise keeps 448x704); fold
+        such windows with ``sliding_window_transpose(..., cover=True)`` and the original size. Geometries
+        whose windows leave gaps (a stride longer than the window) are refused. See :mod:`swt_cli.cover`.
+    pad_value : number, default 0
+        The value padded in with ``cover=True``.
+
+    Returns
+    -------
+    ndarray, shape (..., I1..ID, K1..KD)
+        The windows: the leading axes, the window grid, the kernel; of the input's array type.
+
+    Raises
+    ------
+    SwtError
+        Where not even one window fits an axis (the message names the axis, its size and the window's
+        span), or a geometry value is invalid (``kernel_size`` 0, a tuple of the wrong length).
+
+    Examples
+    --------
     >>> sliding_window(np.ones((2, 3, 64, 64)), 3, stride=2).shape
     (2, 3, 31, 31, 3, 3)
+    >>> sliding_window(np.arange(5.0), (3,), stride=2)  # 1-d: a tuple of one
+    array([[0., 1., 2.],
+           [2., 3., 4.]])
+    >>> sliding_window(np.ones((1, 10, 8, 6)), (3, 2, 2), padding=(1, 0, 0)).shape
+    (1, 10, 7, 5, 3, 2, 2)
     >>> sliding_window(np.ones((477, 720)), 64, stride=64, cover=True).shape
     (8, 12, 64, 64)
     """

@@ -52,14 +52,9 @@ import numbers
 import numpy as np
 
 from .backend import accumulator_dtype, array_module, cast_result, check_dtype, holding_dtype, result_dtype
-from .errors import SwtError
+from .choices import REDUCES, WINDOWS  # noqa: F401 (imported from here by callers)
+from .errors import OptionError, SwtError
 from .geometry import FoldPlan, fmt_dims, fmt_shape
-
-#: Names accepted by ``reduce``.
-REDUCES = ("sum", "mean")
-
-#: Names accepted by ``weight``.
-WINDOWS = ("uniform", "hann", "triangle", "gaussian")
 
 
 def window_1d(name: str, size: int) -> np.ndarray:
@@ -280,7 +275,8 @@ class Blend:
             else:
                 out = check_dtype(dtype, "output")
                 if out.kind in "iu":
-                    raise SwtError(f"a {self.describe()} fold has fractional results: use a float dtype, not {out.name}")
+                    raise OptionError(f"a {self.describe()} fold has fractional results: use a float dtype, not {out.name}",
+                                      option="dtype")
                 out = result_dtype(in_dtype, out)
         if self.fill != 0:
             check_fill_fits(self.fill, out, integers=not self.fractional and np.dtype(in_dtype).kind in "iu")

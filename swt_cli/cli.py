@@ -11,20 +11,22 @@ import math
 import shlex
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
 
-from . import jobs
+# Only what declaring the options needs is imported here: the job layer (and through it NumPy, the formats and
+# the pipeline) comes in with the command that uses it, so that --help and --version start quickly and a plan
+# without a file needs no NumPy (tests/test_startup.py).
 from ._version import __version__
-from .backend import check_dtype
-from .blend import REDUCES, WINDOWS
-from .errors import SwtError
-from .formats import COMPRESSIONS, Location
-from .geometry import fmt_dims, fmt_shape
-from .layouts import LAYOUTS
-from .options import OptionError, RunOptions
-from .pipeline import DEFAULT_MAX_MEMORY, parse_size
+from .choices import COMPRESSIONS, DEFAULT_MAX_MEMORY, LAYOUTS, REDUCES, WINDOWS, parse_size
+from .errors import OptionError, SwtError
+from .geometry import fmt_shape
+
+if TYPE_CHECKING:
+    from . import jobs
+    from .formats import Location
+    from .options import RunOptions
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -118,8 +120,34 @@ class SwtGroup(click.Group):
             ) from None
 
 
+#: The headings of every command's options, in this order, and the parameters under each; any other
+#: parameter goes under "Other options". Within a heading, options keep the order they are declared in.
+SECTIONS = {
+    "Geometry": ("kernel", "stride", "padding", "dilation", "ndim", "output_size", "cover", "pad_value", "strict"),
+    "Overlaps": ("reduce", "weight", "fill", "coverage"),
+    "Input and output": ("input_option", "index", "channel", "layout", "dtype", "compression", "overwrite",
+                         "allow_external", "as_json"),
+    "Run": ("max_memory", "batch_size", "threads", "device", "scheduler", "shard", "resume", "quiet", "debug", "help"),
+}
+_SECTION_OF = {name: title for title, names in SECTIONS.items() for name in names}
+
+
 class SwtCommand(click.Command):
-    """A command whose library errors about a combination of options exit 2 with the command's usage hint."""
+    """A command whose options are listed under headings (:data:`SECTIONS`) and whose library errors about a
+    combination of options exit 2 with the command's usage hint, naming the option to blame where there is one."""
+
+    def format_options(self, ctx, formatter):
+        groups: dict[str, list] = {title: [] for title in (*SECTIONS, "Other options")}
+        help_names = set(ctx.help_option_names)
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None  # arguments are in the usage
+            if record is not None:
+                name = "help" if help_names & set(param.opts) else param.name or ""  # click names its help option oddly
+                groups[_SECTION_OF.get(name, "Other options")].append(record)
+        for title, records in groups.items():
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
 
     def invoke(self, ctx):
         try:
@@ -127,6 +155,9 @@ class SwtCommand(click.Command):
         except OptionError as err:
             if ctx.find_root().meta.get("swt.debug"):
                 raise
+            param = next((p for p in self.params if err.option and p.name == err.option), None)
+            if param is not None:
+                raise click.BadParameter(str(err), ctx, param) from None
             raise click.UsageError(str(err), ctx) from None
 
 
@@ -169,7 +200,15 @@ class ArraySpec(click.ParamType):
 
     name = "PATH"
 
+    def shell_complete(self, ctx, param, incomplete):
+        """File names, as for click.Path: the shell completes them."""
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(incomplete, type="file")]
+
     def convert(self, value, param, ctx):
+        from .formats import Location
+
         try:
             Location.parse(value)
         except SwtError as err:
@@ -196,6 +235,10 @@ class DType(click.ParamType):
     name = "DTYPE"
 
     def convert(self, value, param, ctx):
+        import numpy as np
+
+        from .backend import check_dtype
+
         try:
             return check_dtype(np.dtype(value), "output")
         except (TypeError, SwtError) as err:
@@ -223,7 +266,7 @@ def geometry_options(fn):
         click.option("-s", "--stride", type=IntList(1), help="Step between windows [default: 1]."),
         click.option("-p", "--padding", type=IntList(0), help="Zero padding on each side [default: 0]."),
         click.option("-d", "--dilation", type=IntList(1), help="Spacing of window elements [default: 1]."),
-        click.option("--ndim", type=click.IntRange(1, 3), help="Spatial axes (1-3) [default: from the lists given, else 2]."),
+        click.option("--ndim", type=click.IntRange(1, 3), help="Spatial axes [default: from the lists given, else 2]."),
     ]):
         fn = decorator(fn)
     return fn
@@ -238,6 +281,8 @@ class WeightSpec(click.ParamType):
         if not isinstance(value, str) or value in WINDOWS:
             return value
         if value.lower().endswith(".npy"):
+            import numpy as np
+
             try:
                 return np.load(value, allow_pickle=False)
             except (OSError, ValueError) as err:
@@ -266,14 +311,14 @@ class FillValue(click.ParamType):
 def blend_options(fn):
     """--reduce, --weight and --fill: how a fold combines overlapping windows (swt_cli.blend)."""
     for decorator in reversed([
-        click.option("--reduce", type=click.Choice(REDUCES), default="sum", show_default=True,
+        click.option("--reduce", type=click.Choice(REDUCES), default="sum",
                      help="sum: add overlapping windows (MegEngine); mean: divide by the windows (or weights) covering "
-                          "each element."),
+                          "each element [default: sum]."),
         click.option("--weight", type=WeightSpec(),
                      help="Multiply window elements by a window function before summing: uniform, hann, triangle, "
                           "gaussian (see the README), or a .npy of the kernel's shape [default: uniform]."),
-        click.option("--fill", type=FillValue(), default=0.0, show_default=True,
-                     help="Value of output elements no window covers."),
+        click.option("--fill", type=FillValue(), default=0.0,
+                     help="Value of output elements no window covers [default: 0]."),
     ]):
         fn = decorator(fn)
     return fn
@@ -294,17 +339,18 @@ def io_options(fn):
     """Options of every command that streams one file into another."""
     fn = allow_external_option(fn)
     for decorator in reversed([
-        click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (only once the new one is complete)."),
-        click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY, show_default=True,
-                     help="Memory budget for blocks in flight (units: KiB MiB GiB, KB MB GB); blocks aim at 128MiB within "
-                          "it. Not given: 512MiB, or a third of the job's cgroup memory limit where that is less."),
-        click.option("--batch-size", type=click.IntRange(1), help="Items of the first axis per block (overrides --max-memory)."),
-        click.option("--compression", type=click.Choice(sorted({c for v in COMPRESSIONS.values() for c in v})),
-                     help="HDF5: none (default), gzip, lzf. Zarr: zstd (default), blosc, gzip, none."),
         click.option("--dtype", type=DType(), help="Output dtype [default: the input's]."),
-        click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
-                     help="Compute on the CPU, or on a GPU through CuPy (pip install 'swt-cli[gpu]')."),
+        click.option("--compression", type=click.Choice(sorted({c for v in COMPRESSIONS.values() for c in v})),
+                     help="HDF5: none, gzip, lzf. Zarr: zstd, blosc, gzip, none [default: none for HDF5, zstd for Zarr]."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (only once the new one is complete)."),
+        click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY,
+                     help="Memory budget for blocks in flight (units: KiB MiB GiB, KB MB GB); blocks aim at 128MiB within "
+                          f"it [default: {DEFAULT_MAX_MEMORY}, or a third of the job's cgroup memory limit where that is "
+                          "less]."),
+        click.option("--batch-size", type=click.IntRange(1), help="Items of the first axis per block (overrides --max-memory)."),
         click.option("--threads", type=click.IntRange(1), help="CPU threads for the kernel [default: all cores]."),
+        click.option("--device", type=click.Choice(["cpu", "gpu"]), default="cpu",
+                     help="Compute on the CPU, or on a GPU through CuPy (pip install 'swt-cli[gpu]') [default: cpu]."),
     ]):
         fn = decorator(fn)
     return fn
@@ -359,6 +405,8 @@ def _note(quiet: bool, text: str) -> None:
 
 def _output_location(output: str, compression) -> Location:
     """The output's location, checked against the compression asked for before any work starts."""
+    from .formats import Location
+
     out_loc = Location.parse(output)
     if compression and compression not in COMPRESSIONS[out_loc.fmt]:
         raise click.BadParameter(
@@ -374,6 +422,10 @@ def _budget(ctx, max_memory: int) -> int | None:
 
 def _run_options(ctx, quiet: bool, opts: dict) -> RunOptions:
     """The run settings of fold and unfold from their options, resolved once."""
+    from .options import RunOptions
+    from .pipeline import return_freed_blocks_to_the_system
+
+    return_freed_blocks_to_the_system()  # before the run's first block: how freed blocks go back to the system
     root = ctx.find_root()
     argv = root.meta.get("swt.argv") or ["swt"]
     return RunOptions.resolve(
@@ -396,7 +448,7 @@ def _done(quiet: bool, result: jobs.JobResult, options: RunOptions) -> None:
         _note(quiet, f"wrote {result.output}: {what}")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="Fold windows back into images (sliding-window transpose).")
 @click.argument("input", metavar="INPUT", type=ArraySpec())
 @click.argument("output", metavar="OUTPUT", type=ArraySpec())
 @geometry_options
@@ -424,6 +476,8 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
       swt fold tiles.h5 stitched.npy --reduce mean --weight hann    # blend overlapping tiles
       swt fold torch_cols.npy out.npy --layout torch -k 3 -s 2 -o 64   # torch.nn.functional.fold input
     """
+    from . import jobs
+
     _output_location(output, opts["compression"])
     options = _run_options(ctx, quiet, opts)
     result = jobs.fold_file(input, output, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
@@ -432,16 +486,16 @@ def fold(ctx, input, output, kernel, stride, padding, dilation, ndim, output_siz
     _done(quiet, result, options)
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="Cut images into windows (sliding window).")
 @click.argument("input", metavar="INPUT", type=ArraySpec())
 @click.argument("output", metavar="OUTPUT", type=ArraySpec())
 @geometry_options
+@layout_option("Output layout: megengine (..., IH, IW, KH, KW) or torch (N, C*KH*KW, L) as torch.nn.functional.unfold "
+               "[default: megengine].")
 @io_options
 @cluster_options
 @common_options
 @click.pass_context
-@layout_option("Output layout: megengine (..., IH, IW, KH, KW) or torch (N, C*KH*KW, L) as torch.nn.functional.unfold "
-               "[default: megengine].")
 @click.option("--cover", is_flag=True,
               help="Pad the images' far edges (bottom, right, back) just enough for the windows to reach every element; "
                    "swt fold of the output crops back to the original size.")
@@ -460,13 +514,15 @@ def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, layout, 
       swt unfold volume.h5:/scan windows.h5 -k 3,3,3 -s 2
       swt unfold image.npy cols.npy -k 3 -s 2 --layout torch   # as torch.nn.functional.unfold
     """
+    from . import jobs
+
     _output_location(output, opts["compression"])
     options = _run_options(ctx, quiet, opts)
     jobs.unfold_file(input, output, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
                      dtype=opts["dtype"], layout=layout, cover=cover, pad_value=pad_value, strict=strict, options=options)
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="Show an array file's shape, dtype, chunks and swt geometry.")
 @click.argument("input", metavar="INPUT", type=ArraySpec())
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text (strict JSON: NaN and "
                                                     "infinities are the strings \"NaN\", \"Infinity\", \"-Infinity\").")
@@ -480,6 +536,9 @@ def info(input, as_json, allow_external, quiet):
       swt info tiles.zarr
       swt info images.h5:/group/images --json
     """
+    from . import jobs
+    from .geometry import fmt_shape
+
     facts = jobs.info(input, allow_external=allow_external)
     if as_json:
         click.echo(json.dumps(facts, indent=2, allow_nan=False))
@@ -546,37 +605,45 @@ def _fmt_bytes(n) -> str:
     raise AssertionError("unreachable: the loop returns at TiB")
 
 
-@cli.command(context_settings=CONTEXT)
-@click.option("-i", "--input", "input_", metavar="FILE", type=ArraySpec(),
-              help="A windows file: plan folding it (its shape gives the grid, its records the geometry).")
+@cli.command(context_settings=CONTEXT, short_help="Show a fold's window grid, output sizes, coverage and memory.")
+@click.argument("input", required=False, type=ArraySpec())
 @geometry_options
 @click.option("-o", "--output-size", type=IntList(1),
-              help="Output size [with --input: recorded by swt unfold, else the smallest that fits].")
-@click.option("--reduce", type=click.Choice(REDUCES), default="sum", show_default=True,
-              help="As fold's (mean and weights change the memory and the dtype).")
+              help="Output size [with INPUT: recorded by swt unfold, else the smallest that fits].")
+@click.option("--reduce", type=click.Choice(REDUCES), default="sum",
+              help="As fold's (mean and weights change the memory and the dtype) [default: sum].")
 @click.option("--weight", type=WeightSpec(), help="As fold's.")
-@layout_option("Layout of --input: megengine or torch [default: recorded by swt unfold, else megengine].")
+@click.option("-i", "--input", "input_option", metavar="FILE", type=ArraySpec(),
+              help="The same as INPUT (the older spelling).")
+@layout_option("Layout of INPUT: megengine or torch [default: recorded by swt unfold, else megengine].")
 @click.option("--dtype", type=DType(), help="Output dtype of the fold [default: the input's].")
-@click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY, show_default=True,
-              help="Memory budget the fold would run with.")
-@click.option("--batch-size", type=click.IntRange(1), help="Items of the first axis per block (overrides --max-memory).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @allow_external_option
+@click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY,
+              help=f"Memory budget the fold would run with [default: {DEFAULT_MAX_MEMORY}, or a third of the job's cgroup "
+                   "memory limit where that is less].")
+@click.option("--batch-size", type=click.IntRange(1), help="Items of the first axis per block (overrides --max-memory).")
 @common_options
-def plan(input_, kernel, stride, padding, dilation, ndim, output_size, reduce, weight, layout, dtype, max_memory, batch_size,
-         as_json, allow_external, quiet):
+def plan(input, input_option, kernel, stride, padding, dilation, ndim, output_size, reduce, weight, layout, dtype, max_memory,
+         batch_size, as_json, allow_external, quiet):
     """Show a fold's window grid, the output sizes it fits, how windows cover the output and the memory it needs.
 
     Coverage counts, per output element, the windows that land on it: the least and the most, and the
-    elements no window covers (a warning says why). With --input, also the shapes and the memory a
-    fold of that file needs under --max-memory.
+    elements no window covers (a warning says why). With INPUT, a windows file, also the shapes and the
+    memory a fold of that file needs under --max-memory.
 
     \b
     Examples:
       swt plan --output-size 512 --kernel 64 --stride 48
-      swt plan --input tiles.h5 --reduce mean --weight hann --json
+      swt plan tiles.h5 --reduce mean --weight hann --json
       swt plan -o 100,80 -k 5 -s 7        # warns: stride 7 leaves gaps
     """
+    from . import jobs
+    from .geometry import fmt_dims, fmt_shape
+
+    if input is not None and input_option is not None:
+        raise click.UsageError("give the windows file once: as INPUT or with -i/--input, not both")
+    input_ = input if input is not None else input_option
     result = jobs.plan(input_, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
                        output_size=output_size, reduce=reduce, weight=weight, layout=layout, dtype=dtype,
                        max_memory=_budget(click.get_current_context(), max_memory), batch_size=batch_size,
@@ -610,11 +677,12 @@ def plan(input_, kernel, stride, padding, dilation, ndim, output_size, reduce, w
         click.echo(f"{key + ':':<{width + 1}} {value}")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, short_help="Save one image of a file, or a fold's coverage, as a PNG.")
 @click.argument("input", metavar="FILE", type=ArraySpec())
 @click.argument("output", metavar="OUT.png")
 @click.option("-n", "--index", type=click.IntRange(0),
-              help="Image of the batch to show, counting row-major over the batch axes [default: 0].")
+              help="Image of the batch to show, counting row-major over the batch axes; in a windows file written by "
+                   "swt unfold, the window, counting over item, channel, window row and window column [default: 0].")
 @click.option("-c", "--channel", type=click.IntRange(0),
               help="Show this channel in grey [default: RGB for 3 channels, else channel 0].")
 @click.option("--coverage", is_flag=True,
@@ -634,6 +702,7 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
     FILE holds images (..., C, H, W): the axis before the image is the channels, all before it the batch
     (--index). 1 channel is grey, 3 are RGB, any other number shows --channel in grey. With --ndim 3 the
     images are volumes (..., C, D, H, W) and the middle D slice is shown; with --ndim 1 a signal is one row.
+    A windows file written by swt unfold (..., C, IH, IW, KH, KW) shows one window in grey.
     Needs Pillow (pip install 'swt-cli[preview]').
 
     \b
@@ -642,6 +711,7 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
       swt preview batch.zarr img7.png --index 7 --channel 2
       swt preview tiles.h5 coverage.png --coverage          # geometry recorded by swt unfold
     """
+    from . import jobs
     from . import preview as pv
 
     pv.pillow()
@@ -665,11 +735,9 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
 
 
 def main():
-    from .formats.stream import guard_standard_fds
-    from .pipeline import return_freed_blocks_to_the_system
+    from .stdio import guard_standard_fds
 
     guard_standard_fds()  # first: a closed 0, 1 or 2 must not become the number of a file swt opens
-    return_freed_blocks_to_the_system()
     cli.main(prog_name="swt")
 
 

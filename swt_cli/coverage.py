@@ -16,14 +16,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import SwtError
 from .geometry import Geometry, axis_name, grid_size
 
-#: Axes up to this padded length are counted with a NumPy array; longer ones segment by segment.
+if TYPE_CHECKING:
+    import numpy as np
+
+#: Axes up to this padded length are counted with a NumPy array where the kernel is larger than
+#: SEGMENTS_KERNEL_LIMIT; longer axes, and any axis of a smaller kernel, segment by segment.
 ARRAY_LIMIT = 1 << 22
+
+#: Segment by segment costs O(kernel**2) Python steps whatever the axis's length: for kernels up to this
+#: size that is quicker than importing NumPy, which ``swt plan`` without an input then never does.
+SEGMENTS_KERNEL_LIMIT = 64
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,8 @@ def axis_counts(size: int, kernel: int, stride: int, padding: int, dilation: int
     >>> axis_counts(7, 3, 2, 0, 1)
     array([1, 1, 2, 1, 2, 1, 1])
     """
+    import numpy as np
+
     grid = grid_size(size, kernel, stride, padding, dilation) if grid is None else grid
     if grid < 1:
         return np.zeros(size, np.int64)
@@ -96,9 +105,9 @@ def axis_coverage(size: int, kernel: int, stride: int, padding: int, dilation: i
     grid = grid_size(size, kernel, stride, padding, dilation) if grid is None else grid
     if grid < 1:
         return AxisCoverage(size, 0, 0, 0)
-    if method == "array" or (method == "auto" and size + padding <= ARRAY_LIMIT):
+    if method == "array" or (method == "auto" and kernel > SEGMENTS_KERNEL_LIMIT and size + padding <= ARRAY_LIMIT):
         counts = axis_counts(size, kernel, stride, padding, dilation, grid)
-        return AxisCoverage(size, int(counts.min()), int(counts.max()), int(np.count_nonzero(counts)))
+        return AxisCoverage(size, int(counts.min()), int(counts.max()), int((counts != 0).sum()))
     return _segments(size, kernel, stride, padding, dilation, grid)
 
 
@@ -170,6 +179,8 @@ def fold_coverage(output_size, geometry: Geometry, grid=None) -> Coverage:
 
 def coverage_counts(output_size, geometry: Geometry, grid=None) -> np.ndarray:
     """Windows covering each element of one output image (int64 of ``output_size``): for pictures."""
+    import numpy as np
+
     output_size = tuple(int(o) for o in output_size)
     grid = geometry.grid(output_size) if grid is None else tuple(grid)
     result = np.ones((), np.int64)
@@ -180,6 +191,8 @@ def coverage_counts(output_size, geometry: Geometry, grid=None) -> np.ndarray:
 
 def coverage_picture(output_size, geometry: Geometry, grid=None) -> np.ndarray:
     """The 2-d picture of :func:`coverage_counts`: a 1-d output as one row, a 3-d one's middle slice."""
+    import numpy as np
+
     output_size = tuple(int(o) for o in output_size)
     grid = geometry.grid(output_size) if grid is None else tuple(grid)
     per_axis = [

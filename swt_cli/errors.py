@@ -1,4 +1,6 @@
-"""The one exception type of swt."""
+"""The exception types of swt: :class:`SwtError` and its :class:`OptionError`."""
+
+from __future__ import annotations
 
 
 def first_line(err: BaseException, limit: int = 200) -> str:
@@ -12,3 +14,15 @@ class SwtError(ValueError):
 
     The command line prints its message as one line and exits with code 1.
     """
+
+
+class OptionError(SwtError):
+    """A combination of options (or arguments) that cannot work; the command line exits 2 for it.
+
+    ``option``: the name of the argument to blame (``"dtype"``), where there is one: the command line then
+    names its option (``--dtype``).
+    """
+
+    def __init__(self, message: str, option: str | None = None):
+        super().__init__(message)
+        self.option = option

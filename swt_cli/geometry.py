@@ -127,10 +127,38 @@ def checked_size(shape, itemsize: int = 1, what: str = "array") -> int:
 
 @dataclass(frozen=True)
 class Geometry:
-    """Kernel, stride, padding and dilation, one int per spatial axis.
+    """Kernel, stride, padding and dilation of sliding windows, one int per spatial axis: shape arithmetic only.
 
-    >>> Geometry.from_args(kernel_size=(3, 4), stride=2).stride
-    (2, 2)
+    Build it with :meth:`from_args`, which takes MegEngine-style arguments (an int for every axis or a
+    tuple with one per axis) and checks them; the fields are then tuples of the same length, ``ndim``.
+
+    Parameters
+    ----------
+    kernel : tuple of int
+        Window size per axis (each >= 1).
+    stride : tuple of int
+        Step between windows per axis (each >= 1).
+    padding : tuple of int
+        Zeros on each side per axis (each >= 0).
+    dilation : tuple of int
+        Spacing of window elements per axis (each >= 1).
+
+    Raises
+    ------
+    SwtError
+        From :meth:`from_args`, for a value out of range or tuples of disagreeing lengths.
+
+    Examples
+    --------
+    >>> g = Geometry.from_args(kernel_size=(3, 4), stride=2)
+    >>> g.stride, g.ndim
+    ((2, 2), 2)
+    >>> g.grid((64, 48))             # windows per axis of a 64x48 image
+    (31, 23)
+    >>> g.output_ranges((31, 23))    # the image sizes that hold that grid
+    ((63, 64), (48, 49))
+    >>> g.describe()
+    'kernel 3x4, stride 2'
     """
 
     kernel: tuple[int, ...]
@@ -140,7 +168,30 @@ class Geometry:
 
     @classmethod
     def from_args(cls, kernel_size, padding=0, stride=1, dilation=1, output_size=None, ndim=None):
-        """Normalise MegEngine-style arguments; ``output_size`` only helps decide ``ndim``."""
+        """The geometry of MegEngine-style arguments, checked.
+
+        Parameters
+        ----------
+        kernel_size, padding, stride, dilation : int or tuple of int
+            One int for every axis, or a tuple (or list) with one per axis.
+        output_size : int or tuple of int, optional
+            Only helps decide ``ndim`` (its length, where it is a tuple).
+        ndim : int, optional
+            The number of spatial axes (1, 2 or 3) [default: the length of any tuple argument, else 2].
+
+        Returns
+        -------
+        Geometry
+
+        Raises
+        ------
+        SwtError
+            For a value below its minimum (``kernel_size`` 0), a non-integer, or tuples whose lengths
+            disagree with each other or with ``ndim``.
+
+        >>> Geometry.from_args(5, stride=(2, 3)).kernel
+        (5, 5)
+        """
         if ndim is None:
             ndim = spatial_ndim(kernel_size, padding, stride, dilation, output_size)
         return cls(

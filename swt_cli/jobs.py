@@ -26,15 +26,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from . import formats
 from ._version import __version__
-from .backend import check_dtype, result_dtype
-from .blend import Blend
-from .blocks import block_items, plan_blocks
+from .choices import COMPRESSIONS, LAYOUTS
 from .cover import (
     CoverUnfold,
     CroppedFold,
@@ -47,21 +42,39 @@ from .cover import (
 )
 from .coverage import fold_coverage
 from .errors import SwtError
-from .formats import COMPRESSIONS, Location, create_writer, open_reader
-from .formats.base import check_not_input, describe_leftovers
 from .geometry import Geometry, as_tuple, fmt_dims, plan_fold, plan_unfold, spatial_ndim
-from .layouts import LAYOUTS, TorchFoldReader, create_torch_writer, torch_shape
 from .options import OptionError, RunOptions
-from .pipeline import Transform, run
-from .protocols import BlockTransform, Reader, Writer
+
+# NumPy, the formats, the kernels and the pipeline are imported inside the functions that read or write
+# arrays: the command line imports this module to start any command, and ``swt plan`` without a file,
+# ``swt --help`` and ``swt --version`` need none of them.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .formats import Location
+    from .pipeline import Transform
+    from .protocols import BlockTransform, Reader, Writer
 
 __all__ = ["BlockTransform", "GeometryChoice", "JobResult", "OptionError", "Plan", "Reader", "RunOptions", "Writer", "fold_file",
            "info", "list_arrays", "plan", "unfold_file"]
+
+#: Re-exported from :mod:`swt_cli.protocols` on first use (that module imports NumPy).
+_PROTOCOLS = ("BlockTransform", "Reader", "Writer")
+
+
+def __getattr__(name: str):
+    if name in _PROTOCOLS:
+        from . import protocols
+
+        return getattr(protocols, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_input(spec: str | Location, allow_external: bool = False):
     """``open_reader``: ``allow_external`` lets it read HDF5 external storage, virtual datasets and external
     links, and Zarr symlinks leaving the store (RELIABILITY.md)."""
+    from .formats import open_reader
+
     return open_reader(spec, allow_external=allow_external)
 
 
@@ -152,6 +165,9 @@ def fold_setup(reader: Reader, kernel=None, stride=None, padding=None, dilation=
     ``transform.blend`` is None for a plain sum. The windows of ``swt unfold --cover`` (as its record says,
     or ``cover=True`` with the original ``output_size``) are folded onto the covered size and cropped.
     """
+    from .blend import Blend
+    from .pipeline import Transform
+
     _check_layout(layout)
     recorded = recorded_geometry(reader)
     recorded = recorded if recorded.get("op") == "unfold" else {}
@@ -222,6 +238,8 @@ def explain_sources(geometry: Geometry, output_size, sources: dict, where: str) 
 
 def _fold_plan(reader: Reader, geometry: Geometry, output_size, layout: str, out_dtype: np.dtype) -> tuple[Reader, Any]:
     """The fold's plan (checked against the windows' shape) and the reader, wrapped for torch's layout."""
+    from .layouts import TorchFoldReader
+
     if layout == "torch":
         if output_size is None:
             raise OptionError("--layout torch needs --output-size: torch's layout flattens the window grid into one axis")
@@ -295,6 +313,8 @@ def _check_layout(layout: str | None) -> None:
 
 def check_compression(output: str | Location, compression: str | None) -> Location:
     """The output's location, checked against the compression asked for before any work starts."""
+    from .formats import Location
+
     out_loc = output if isinstance(output, Location) else Location.parse(output)
     if compression and compression not in COMPRESSIONS[out_loc.fmt]:
         raise OptionError(f"{out_loc.fmt} outputs take {', '.join(COMPRESSIONS[out_loc.fmt])}, not {compression}")
@@ -315,6 +335,11 @@ def _stream(op: str, reader: Reader, out_loc: Location, transform: Transform, me
     ``make_writer`` replaces ``create_writer`` (the torch layout writes through ``layouts.create_torch_writer``).
     Returns the items of the leading axes this run did.
     """
+    from .blocks import plan_blocks
+    from .formats import create_writer
+    from .formats.base import check_not_input, describe_leftovers
+    from .pipeline import run
+
     if opts.threads:
         from . import kernels
 
@@ -373,7 +398,13 @@ def _options(opts: RunOptions | None, quiet: bool, note, **run: Any) -> RunOptio
 
 
 def _output_dtype(dtype):
-    return None if dtype is None else check_dtype(np.dtype(dtype), "output")
+    if dtype is None:
+        return None
+    import numpy as np
+
+    from .backend import check_dtype
+
+    return check_dtype(np.dtype(dtype), "output")
 
 
 def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None, dilation=None, output_size=None,
@@ -386,13 +417,65 @@ def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None
               options: RunOptions | None = None) -> JobResult:
     """``swt fold INPUT OUTPUT``: sum the windows in file ``input`` back into images in file ``output``.
 
-    Paths are .npy, .h5/.hdf5 (``file.h5:/name`` for an array inside) or .zarr, as on the command line.
-    Geometry arguments left out come from what ``swt unfold`` recorded in the input, else the defaults
-    (the result's ``sources`` says which). ``progress``: True for swt's display on stderr, or a callable
-    ``(done, total)``; ``note``: a callable for swt's notes (default: stderr unless ``quiet``).
-    ``options`` (a :class:`RunOptions`) replaces every run setting given here. Errors raise ``SwtError``.
-    The windows of :func:`unfold_file` with ``cover=True`` are cropped back to the recorded image size;
-    ``cover=True`` here does the same for windows without a record (.npy), ``output_size`` the original size.
+    Windows ``(..., I1..ID, K1..KD)`` become images ``(..., O1..OD)``, block by block within the memory
+    budget, so files larger than memory fold; the output appears only once complete, with its
+    provenance (``swt_version``, ``swt_command``, ``swt_geometry``) where the format has attributes.
+
+    Parameters
+    ----------
+    input, output : str
+        Paths: .npy, .h5/.hdf5 (``file.h5:/name`` for an array inside) or .zarr, as on the command line.
+    kernel, stride, padding, dilation : int or tuple of int, optional
+        The geometry, as :func:`~swt_cli.api.sliding_window_transpose` takes it. Left out: what
+        ``swt unfold`` recorded in the input, else the defaults (stride 1, padding 0, dilation 1); the
+        kernel is required where the input records none.
+    output_size : int or tuple of int, optional
+        The image size [default: recorded by ``swt unfold``, else the smallest that fits the grid].
+    ndim : int, optional
+        Spatial axes (1-3) [default: the length of any tuple argument, else 2].
+    reduce, weight, fill, dtype
+        As :func:`~swt_cli.api.sliding_window_transpose` takes them.
+    layout : {"megengine", "torch"}, optional
+        The input's layout [default: recorded by ``swt unfold``, else megengine]; ``"torch"`` reads
+        ``torch.nn.functional.unfold``'s ``(N, C*K1*..*KD, L)`` and needs ``output_size``.
+    max_memory, batch_size, threads, device, compression, overwrite
+        The run settings, as :class:`RunOptions` takes them (``max_memory`` None: 512MiB, or a third of the
+        job's cgroup memory limit where that is less; also a size such as ``"2GiB"``).
+    progress, quiet, note
+        ``progress`` True for swt's display on stderr, or a callable ``(done, total)``; ``note`` a callable
+        for swt's notes, default stderr unless ``quiet``.
+    scheduler, shard, resume, allow_external
+        As :class:`RunOptions` takes them: a Dask cluster, a part ``"I/N"`` of a shared Zarr output, the
+        rest of an incomplete one; reading external storage.
+    cover : bool, default False
+        Windows of :func:`unfold_file` with ``cover=True`` are cropped back to the recorded image size
+        anyway; ``cover=True`` does the same for windows without a record (.npy), ``output_size`` then
+        being the original size.
+    options : RunOptions, optional
+        Replaces every run setting above.
+
+    Returns
+    -------
+    JobResult
+        The output's path, ``shape`` and ``dtype``, the geometry used and where each value came from
+        (``sources``: ``"option"``, ``"record"`` or ``"default"``), the time and the bytes read and written.
+
+    Raises
+    ------
+    SwtError
+        For an input that cannot be read or does not fit the geometry (the message names the shapes and
+        the valid sizes), an existing output without ``overwrite``, a full disk. ``OptionError`` (a
+        ``SwtError``) for arguments that do not combine.
+
+    Examples
+    --------
+    >>> import numpy as np, os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> np.save(os.path.join(folder, "w.npy"), np.ones((2, 3, 31, 31, 3, 3), np.float32))
+    >>> done = fold_file(os.path.join(folder, "w.npy"), os.path.join(folder, "img.h5"), kernel=3, stride=2,
+    ...                  output_size=64)
+    >>> done.shape, str(done.dtype), done.sources["padding"]
+    ((2, 3, 64, 64), 'float32', 'default')
     """
     start = time.monotonic()
     opts = _options(options, quiet, note, max_memory=max_memory, batch_size=batch_size, threads=threads, device=device,
@@ -424,12 +507,66 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
     """``swt unfold INPUT OUTPUT``: cut the images in file ``input`` into windows in file ``output``, which
     records the geometry so that a later :func:`fold_file` of it needs no geometry arguments.
 
-    ``layout="torch"`` writes ``torch.nn.functional.unfold``'s (N, C*K, L). Where the windows leave image
-    elements out (the grid stops short of the far edges, or leaves gaps), a warning goes to ``note``;
-    ``strict=True`` makes it an error; ``cover=True`` pads the far edges with ``pad_value`` just enough for
-    the windows to reach everything and records the original size, which :func:`fold_file` crops back to.
-    The other arguments are as :func:`fold_file`'s.
+    Images ``(..., S1..SD)`` become windows ``(..., I1..ID, K1..KD)``, zero-padded at the borders, block by
+    block within the memory budget.
+
+    Parameters
+    ----------
+    input, output : str
+        Paths: .npy, .h5/.hdf5 (``file.h5:/name`` for an array inside) or .zarr.
+    kernel : int or tuple of int
+        Window size (required).
+    stride, padding, dilation : int or tuple of int, optional
+        As :func:`~swt_cli.api.sliding_window` takes them [default: 1, 0, 1].
+    ndim : int, optional
+        Spatial axes (1-3) [default: the length of any tuple argument, else 2].
+    dtype : dtype, optional
+        Output dtype [default: the input's].
+    layout : {"megengine", "torch"}, optional
+        ``"torch"`` writes ``torch.nn.functional.unfold``'s ``(N, C*K1*..*KD, L)`` [default: megengine].
+    max_memory, batch_size, threads, device, compression, overwrite
+        The run settings, as :class:`RunOptions` takes them (``max_memory`` None: 512MiB, or a third of the
+        job's cgroup memory limit where that is less; also a size such as ``"2GiB"``).
+    progress, quiet, note
+        ``progress`` True for swt's display on stderr, or a callable ``(done, total)``; ``note`` a callable
+        for swt's notes, default stderr unless ``quiet``.
+    scheduler, shard, resume, allow_external
+        As :class:`RunOptions` takes them: a Dask cluster, a part ``"I/N"`` of a shared Zarr output, the
+        rest of an incomplete one; reading external storage.
+    cover : bool, default False
+        Pad the far edges with ``pad_value`` just enough for the windows to reach every element, and record
+        the original size, which :func:`fold_file` crops back to. Without it, where the windows leave image
+        elements out (the grid stops short of the far edges, or leaves gaps), a warning goes to ``note``.
+    pad_value : number, default 0
+        The value padded in with ``cover=True``.
+    strict : bool, default False
+        Make the warning about image elements left out an error.
+    options : RunOptions, optional
+        Replaces every run setting above.
+
+    Returns
+    -------
+    JobResult
+        As :func:`fold_file`'s, with ``image_size`` in its ``geometry``.
+
+    Raises
+    ------
+    SwtError
+        For an input that cannot be read, an image smaller than one window, an existing output without
+        ``overwrite``. ``OptionError`` (a ``SwtError``) for arguments that do not combine.
+
+    Examples
+    --------
+    >>> import numpy as np, os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> np.save(os.path.join(folder, "img.npy"), np.ones((2, 3, 64, 64), np.float32))
+    >>> cut = unfold_file(os.path.join(folder, "img.npy"), os.path.join(folder, "tiles.zarr"), kernel=3, stride=2)
+    >>> cut.shape, cut.geometry["image_size"]
+    ((2, 3, 31, 31, 3, 3), [64, 64])
     """
+    from .backend import result_dtype
+    from .layouts import create_torch_writer, torch_shape
+
     start = time.monotonic()
     _check_layout(layout)
     opts = _options(options, quiet, note, max_memory=max_memory, batch_size=batch_size, threads=threads, device=device,
@@ -462,6 +599,7 @@ def _unfold_transform(reader: Reader, geometry: Geometry, out_dtype: np.dtype, o
     """The unfold of ``reader``'s images: warned about (or, ``strict``, refused) where its windows leave
     elements out; with ``cover``, of the images padded at their far edges to the covered size. ``explain``
     (:func:`explain_sources`) ends the errors about the geometry."""
+    from .pipeline import Transform
 
     def planned(shape):
         try:
@@ -542,18 +680,58 @@ def plan(input: str | None = None, *, kernel=None, stride=None, padding=None, di
     """``swt plan``: the plan of a fold of ``output_size`` with ``kernel`` (...), or of folding the file ``input``
     (its shape gives the grid, its record the geometry), with the memory it needs under ``max_memory``.
 
-    Warnings (gaps no window covers) are in ``.warnings`` and also go to ``note``.
+    Warnings (gaps no window covers) are in ``.warnings`` and also go to ``note``. Nothing is read but
+    the input's shape and record, and nothing written.
+
+    Parameters
+    ----------
+    input : str, optional
+        A windows file; without it, ``output_size`` and ``kernel`` are required.
+    kernel, stride, padding, dilation, ndim, output_size, layout
+        As :func:`fold_file` takes them.
+    reduce, weight, dtype
+        As :func:`fold_file` takes them: they change the memory and the output dtype.
+    max_memory, batch_size : optional
+        The budget the fold would run with (only used with ``input``; checked where given).
+    allow_external : bool, default False
+        As :class:`RunOptions`.
+    note : callable, optional
+        Told each warning.
+
+    Returns
+    -------
+    Plan
+        ``grid``, ``output_size``, ``valid_output_sizes`` (per axis ``(lo, hi)``), ``min_overlap``,
+        ``max_overlap``, ``uncovered_pixels`` and ``uncovered_fraction``, ``warnings``; with ``input``, its
+        shapes, dtypes and memory in ``input_facts``. ``to_dict()`` is what ``swt plan --json`` prints.
+
+    Raises
+    ------
+    SwtError
+        For a geometry no output fits, an input that cannot be read. ``OptionError`` (a ``SwtError``)
+        where neither ``input`` nor ``output_size`` and ``kernel`` are given.
+
+    Examples
+    --------
+    >>> p = plan(output_size=64, kernel=3, stride=2)
+    >>> p.grid, p.valid_output_sizes, p.max_overlap, p.uncovered_pixels
+    ((31, 31), [(63, 64), (63, 64)], 4, 127)
     """
-    opts = RunOptions.resolve(max_memory=max_memory, batch_size=batch_size, allow_external=allow_external)
     facts: dict = {}
+    if input is not None or max_memory is not None or batch_size is not None:
+        # Without a file there is no memory to plan and no default budget to read (from the cgroup, through the
+        # pipeline and NumPy): a budget given is still checked.
+        opts = RunOptions.resolve(max_memory=max_memory, batch_size=batch_size, allow_external=allow_external)
     if input is None:
         if kernel is None or output_size is None:
-            raise OptionError("swt plan needs --output-size and --kernel, or --input FILE")
+            raise OptionError("swt plan needs --output-size and --kernel, or a windows file (INPUT)")
         choice = resolve_geometry(kernel, stride, padding, dilation, ndim, output_size)
         geometry = choice.geometry
         size = as_tuple(choice.output_size, geometry.ndim, "output_size", 1)
         grid = tuple(geometry.check_unfold_axis(i, o) for i, o in enumerate(size))
     else:
+        from .blocks import block_items, plan_blocks
+
         with open_input(input, allow_external) as reader:
             setup = fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout,
                                dtype=_output_dtype(dtype), reduce=reduce, weight=weight)
@@ -592,6 +770,8 @@ def strict_json(value: Any) -> Any:
     """``value`` made strict JSON (``json.dumps(..., allow_nan=False)`` works): NaN and infinities become the
     strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, NumPy scalars and arrays plain numbers and lists,
     bytes text, and anything else its ``str``."""
+    import numpy as np
+
     if isinstance(value, dict):
         return {str(k): strict_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -630,6 +810,8 @@ def list_arrays(input: str | Location, allow_external: bool = False) -> list[dic
     """Every array of an HDF5 file or Zarr store (None for .npy and streams): ``name``, ``path``, ``shape``,
     ``dtype``, ``chunks``, ``compression`` (named alike in every format: ``zstd``, ``gzip``, ``blosc``,
     ``lzf``, ``none``) and ``geometry`` (the ``swt_geometry`` record, or None). Metadata only."""
+    from . import formats
+
     found = formats.list_arrays(input, allow_external=allow_external)
     if found is None:
         return None
@@ -649,6 +831,8 @@ def info(input: str, *, allow_external: bool = False) -> dict:
     An HDF5 file or Zarr store of several arrays, not naming one, gives ``{"path", "format", "arrays"}``
     instead: every array's ``name``, ``path``, ``shape``, ``dtype``, ``chunks``, ``compression`` and
     recorded swt ``geometry`` (see :func:`list_arrays`)."""
+    from .formats import Location
+
     loc = Location.parse(input)
     if loc.name is None:
         arrays = list_arrays(loc, allow_external)

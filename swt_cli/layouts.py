@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import math
 
+from .choices import LAYOUTS  # noqa: F401 (imported from here by callers)
 from .errors import SwtError
 from .formats import ArrayReader, ArrayWriter, create_writer
 from .geometry import fmt_dims, fmt_shape
 from .protocols import Reader
-
-LAYOUTS = ("megengine", "torch")
 
 
 def megengine_shape(torch_shape, kernel, grid) -> tuple:

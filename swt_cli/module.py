@@ -142,10 +142,49 @@ class Module:
 
 
 class SlidingWindowTranspose(Module):
-    """Module form of :func:`~swt_cli.api.sliding_window_transpose`.
+    """Module form of :func:`~swt_cli.api.sliding_window_transpose`: ``megengine.module.SlidingWindowTranspose``.
 
-    ``reduce``, ``weight`` and ``fill`` (keyword-only) combine overlapping windows: see :mod:`swt_cli.blend`.
-    ``cover=True``: the windows of ``SlidingWindow(..., cover=True)`` from images of ``output_size``.
+    Calling the module (or ``forward``) folds windows ``(..., I1..ID, K1..KD)`` into images
+    ``(..., O1..OD)``; it holds no parameters, and follows MegEngine's ``Module`` protocol (hooks,
+    ``train``/``eval``, an empty ``state_dict``).
+
+    Parameters
+    ----------
+    output_size : int or tuple of int or None
+        The image size; None takes the smallest that holds the window grid.
+    kernel_size : int or tuple of int
+        Window size.
+    padding : int or tuple of int, default 0
+        Padding that was added on each side before cutting.
+    stride : int or tuple of int, default 1
+        Step between windows.
+    dilation : int or tuple of int, default 1
+        Spacing of the window elements.
+    reduce : {"sum", "mean"}, default "sum"
+        How overlapping windows combine (keyword-only): see :func:`~swt_cli.api.sliding_window_transpose`.
+    weight : str or array_like, optional
+        A window function's name or an array of the kernel's shape (keyword-only).
+    fill : number, default 0
+        Value of output elements no window covers (keyword-only).
+    cover : bool, default False
+        The windows of ``SlidingWindow(..., cover=True)`` from images of ``output_size`` (keyword-only).
+    name : str, optional
+        The module's name, as MegEngine's ``Module`` takes it.
+
+    Raises
+    ------
+    SwtError
+        At construction, for an invalid geometry, ``reduce``, ``weight`` or ``fill``; when called, where
+        the windows' shape does not fit the geometry.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fold = SlidingWindowTranspose((64, 48), 3, stride=2)
+    >>> fold(np.ones((2, 3, 31, 23, 3, 3), np.float32)).shape
+    (2, 3, 64, 48)
+    >>> fold
+    SlidingWindowTranspose(output_size=(64, 48), kernel_size=3, padding=0, stride=2, dilation=1)
     """
 
     def __init__(self, output_size, kernel_size, padding=0, stride=1, dilation=1, *, reduce="sum", weight=None,
@@ -182,14 +221,48 @@ class SlidingWindowTranspose(Module):
         if self.cover:
             extra += ", cover=True"
         return (
-            f"out_size={self.output_size}, kernel_size={self.kernel_size}, padding={self.padding}, "
+            f"output_size={self.output_size}, kernel_size={self.kernel_size}, padding={self.padding}, "
             f"stride={self.stride}, dilation={self.dilation}{extra}"
         )
 
 
 class SlidingWindow(Module):
-    """Module form of :func:`~swt_cli.api.sliding_window`; ``cover=True`` pads the far edges with
-    ``pad_value`` so the windows reach every element."""
+    """Module form of :func:`~swt_cli.api.sliding_window`: ``megengine.module.SlidingWindow``.
+
+    Calling the module (or ``forward``) cuts images ``(..., S1..SD)`` into windows
+    ``(..., I1..ID, K1..KD)``, zero-padded at the borders; it holds no parameters.
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of int
+        Window size.
+    padding : int or tuple of int, default 0
+        Zeros added on each side of every spatial axis.
+    stride : int or tuple of int, default 1
+        Step between windows.
+    dilation : int or tuple of int, default 1
+        Spacing of the window elements.
+    cover : bool, default False
+        Pad the far edges with ``pad_value`` so the windows reach every element (keyword-only).
+    pad_value : number, default 0
+        The value padded in with ``cover=True`` (keyword-only).
+    name : str, optional
+        The module's name, as MegEngine's ``Module`` takes it.
+
+    Raises
+    ------
+    SwtError
+        At construction, for an invalid geometry; when called, where not even one window fits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> unfold = SlidingWindow(3, stride=2)
+    >>> unfold(np.ones((2, 3, 64, 64), np.float32)).shape
+    (2, 3, 31, 31, 3, 3)
+    >>> unfold
+    SlidingWindow(kernel_size=3, padding=0, stride=2, dilation=1)
+    """
 
     def __init__(self, kernel_size, padding=0, stride=1, dilation=1, *, cover=False, pad_value=0, **kwargs):
         super().__init__(**kwargs)

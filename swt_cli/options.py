@@ -9,26 +9,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import SwtError
-from .pipeline import DEFAULT_MAX_MEMORY, Progress, default_budget, parse_size
+from .choices import DEFAULT_MAX_MEMORY, parse_size
+from .errors import OptionError
 
+if TYPE_CHECKING:
+    from .pipeline import Progress
 
-class OptionError(SwtError):
-    """A combination of options (or arguments) that cannot work; the command line exits 2 for it."""
-
-
-class _CallbackProgress(Progress):
-    """A :class:`~swt_cli.pipeline.Progress` that reports to a callable instead of stderr."""
-
-    def __init__(self, label: str, total: int, callback: Callable[[int, int], Any]):
-        super().__init__(label, total, "items", quiet=True)
-        self.callback = callback
-
-    def advance(self, items: int) -> None:
-        super().advance(items)
-        self.callback(self.done, self.total)
+__all__ = ["OptionError", "RunOptions"]
 
 
 def _stderr_note(text: str) -> None:
@@ -40,7 +29,50 @@ class RunOptions:
     """How a fold or unfold of files runs (not what it computes): memory, threads, device, output, cluster.
 
     Build it with :meth:`resolve`, which takes the memory budget from this job's cgroup when none is
-    given; nothing changes it afterwards.
+    given and checks every value; nothing changes it afterwards. Pass it as ``options=`` to
+    :func:`~swt_cli.jobs.fold_file` or :func:`~swt_cli.jobs.unfold_file` to run several jobs alike.
+
+    Parameters
+    ----------
+    max_memory : int
+        Bytes for blocks in flight (:meth:`resolve` also takes ``"2GiB"`` or None for the default).
+    batch_size : int, optional
+        Items of the first axis per block (overrides ``max_memory``).
+    threads : int, optional
+        CPU threads for the kernel [default: all cores].
+    device : {"cpu", "gpu"}, default "cpu"
+        Where to compute; ``"gpu"`` needs CuPy.
+    compression : str, optional
+        The output's compression: HDF5 ``none``, ``gzip``, ``lzf``; Zarr ``zstd``, ``blosc``, ``gzip``,
+        ``none`` [default: none for HDF5, zstd for Zarr].
+    overwrite : bool, default False
+        Replace an existing output (only once the new one is complete).
+    quiet : bool, default True
+        No notes on stderr (where ``note`` is None).
+    progress : bool or callable, optional
+        True for swt's display on stderr, or a callable ``(done, total)`` told after each block.
+    scheduler, shard, resume
+        ``--scheduler`` (a Dask address, a scheduler file or ``local:N``), ``--shard`` (``(i, n)``; :meth:`resolve`
+        also takes ``"I/N"`` or ``"auto"``) and ``--resume`` of the command line.
+    allow_external : bool, default False
+        Let the readers follow HDF5 external storage, virtual datasets and external links, and Zarr
+        symlinks leaving the store.
+    note, on_output : callable, optional
+        Told the run's notes, and what an interrupt would leave of the output.
+    command : str
+        Recorded in the output's ``swt_command`` attribute.
+
+    Raises
+    ------
+    OptionError
+        From :meth:`resolve`, for a budget below 1 MiB, an unknown device, or a batch size or thread
+        count that is not a positive integer (a ``SwtError``; a bad size string raises ``SwtError``).
+
+    Examples
+    --------
+    >>> opts = RunOptions.resolve(max_memory="1GiB", threads=2)
+    >>> opts.max_memory, opts.threads, opts.device
+    (1073741824, 2, 'cpu')
     """
 
     #: Bytes for blocks in flight (resolved: never None).
@@ -71,6 +103,8 @@ class RunOptions:
         """The options of a run: ``max_memory`` None takes 512MiB, or a third of this job's cgroup memory
         limit where that is less; a string is a size such as ``"2GiB"``; ``shard`` may be ``"I/N"`` or ``"auto"``."""
         if max_memory is None:
+            from .pipeline import default_budget  # the pipeline brings in NumPy: only where a budget is read
+
             budget = default_budget(parse_size(DEFAULT_MAX_MEMORY))
         elif isinstance(max_memory, str):
             budget = parse_size(max_memory)
@@ -109,6 +143,8 @@ class RunOptions:
 
     def make_progress(self, label: str, total: int) -> Progress:
         """The progress display for ``total`` items, as ``progress`` asks."""
+        from .pipeline import CallbackProgress, Progress
+
         if callable(self.progress):
-            return _CallbackProgress(label, total, self.progress)
+            return CallbackProgress(label, total, self.progress)
         return Progress(label, total, "items", quiet=not self.progress)

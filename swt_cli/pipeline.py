@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,15 +23,11 @@ from . import kernels
 from .backend import accumulator_dtype, import_cupy
 from .blend import Blend
 from .blocks import Blocks, block_items
+from .choices import DEFAULT_MAX_MEMORY, parse_size  # noqa: F401 (imported from here by callers)
 from .errors import SwtError
 from .formats import block_shape
 from .protocols import BlockTransform, Reader, Writer
 
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
-          "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
-
-#: The memory budget of a run without --max-memory (and of ``swt plan``'s estimate).
-DEFAULT_MAX_MEMORY = "512MiB"
 
 def return_freed_blocks_to_the_system() -> None:
     """Have glibc serve every allocation over 16 MiB with its own mapping, unmapped when freed, and keep
@@ -53,17 +49,6 @@ def return_freed_blocks_to_the_system() -> None:
         libc.mallopt(m_trim_threshold, 16 << 20)
     except (OSError, AttributeError):
         pass
-
-
-def parse_size(text: str) -> int:
-    """Bytes in ``'128MiB'``, ``'2GB'``, ``'1.5G'`` or a plain number."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    if not match or match[2].lower() not in _UNITS:
-        raise SwtError(f"'{text}' is not a size: use a number with a unit such as 128MiB, 512MB or 2GiB")
-    size = float(match[1]) * _UNITS[match[2].lower()]
-    if not math.isfinite(size) or size > 2**62:
-        raise SwtError(f"'{text}' is too large a size")
-    return int(size)
 
 
 def memory_limit() -> int | None:
@@ -199,23 +184,23 @@ class Progress:
     def __enter__(self):
         if not self.quiet and self.stream.isatty():
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
             from rich.progress import Progress as Bar
 
             self._bar = Bar(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[time]}"),
                 console=Console(file=self.stream), transient=False,
             )
             self._bar.start()
-            self._task = self._bar.add_task(self.label, total=self.total, rate="")
+            self._task = self._bar.add_task(self.label, total=self.total, rate="", time="")
         return self
 
     def advance(self, items: int) -> None:
         self.done += items
         now = time.monotonic()
         if self._bar is not None:
-            self._bar.update(self._task, advance=items, rate=self._rate(now))
+            self._bar.update(self._task, advance=items, rate=self._rate(now), time=self._time(now))
         elif not self.quiet and (now - self._last >= self.every or self.done >= self.total):
             self._last = now
             self.stream.write(self._line(now) + "\n")
@@ -225,17 +210,36 @@ class Progress:
         elapsed = max(now - self._start, 1e-9)
         return f"{self.done / elapsed:,.0f} {self.unit}/s"
 
-    def _line(self, now) -> str:
+    def _time(self, now, finished: bool = False) -> str:
+        """``'ETA 0:01:02'`` while items remain, ``'done in 0:03:04'`` once all are done or the run has ``finished``."""
         elapsed = max(now - self._start, 1e-9)
-        pct = 100.0 * self.done / self.total if self.total else 100.0
+        if finished or self.done >= self.total:
+            return "done in " + _fmt_time(elapsed)
         rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        return (f"{self.label}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), {self._rate(now)}, "
-                f"{'ETA ' + _fmt_time(eta) if self.done < self.total else 'done in ' + _fmt_time(elapsed)}")
+        return "ETA " + _fmt_time((self.total - self.done) / rate if rate > 0 else 0.0)
 
-    def __exit__(self, *exc):
+    def _line(self, now) -> str:
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        return f"{self.label}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), {self._rate(now)}, {self._time(now)}"
+
+    def __exit__(self, exc_type, *exc):
         if self._bar is not None:
+            if exc_type is None:  # the bar's last words: the run's total time (not an ETA of 0:00:00)
+                now = time.monotonic()
+                self._bar.update(self._task, rate=self._rate(now), time=self._time(now, finished=True))
             self._bar.stop()
+
+
+class CallbackProgress(Progress):
+    """A :class:`Progress` that reports to a callable ``(done, total)`` instead of stderr (``RunOptions.progress``)."""
+
+    def __init__(self, label: str, total: int, callback: Callable[[int, int], Any]):
+        super().__init__(label, total, "items", quiet=True)
+        self.callback = callback
+
+    def advance(self, items: int) -> None:
+        super().advance(items)
+        self.callback(self.done, self.total)
 
 
 def _fmt_time(seconds: float) -> str:

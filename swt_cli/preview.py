@@ -74,19 +74,56 @@ def _as_2d(image: np.ndarray, ndim: int) -> np.ndarray:
     return image
 
 
+def window_axis_names(lead: int, ndim: int) -> tuple[str, ...]:
+    """Names of the ``lead`` axes before the kernel's in windows ``(..., N, C, I1..ID, K1..KD)``, in words.
+
+    >>> window_axis_names(4, 2)
+    ('item', 'channel', 'window row', 'window column')
+    """
+    grid = {1: ("window",), 2: ("window row", "window column"), 3: ("window depth", "window row", "window column")}[ndim]
+    names = ("item", "channel", *grid)
+    if lead <= len(names):
+        return names[len(names) - lead:]
+    return tuple(f"batch axis {i}" for i in range(lead - len(names))) + names
+
+
+def _windows_ndim(reader, shape: tuple) -> int | None:
+    """The spatial axes of a windows file in MegEngine's layout (as ``swt unfold`` records it), else None."""
+    from .jobs import recorded_geometry
+
+    record = recorded_geometry(reader)
+    kernel = tuple(record.get("kernel_size") or ())
+    if record.get("op") != "unfold" or record.get("layout", "megengine") != "megengine" or not 1 <= len(kernel) <= 3:
+        return None
+    return len(kernel) if len(shape) >= 2 * len(kernel) and shape[-len(kernel):] == kernel else None
+
+
 def read_image(path: str, index: int = 0, channel: int | None = None, ndim: int = 2, allow_external: bool = False):
     """Read only image ``index`` of the array at ``path``: ``(H, W)`` grey or ``(H, W, 3)`` RGB, and a
-    description of what was read."""
+    description of what was read.
+
+    A windows file written by ``swt unfold`` (``(N, C, IH, IW, KH, KW)``) shows one window in grey: ``index``
+    counts its windows row-major over item, channel, window row and window column, and the description
+    names each.
+    """
     with open_reader(path, allow_external) as reader:
         shape = tuple(reader.shape)
+        windows = _windows_ndim(reader, shape)
+        if windows is not None:
+            if channel is not None:
+                names = ", ".join(window_axis_names(len(shape) - windows, windows))
+                raise SwtError(f"{path} holds windows {fmt_shape(shape)}: each picture is one window in grey, so --channel "
+                               f"does not apply; --index counts windows over {names}")
+            ndim = windows
         if len(shape) < ndim:
             raise SwtError(f"{path} has shape {fmt_shape(shape)}: too few axes for a {ndim}-d image")
-        has_channels = len(shape) > ndim
-        batch = shape[: -ndim - 1] if has_channels else ()
+        has_channels = len(shape) > ndim and windows is None
+        batch = shape[: -ndim - 1] if has_channels else shape[:-ndim] if windows is not None else ()
         channels = shape[-ndim - 1] if has_channels else 1
         count = math.prod(batch)
         if not 0 <= index < max(count, 1) or count == 0:
-            raise SwtError(f"{path} holds {count} image{'s' if count != 1 else ''} of shape {fmt_shape(shape[len(batch):])}: "
+            kind = "window" if windows is not None else "image"
+            raise SwtError(f"{path} holds {count} {kind}{'s' if count != 1 else ''} of shape {fmt_shape(shape[len(batch):])}: "
                            f"no index {index}")
         if not math.prod(shape[-ndim:]) or not channels:
             image = fmt_shape(shape[-ndim - 1:] if has_channels else shape[-ndim:])
@@ -111,6 +148,11 @@ def read_image(path: str, index: int = 0, channel: int | None = None, ndim: int 
         block = _as_2d(block, ndim)
         if rgb:
             block = np.moveaxis(block, 0, -1)
+        if windows is not None:
+            axes = window_axis_names(len(batch), windows)
+            where = ", ".join(f"{name} {i}" for name, i in zip(axes, np.unravel_index(index, batch)))
+            return block, (f"window {index} of {count} ({where}; --index counts windows row-major over "
+                           f"{', '.join(axes)})")
         what = f"image {index} of {fmt_shape(batch)}" if batch else "the image"
         if rgb:
             what += " (RGB)"
@@ -158,4 +200,5 @@ def preview_coverage(counts: np.ndarray, out: str, overwrite: bool = False) -> s
     return f"coverage {int(picture.min())} to {int(picture.max())} windows, {picture.shape[1]}x{picture.shape[0]} pixels"
 
 
-__all__ = ["check_png", "heat_colors", "pillow", "preview_coverage", "preview_image", "read_image", "save_png", "to_uint8"]
+__all__ = ["check_png", "heat_colors", "pillow", "preview_coverage", "preview_image", "read_image", "save_png", "to_uint8",
+           "window_axis_names"]

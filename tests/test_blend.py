@@ -169,7 +169,7 @@ def test_module_takes_reduce_weight_and_fill():
     image = rng.standard_normal((1, 2, 11, 11))
     m = SlidingWindowTranspose(11, 4, stride=3, padding=1, reduce="mean", weight="triangle", fill=0)
     np.testing.assert_allclose(m(sliding_window(image, 4, stride=3, padding=1)), image, rtol=1e-12)
-    assert repr(m) == ("SlidingWindowTranspose(out_size=11, kernel_size=4, padding=1, stride=3, dilation=1, "
+    assert repr(m) == ("SlidingWindowTranspose(output_size=11, kernel_size=4, padding=1, stride=3, dilation=1, "
                        "reduce='mean', weight='triangle')")
     with pytest.raises(SwtError, match="unknown weight 'box'"):
         SlidingWindowTranspose(10, 4, weight="box")
@@ -242,7 +242,8 @@ def test_cli_rejects_unknown_weights_and_integer_mean_dtypes(tmp_path):
     assert ("Invalid value for '--weight': 'hamming' is neither a window (uniform, hann, triangle, gaussian) "
             "nor a .npy file of weights") in bad.stderr
     intmean = invoke("fold", tmp_path / "x.npy", tmp_path / "y.npy", "-k", "2", "--reduce", "mean", "--dtype", "int32")
-    assert intmean.exit_code == 1
-    assert intmean.stderr == "Error: a mean fold has fractional results: use a float dtype, not int32\n"
+    assert intmean.exit_code == 2  # a usage error: the options do not combine
+    assert intmean.stderr == ("Error: Invalid value for '--dtype': a mean fold has fractional results: use a float dtype, "
+                              "not int32 (see 'swt fold -h')\n")
     ok = invoke("fold", tmp_path / "x.npy", tmp_path / "y.npy", "-k", "2", "--reduce", "mean", "-q")
     assert ok.exit_code == 0 and np.load(tmp_path / "y.npy").dtype == np.float64

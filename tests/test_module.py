@@ -73,9 +73,29 @@ def test_quantize_replace_param_and_zero_grad():
 
 def test_repr_shows_the_geometry():
     assert repr(SlidingWindowTranspose((29, 23), (5, 4), padding=1, stride=2, dilation=1)) == (
-        "SlidingWindowTranspose(out_size=(29, 23), kernel_size=(5, 4), padding=1, stride=2, dilation=1)"
+        "SlidingWindowTranspose(output_size=(29, 23), kernel_size=(5, 4), padding=1, stride=2, dilation=1)"
     )
     assert repr(SlidingWindow(3, stride=2)) == "SlidingWindow(kernel_size=3, padding=0, stride=2, dilation=1)"
+
+
+def test_repr_names_only_the_constructors_arguments_and_rebuilds_the_module():
+    """The repr is a call of the constructor: every name in it is a parameter, and evaluating it gives the same module."""
+    import inspect
+    import re
+
+    for cls, module in (
+        (SlidingWindowTranspose, SlidingWindowTranspose((29, 23), (5, 4), padding=1, stride=2, reduce="mean", fill=-1)),
+        (SlidingWindowTranspose, SlidingWindowTranspose(7, 3, weight="hann")),
+        (SlidingWindow, SlidingWindow((3, 2), padding=(1, 0), stride=2, dilation=(1, 2))),
+    ):
+        text = repr(module)
+        names = re.findall(r"(\w+)=", text)
+        assert names and set(names) <= set(inspect.signature(cls).parameters), text
+        rebuilt = eval(text, {cls.__name__: cls})
+        assert repr(rebuilt) == text
+        windows = np.random.default_rng(2).standard_normal((1, 2, 5, 5, 3, 3))  # a 5x5 grid folds to 7x7
+        if cls is SlidingWindowTranspose and module.kernel_size == 3:
+            np.testing.assert_array_equal(rebuilt(windows), module(windows))
 
 
 def test_bad_geometry_fails_at_construction():

@@ -137,7 +137,7 @@ def test_plan_of_recorded_and_torch_files(tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (("-k", "3"), 2, "Error: swt plan needs --output-size and --kernel, or --input FILE (see 'swt plan -h')\n"),
+    (("-k", "3"), 2, "Error: swt plan needs --output-size and --kernel, or a windows file (INPUT) (see 'swt plan -h')\n"),
     (("-o", "2", "-k", "3"), 1, "Error: image height 2 is too small for kernel 3, stride 1: the window spans 3\n"),
     (("-o", "8", "-k", "3", "--reduce", "max"), 2, None),
 ])

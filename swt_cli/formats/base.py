@@ -24,6 +24,7 @@ from typing import TypeGuard
 
 import numpy as np
 
+from ..choices import COMPRESSIONS  # noqa: F401 (the formats' names, imported from here by callers)
 from ..errors import SwtError, first_line
 
 #: Marks temporary outputs, so a leftover from a killed run is recognisable (and ignored by later runs).
@@ -31,13 +32,6 @@ TEMP_MARK = ".swt-tmp-"
 
 EXTENSIONS = {".npy": "npy", ".h5": "hdf5", ".hdf5": "hdf5", ".zarr": "zarr"}
 
-#: Compression names each writable format accepts; the first is its default.
-COMPRESSIONS = {
-    "npy": ("none",),
-    "stream": ("none",),
-    "hdf5": ("none", "gzip", "lzf"),
-    "zarr": ("zstd", "none", "blosc", "gzip"),
-}
 
 # A Zarr store is a folder, whose name shell completion ends with a slash: ``out.zarr/`` is ``out.zarr``.
 _SPEC = re.compile(r"^(?P<path>.*?(?P<ext>\.h5|\.hdf5|\.zarr))(?P<slash>/*)(?::(?P<name>.*))?$", re.IGNORECASE)
