@@ -1,0 +1,106 @@
+"""A hostile review of issues 11 and 12: the holes it found, each pinned by a test that failed before its fix.
+
+Real files, the installed ``swt`` in real processes (``run_swt``), and the library beside it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+from clitools import run_swt
+
+from swt_cli.errors import SwtError
+from swt_cli.formats import open_reader
+
+WINDOWS = np.arange(2 * 3 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 3, 2, 2)
+
+
+def _one_line(stderr: bytes) -> str:
+    lines = stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.fixture
+def linked(tmp_path):
+    """in.h5 whose soft links lead, directly or through other soft links and groups, to external links."""
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["secret"] = WINDOWS
+        f["grp/data"] = WINDOWS
+    with h5py.File(tmp_path / "in.h5", "w") as f:
+        f["ext"] = h5py.ExternalLink("other.h5", "/secret")
+        f["extg"] = h5py.ExternalLink("other.h5", "/grp")
+        f["s"] = h5py.SoftLink("/ext")  # a soft link to an external link
+        f["s2"] = h5py.SoftLink("/s")  # a chain of soft links to one
+        f["sg"] = h5py.SoftLink("/extg")  # a soft link to an external link to a group
+        f["deep/s"] = h5py.SoftLink("/extg/data")  # a soft link deeper down, through an external group
+        f["deep/rel"] = h5py.SoftLink("/s2")
+        f["own"] = np.ones((1, 2, 2, 2, 2), np.float32)
+        f["deep/ok"] = h5py.SoftLink("/own")  # soft links inside the file stay followed
+        f["loop1"] = h5py.SoftLink("/loop2")
+        f["loop2"] = h5py.SoftLink("/loop1")
+    return tmp_path / "in.h5"
+
+
+@pytest.mark.parametrize("name", ["s", "s2", "sg/data", "deep/s", "deep/rel"])
+def test_soft_links_through_external_links_are_refused(linked, tmp_path, name):
+    """A soft link whose target passes through an external link reads another file just as the external link
+    does; before, only the named path's own steps were looked at, so /s -> /ext -> other.h5 was read."""
+    out = tmp_path / "o.npy"
+    result = run_swt("fold", f"{linked}:/{name}", out, "-k", 2, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    line = _one_line(result.stderr)
+    assert "external link to other.h5" in line and "--allow-external" in line and f"/{name}" in line, line
+    assert not out.exists()
+    with pytest.raises(SwtError, match="external link"):
+        open_reader(f"{linked}:/{name}")
+    with open_reader(f"{linked}:/{name}", allow_external=True) as reader:
+        np.testing.assert_array_equal(reader.read(()), WINDOWS)
+    result = run_swt("fold", f"{linked}:/{name}", out, "-k", 2, "-q", "--allow-external", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_soft_links_inside_the_file_are_still_followed(linked):
+    with open_reader(f"{linked}:/deep/ok") as reader:
+        np.testing.assert_array_equal(reader.read(()), np.ones((1, 2, 2, 2, 2), np.float32))
+    with pytest.raises(SwtError, match="soft link"):
+        open_reader(f"{linked}:/loop1")
+
+
+@pytest.mark.parametrize("how", ["absolute", "dot-relative", "plain"])
+def test_virtual_dataset_naming_its_own_file_is_read(tmp_path, how):
+    """A virtual dataset whose sources are in its own file, named by that file's name (as tools other than
+    h5py write it, often absolutely), reads nothing from elsewhere: it was refused as 'other files (vds.h5)'."""
+    path = tmp_path / "vds.h5"
+    name = {"absolute": str(path), "dot-relative": "./vds.h5", "plain": "vds.h5"}[how]
+    with h5py.File(path, "w") as f:
+        f["src"] = WINDOWS
+        layout = h5py.VirtualLayout(shape=WINDOWS.shape, dtype=WINDOWS.dtype)
+        layout[...] = h5py.VirtualSource(name, "src", shape=WINDOWS.shape)
+        f.create_virtual_dataset("v", layout)
+    os.makedirs(tmp_path / "elsewhere")
+    result = run_swt("fold", f"{path}:/v", tmp_path / "o.npy", "-k", 2, "-q", cwd=tmp_path / "elsewhere")
+    assert result.returncode == 0, result.stderr
+    want = run_swt("fold", f"{path}:/src", tmp_path / "w.npy", "-k", 2, "-q")
+    assert want.returncode == 0, want.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), np.load(tmp_path / "w.npy"))
+
+
+def test_virtual_dataset_over_a_file_of_the_same_base_name_elsewhere_is_refused(tmp_path):
+    """The same base name in another folder is another file: still refused."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with h5py.File(tmp_path / "b" / "vds.h5", "w") as f:
+        f["src"] = WINDOWS + 1
+    path = tmp_path / "a" / "vds.h5"
+    with h5py.File(path, "w") as f:
+        f["src"] = WINDOWS
+        layout = h5py.VirtualLayout(shape=WINDOWS.shape, dtype=WINDOWS.dtype)
+        layout[...] = h5py.VirtualSource(str(tmp_path / "b" / "vds.h5"), "src", shape=WINDOWS.shape)
+        f.create_virtual_dataset("v", layout)
+    result = run_swt("fold", f"{path}:/v", tmp_path / "o.npy", "-k", 2)
+    assert result.returncode == 1
+    assert "virtual dataset" in _one_line(result.stderr)
