@@ -147,21 +147,26 @@ def check_fill(fill) -> int | float:
         except ValueError:
             pass
     try:
-        return float(fill)
+        value = float(fill)
     except (TypeError, ValueError):
         raise SwtError(f"fill must be a number, got {fill!r}") from None
+    if isinstance(fill, str) and math.isinf(value) and "inf" not in fill.lower():  # '1e400': no dtype holds it
+        raise SwtError(f"fill {fill.strip()} is beyond the range of every float dtype (float64 ends near 1.8e308): "
+                       "give a smaller number, or inf")
+    return value
 
 
 def _fmt_fill(fill) -> str:
     return str(fill) if isinstance(fill, int) else f"{fill:g}"
 
 
-def check_fill_fits(fill, out: np.dtype, integers: bool = True) -> None:
+def check_fill_fits(fill, out: np.dtype, integers: bool = True, data: np.dtype | None = None) -> None:
     """Refuse a ``fill`` that the output dtype ``out`` cannot hold exactly, naming a dtype that can.
 
     A float fill in a float output is rounded to it like any float (NaN and infinities included), but
     must not overflow it. ``integers``: an integer output dtype could be asked for (an integer input,
-    summed without weights), so one may be offered.
+    summed without weights), so one may be offered; ``data``, the input's integer dtype, whose values
+    the offered dtype must hold too (uint8 data with fill -1 needs int16, not int8).
     """
     out = np.dtype(out)
     real = np.zeros((), out).real.dtype
@@ -171,7 +176,7 @@ def check_fill_fits(fill, out: np.dtype, integers: bool = True) -> None:
             raise SwtError(f"fill {text} does not fit the {out.name} output: use a float dtype")
         info = np.iinfo(out)
         if not info.min <= int(fill) <= info.max:
-            raise SwtError(f"fill {text} does not fit the {out.name} output: {_holding(int(fill), integers)}")
+            raise SwtError(f"fill {text} does not fit the {out.name} output: {_holding(int(fill), integers, data)}")
         return
     if isinstance(fill, float):
         if math.isfinite(fill) and not math.isfinite(_as_real(fill, real)):
@@ -179,17 +184,24 @@ def check_fill_fits(fill, out: np.dtype, integers: bool = True) -> None:
         return
     if _as_real(fill, real) != fill:  # an integer the float output would round
         raise SwtError(f"fill {text} is not exactly a {real.name} value (the {out.name} output would round it): "
-                       f"{_holding(fill, integers)}")
+                       f"{_holding(fill, integers, data)}")
 
 
-def _holding(value: int, integers: bool) -> str:
-    """What to do with an integer fill: the dtype that holds it exactly (integers first, where allowed)."""
+def _holding(value: int, integers: bool, data: np.dtype | None = None) -> str:
+    """What to do with an integer fill: the dtype that holds it exactly (integers first, where allowed),
+    and the input's integer ``data`` too."""
     if integers:
-        name = holding_dtype(value, value, "i")
-        if name == "float64" and value > 0:
-            name = holding_dtype(value, value, "u")
+        info = np.iinfo(data) if data is not None and data.kind in "iu" else None
+        data_name = "" if data is None else data.name
+        lo, hi = (value, value) if info is None else (min(value, int(info.min)), max(value, int(info.max)))
+        name = holding_dtype(lo, hi, "i")
+        if name == "float64" and lo >= 0:
+            name = holding_dtype(lo, hi, "u")
         if name != "float64":
             return f"use dtype {name}"
+        if info is not None:
+            return (f"no integer dtype holds both {value} and {data_name} data: use dtype float64 (exact up to 2**53) "
+                    f"or a fill from {info.min} to {info.max}")
     if _as_real(value, np.dtype(np.float64)) == value:
         return "use dtype float64"
     return "no dtype of this fold holds it exactly: round it"
@@ -283,7 +295,8 @@ class Blend:
                     raise SwtError(f"a {self.describe()} fold has fractional results: use a float dtype, not {out.name}")
                 out = result_dtype(in_dtype, out)
         if self.fill != 0:
-            check_fill_fits(self.fill, out, integers=not self.fractional and np.dtype(in_dtype).kind in "iu")
+            integers = not self.fractional and np.dtype(in_dtype).kind in "iu"
+            check_fill_fits(self.fill, out, integers=integers, data=np.dtype(in_dtype) if integers else None)
         self._check_weights(accumulator_dtype(np.dtype(in_dtype), out))
         return out
 

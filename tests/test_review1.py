@@ -104,3 +104,42 @@ def test_virtual_dataset_over_a_file_of_the_same_base_name_elsewhere_is_refused(
     result = run_swt("fold", f"{path}:/v", tmp_path / "o.npy", "-k", 2)
     assert result.returncode == 1
     assert "virtual dataset" in _one_line(result.stderr)
+
+
+@pytest.mark.parametrize(("data", "fill", "advice"), [
+    (np.uint8, -1, "int16"),  # int8 (what -1 alone needs) cannot hold the data's 255
+    (np.uint8, 256, "int16"),
+    (np.int8, 200, "int16"),  # uint8 holds 200 but not the data's -128
+    (np.uint16, -5, "int32"),
+    (np.uint64, -1, None),  # no integer dtype holds both
+])
+def test_fill_advice_names_a_dtype_that_holds_the_data_too(tmp_path, data, fill, advice):
+    """A fill the integer output cannot hold was answered with the dtype that holds the fill alone (uint8 data,
+    fill -1: 'use dtype int8'), and following that advice failed again on the data."""
+    info = np.iinfo(data)
+    x = np.full((2, 2, 2, 2, 2), info.max, data)
+    x[0] = info.min
+    np.save(tmp_path / "w.npy", x)
+    args = ("fold", tmp_path / "w.npy", tmp_path / "o.npy", "-k", 2, "-s", 2, "--output-size", 5, "--fill", fill)
+    result = run_swt(*args)
+    assert result.returncode == 1
+    line = _one_line(result.stderr)
+    if advice is None:
+        assert "no integer dtype holds both" in line and "float64" in line, line
+        return
+    assert line.endswith(f"use dtype {advice}"), line
+    result = run_swt(*args, "--dtype", advice, "-q")  # the advice works
+    assert result.returncode == 0, result.stderr
+    out = np.load(tmp_path / "o.npy")
+    assert out.dtype == advice and out[0, -1, -1] == fill and out[1, 0, 0] == info.max and out[0, 0, 0] == info.min
+
+
+def test_fill_text_beyond_float64_is_refused_not_made_infinite():
+    """``fill="1e400"`` was read as inf and written silently; an infinity must be asked for by name."""
+    from swt_cli import sliding_window_transpose
+
+    x = np.ones((1, 2, 2, 2, 2), np.float32)
+    with pytest.raises(SwtError, match="1e400"):
+        sliding_window_transpose(x, 5, 2, stride=2, fill="1e400")
+    out = sliding_window_transpose(x, 5, 2, stride=2, fill="-inf")
+    assert out[0, -1, -1] == -np.inf
