@@ -38,7 +38,8 @@ once to the accumulator's real dtype. For a mean the weights are first divided b
 mean does not change when all weights scale alike), so no weight exceeds 1 and no divisor overflows;
 weights that would still underflow the accumulator (largest over smallest beyond its range, e.g. a
 float32 mean of weights spanning more than about 1e38) are refused, as are weighted sums whose weights
-do not fit the accumulator: finite positive weights never produce NaN or Inf themselves. ``fill`` is
+do not fit the accumulator, or whose sums on one element (overlapping windows) pass the largest value
+the accumulator or the output holds: finite positive weights never produce NaN or Inf themselves. ``fill`` is
 written into the output dtype once; one that dtype cannot hold exactly (an integer beyond 2**53 in
 float64, 300 in int8) is refused with a dtype that can.
 """
@@ -264,6 +265,8 @@ class Blend:
         self._uncovered: np.ndarray | None = None  # bool mask of one image, or None when every element is covered
         self._device: dict = {}
         self._checked: set = set()  # real dtypes the weights were checked to fit
+        self._reach = 0.0  # a weighted sum: the most weight that reaches one element (of the prepared plan)
+        self._limit: float | None = None  # the largest such sum the declared output (output_dtype) holds
 
     @property
     def active(self) -> bool:
@@ -298,6 +301,7 @@ class Blend:
             integers = not self.fractional and np.dtype(in_dtype).kind in "iu"
             check_fill_fits(self.fill, out, integers=integers, data=np.dtype(in_dtype) if integers else None)
         self._check_weights(accumulator_dtype(np.dtype(in_dtype), out))
+        self._limit = _sum_limit(accumulator_dtype(np.dtype(in_dtype), out), out)
         return out
 
     def _check_weights(self, acc: np.dtype) -> np.dtype:
@@ -307,6 +311,15 @@ class Blend:
             check_weight_range(self.weight, real, self.reduce, self.describe())
             self._checked.add(real)
         return real
+
+    def _check_reach(self, limit: float, plan: FoldPlan) -> None:
+        """Refuse a weighted sum whose weights alone, reaching one element from overlapping windows, add up
+        beyond ``limit``: even data of ones would give inf there (each weight fitting is not enough)."""
+        if self._reach > limit:
+            raise SwtError(
+                f"a weighted sum fold with {plan.geometry.describe()} adds up to {self._reach:.3g} of weight on one "
+                f"element, beyond the {limit:.3g} its dtype holds (data of ones would give inf): scale the weights "
+                f"down, use reduce mean, or dtype float64")
 
     def prepare(self, plan: FoldPlan):
         """The divisor and uncovered mask of one image of ``plan`` (computed once per geometry)."""
@@ -318,7 +331,10 @@ class Blend:
             covered = totals > 0
             self._uncovered = None if covered.all() else ~covered
             self._norm = np.where(covered, totals, 1.0) if self.reduce == "mean" else None
+            self._reach = float(totals.max()) if self.weight is not None and self.reduce == "sum" and totals.size else 0.0
             self._key, self._device = key, {}
+            if self._limit is not None:  # refused up front, before a job writes anything
+                self._check_reach(self._limit, plan)
         return self._norm, self._uncovered
 
     def _on(self, xp, name: str, value, dtype=None):
@@ -351,6 +367,7 @@ class Blend:
         acc = accumulator_dtype(x.dtype, out_dtype)
         norm, uncovered = self.prepare(plan)
         real = self._check_weights(acc)
+        self._check_reach(_sum_limit(acc, out_dtype), plan)
         if self.weight is not None:
             # Multiply first, rounded to the accumulator, then sum: no fused multiply-add anywhere.
             x = x * self._on(xp, "weight", self.weight, real)
@@ -366,6 +383,14 @@ class Blend:
                 result = result.copy()
             result[(Ellipsis, self._on(xp, "uncovered", uncovered))] = self.fill
         return result
+
+
+def _sum_limit(acc: np.dtype, out: np.dtype) -> float:
+    """The largest value a weighted sum may reach in ``acc`` and keep finite in the output ``out``."""
+    limit = float(np.finfo(np.zeros((), acc).real.dtype).max) if acc.kind in "fc" else math.inf
+    if out.kind in "fc":
+        limit = min(limit, float(np.finfo(np.zeros((), out).real.dtype).max))
+    return limit
 
 
 def _writeable(a) -> bool:

@@ -143,3 +143,32 @@ def test_fill_text_beyond_float64_is_refused_not_made_infinite():
         sliding_window_transpose(x, 5, 2, stride=2, fill="1e400")
     out = sliding_window_transpose(x, 5, 2, stride=2, fill="-inf")
     assert out[0, -1, -1] == -np.inf
+
+
+@pytest.mark.parametrize(("value", "dtype"), [(1e38, None), (3e38, None), (2e4, "float16")])
+def test_weighted_sum_whose_weights_add_up_beyond_the_dtype_is_refused(tmp_path, value, dtype):
+    """Each weight fitting float32 is not enough: four windows of weight 1e38 on one element gave inf from
+    data of ones, exit 0. Refused up front (nothing written), as the tiny weights are; mean and float64 work."""
+    from swt_cli import sliding_window_transpose
+
+    x = np.ones((1, 3, 3, 2, 2), np.float32)
+    weight = np.full((2, 2), value)
+    with pytest.raises(SwtError, match="weighted sum.*adds up to.*reduce mean, or dtype float64"):
+        sliding_window_transpose(x, 4, 2, weight=weight, dtype=dtype)
+    assert np.all(sliding_window_transpose(x, 4, 2, weight=weight, reduce="mean", dtype=dtype) == 1)
+    got = sliding_window_transpose(x, 4, 2, weight=weight, dtype=np.float64)
+    assert np.isfinite(got).all() and got[0, 1, 1] == 4 * value
+    np.save(tmp_path / "w.npy", x)
+    np.save(tmp_path / "weight.npy", weight)
+    args = ["fold", tmp_path / "w.npy", tmp_path / "o.npy", "-k", 2, "-q", "--weight", tmp_path / "weight.npy"]
+    result = run_swt(*args, *(["--dtype", dtype] if dtype else []))
+    assert result.returncode == 1 and "adds up to" in _one_line(result.stderr)
+    assert not (tmp_path / "o.npy").exists() and not list(tmp_path.glob(".o.npy*"))
+
+
+def test_weighted_sum_just_below_the_limit_is_finite():
+    from swt_cli import sliding_window_transpose
+
+    x = np.ones((1, 3, 3, 2, 2), np.float32)
+    got = sliding_window_transpose(x, 4, 2, weight=np.full((2, 2), 8e37))
+    assert np.isfinite(got).all() and got[0, 1, 1] == np.float32(np.float32(8e37) * 4)
