@@ -172,3 +172,53 @@ def test_weighted_sum_just_below_the_limit_is_finite():
     x = np.ones((1, 3, 3, 2, 2), np.float32)
     got = sliding_window_transpose(x, 4, 2, weight=np.full((2, 2), 8e37))
     assert np.isfinite(got).all() and got[0, 1, 1] == np.float32(np.float32(8e37) * 4)
+
+
+def test_overwrite_of_a_zarr_output_never_leaves_the_name_empty(tmp_path):
+    """``--overwrite`` onto a Zarr store (a folder) parked the old store, then renamed the new one in: between
+    the two a reader found no output at all (tens of thousands of polls in 2 s), and a kill there left none.
+    Now the two swap in one step (RENAME_EXCHANGE) and the old one is dropped after."""
+    import subprocess
+    import sys
+    import time
+
+    from swt_cli.formats.base import commit_path, temp_sibling
+
+    path = tmp_path / "o.zarr"
+    path.mkdir()
+    (path / "zarr.json").write_text("{}")
+    poll = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys, time\n"
+        "missing, end = 0, time.time() + 2.5\n"
+        "while time.time() < end:\n"
+        f"    missing += not os.path.exists({str(path)!r})\n"
+        "print(missing)\n")], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    end, commits = time.time() + 1.8, 0
+    while time.time() < end:
+        temp = temp_sibling(str(path))
+        os.mkdir(temp)
+        with open(os.path.join(temp, "zarr.json"), "w") as f:
+            f.write(str(commits))
+        commit_path(temp, str(path), overwrite=True)
+        commits += 1
+    missing = int(poll.communicate()[0])
+    assert commits > 50
+    assert missing == 0, f"{missing} polls found no output during {commits} overwrites"
+    assert (path / "zarr.json").read_text() == str(commits - 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.zarr"]  # every old store was dropped
+
+
+def test_overwrite_of_a_zarr_output_by_the_cli_keeps_only_the_new_store(tmp_path):
+    np.save(tmp_path / "w.npy", WINDOWS)
+    out = tmp_path / "o.zarr"
+    for scale in (1, 2):
+        np.save(tmp_path / "w.npy", WINDOWS * scale)
+        result = run_swt("fold", tmp_path / "w.npy", out, "-k", 2, "-q", "--overwrite")
+        assert result.returncode == 0, result.stderr
+    want = run_swt("fold", tmp_path / "w.npy", tmp_path / "want.npy", "-k", 2, "-q")
+    assert want.returncode == 0, want.stderr
+    with open_reader(str(out)) as reader:
+        np.testing.assert_array_equal(reader.read(()), np.load(tmp_path / "want.npy"))
+    (tmp_path / "want.npy").unlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.zarr", "w.npy"]
