@@ -222,3 +222,22 @@ def test_overwrite_of_a_zarr_output_by_the_cli_keeps_only_the_new_store(tmp_path
         np.testing.assert_array_equal(reader.read(()), np.load(tmp_path / "want.npy"))
     (tmp_path / "want.npy").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.zarr", "w.npy"]
+
+
+def test_virtual_dataset_own_name_under_a_vds_prefix_elsewhere_is_refused(tmp_path):
+    """HDF5_VDS_PREFIX comes first in HDF5's search: a source named like the file itself then reads the file of
+    that name under the prefix, another file, so the own-name allowance must not apply."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with h5py.File(tmp_path / "b" / "vds.h5", "w") as f:
+        f["src"] = WINDOWS + 1
+    with h5py.File(tmp_path / "a" / "vds.h5", "w") as f:
+        f["src"] = WINDOWS
+        layout = h5py.VirtualLayout(shape=WINDOWS.shape, dtype=WINDOWS.dtype)
+        layout[...] = h5py.VirtualSource("vds.h5", "src", shape=WINDOWS.shape)
+        f.create_virtual_dataset("v", layout)
+    env = {**os.environ, "HDF5_VDS_PREFIX": str(tmp_path / "b")}
+    result = run_swt("info", f"{tmp_path}/a/vds.h5:/v", env=env)
+    assert result.returncode == 1 and "virtual dataset" in _one_line(result.stderr)
+    result = run_swt("info", f"{tmp_path}/a/vds.h5:/v", "-q")  # without the prefix: its own file
+    assert result.returncode == 0, result.stderr
