@@ -38,7 +38,8 @@ once to the accumulator's real dtype. For a mean the weights are first divided b
 mean does not change when all weights scale alike), so no weight exceeds 1 and no divisor overflows;
 weights that would still underflow the accumulator (largest over smallest beyond its range, e.g. a
 float32 mean of weights spanning more than about 1e38) are refused, as are weighted sums whose weights
-do not fit the accumulator: finite positive weights never produce NaN or Inf themselves. ``fill`` is
+do not fit the accumulator, or whose sums on one element (overlapping windows) pass the largest value
+the accumulator or the output holds: finite positive weights never produce NaN or Inf themselves. ``fill`` is
 written into the output dtype once; one that dtype cannot hold exactly (an integer beyond 2**53 in
 float64, 300 in int8) is refused with a dtype that can.
 """
@@ -142,21 +143,26 @@ def check_fill(fill) -> int | float:
         except ValueError:
             pass
     try:
-        return float(fill)
+        value = float(fill)
     except (TypeError, ValueError):
         raise SwtError(f"fill must be a number, got {fill!r}") from None
+    if isinstance(fill, str) and math.isinf(value) and "inf" not in fill.lower():  # '1e400': no dtype holds it
+        raise SwtError(f"fill {fill.strip()} is beyond the range of every float dtype (float64 ends near 1.8e308): "
+                       "give a smaller number, or inf")
+    return value
 
 
 def _fmt_fill(fill) -> str:
     return str(fill) if isinstance(fill, int) else f"{fill:g}"
 
 
-def check_fill_fits(fill, out: np.dtype, integers: bool = True) -> None:
+def check_fill_fits(fill, out: np.dtype, integers: bool = True, data: np.dtype | None = None) -> None:
     """Refuse a ``fill`` that the output dtype ``out`` cannot hold exactly, naming a dtype that can.
 
     A float fill in a float output is rounded to it like any float (NaN and infinities included), but
     must not overflow it. ``integers``: an integer output dtype could be asked for (an integer input,
-    summed without weights), so one may be offered.
+    summed without weights), so one may be offered; ``data``, the input's integer dtype, whose values
+    the offered dtype must hold too (uint8 data with fill -1 needs int16, not int8).
     """
     out = np.dtype(out)
     real = np.zeros((), out).real.dtype
@@ -166,7 +172,7 @@ def check_fill_fits(fill, out: np.dtype, integers: bool = True) -> None:
             raise SwtError(f"fill {text} does not fit the {out.name} output: use a float dtype")
         info = np.iinfo(out)
         if not info.min <= int(fill) <= info.max:
-            raise SwtError(f"fill {text} does not fit the {out.name} output: {_holding(int(fill), integers)}")
+            raise SwtError(f"fill {text} does not fit the {out.name} output: {_holding(int(fill), integers, data)}")
         return
     if isinstance(fill, float):
         if math.isfinite(fill) and not math.isfinite(_as_real(fill, real)):
@@ -174,17 +180,24 @@ def check_fill_fits(fill, out: np.dtype, integers: bool = True) -> None:
         return
     if _as_real(fill, real) != fill:  # an integer the float output would round
         raise SwtError(f"fill {text} is not exactly a {real.name} value (the {out.name} output would round it): "
-                       f"{_holding(fill, integers)}")
+                       f"{_holding(fill, integers, data)}")
 
 
-def _holding(value: int, integers: bool) -> str:
-    """What to do with an integer fill: the dtype that holds it exactly (integers first, where allowed)."""
+def _holding(value: int, integers: bool, data: np.dtype | None = None) -> str:
+    """What to do with an integer fill: the dtype that holds it exactly (integers first, where allowed),
+    and the input's integer ``data`` too."""
     if integers:
-        name = holding_dtype(value, value, "i")
-        if name == "float64" and value > 0:
-            name = holding_dtype(value, value, "u")
+        info = np.iinfo(data) if data is not None and data.kind in "iu" else None
+        data_name = "" if data is None else data.name
+        lo, hi = (value, value) if info is None else (min(value, int(info.min)), max(value, int(info.max)))
+        name = holding_dtype(lo, hi, "i")
+        if name == "float64" and lo >= 0:
+            name = holding_dtype(lo, hi, "u")
         if name != "float64":
             return f"use dtype {name}"
+        if info is not None:
+            return (f"no integer dtype holds both {value} and {data_name} data: use dtype float64 (exact up to 2**53) "
+                    f"or a fill from {info.min} to {info.max}")
     if _as_real(value, np.dtype(np.float64)) == value:
         return "use dtype float64"
     return "no dtype of this fold holds it exactly: round it"
@@ -247,6 +260,8 @@ class Blend:
         self._uncovered: np.ndarray | None = None  # bool mask of one image, or None when every element is covered
         self._device: dict = {}
         self._checked: set = set()  # real dtypes the weights were checked to fit
+        self._reach = 0.0  # a weighted sum: the most weight that reaches one element (of the prepared plan)
+        self._limit: float | None = None  # the largest such sum the declared output (output_dtype) holds
 
     @property
     def active(self) -> bool:
@@ -279,8 +294,10 @@ class Blend:
                                       option="dtype")
                 out = result_dtype(in_dtype, out)
         if self.fill != 0:
-            check_fill_fits(self.fill, out, integers=not self.fractional and np.dtype(in_dtype).kind in "iu")
+            integers = not self.fractional and np.dtype(in_dtype).kind in "iu"
+            check_fill_fits(self.fill, out, integers=integers, data=np.dtype(in_dtype) if integers else None)
         self._check_weights(accumulator_dtype(np.dtype(in_dtype), out))
+        self._limit = _sum_limit(accumulator_dtype(np.dtype(in_dtype), out), out)
         return out
 
     def _check_weights(self, acc: np.dtype) -> np.dtype:
@@ -290,6 +307,15 @@ class Blend:
             check_weight_range(self.weight, real, self.reduce, self.describe())
             self._checked.add(real)
         return real
+
+    def _check_reach(self, limit: float, plan: FoldPlan) -> None:
+        """Refuse a weighted sum whose weights alone, reaching one element from overlapping windows, add up
+        beyond ``limit``: even data of ones would give inf there (each weight fitting is not enough)."""
+        if self._reach > limit:
+            raise SwtError(
+                f"a weighted sum fold with {plan.geometry.describe()} adds up to {self._reach:.3g} of weight on one "
+                f"element, beyond the {limit:.3g} its dtype holds (data of ones would give inf): scale the weights "
+                f"down, use reduce mean, or dtype float64")
 
     def prepare(self, plan: FoldPlan):
         """The divisor and uncovered mask of one image of ``plan`` (computed once per geometry)."""
@@ -301,7 +327,10 @@ class Blend:
             covered = totals > 0
             self._uncovered = None if covered.all() else ~covered
             self._norm = np.where(covered, totals, 1.0) if self.reduce == "mean" else None
+            self._reach = float(totals.max()) if self.weight is not None and self.reduce == "sum" and totals.size else 0.0
             self._key, self._device = key, {}
+            if self._limit is not None:  # refused up front, before a job writes anything
+                self._check_reach(self._limit, plan)
         return self._norm, self._uncovered
 
     def _on(self, xp, name: str, value, dtype=None):
@@ -334,6 +363,7 @@ class Blend:
         acc = accumulator_dtype(x.dtype, out_dtype)
         norm, uncovered = self.prepare(plan)
         real = self._check_weights(acc)
+        self._check_reach(_sum_limit(acc, out_dtype), plan)
         if self.weight is not None:
             # Multiply first, rounded to the accumulator, then sum: no fused multiply-add anywhere.
             x = x * self._on(xp, "weight", self.weight, real)
@@ -349,6 +379,14 @@ class Blend:
                 result = result.copy()
             result[(Ellipsis, self._on(xp, "uncovered", uncovered))] = self.fill
         return result
+
+
+def _sum_limit(acc: np.dtype, out: np.dtype) -> float:
+    """The largest value a weighted sum may reach in ``acc`` and keep finite in the output ``out``."""
+    limit = float(np.finfo(np.zeros((), acc).real.dtype).max) if acc.kind in "fc" else math.inf
+    if out.kind in "fc":
+        limit = min(limit, float(np.finfo(np.zeros((), out).real.dtype).max))
+    return limit
 
 
 def _writeable(a) -> bool:

@@ -409,8 +409,12 @@ def test_integer_fill_is_exact():
         sliding_window_transpose(x, 6, 2, stride=3, fill=big, dtype=np.float64)
     with pytest.raises(SwtError, match=r"^fill 16777217 is not exactly a float32 value .*: use dtype float64$"):
         sliding_window_transpose(x.astype(np.float32), 6, 2, stride=3, fill=2**24 + 1)
-    with pytest.raises(SwtError, match=r"^fill 9223372036854775808 does not fit the int64 output: use dtype uint64$"):
+    # uint64 would hold the fill but not the int64 data's negative values: no integer dtype holds both
+    with pytest.raises(SwtError, match=r"^fill 9223372036854775808 does not fit the int64 output: no integer dtype holds "
+                                       r"both 9223372036854775808 and int64 data: use dtype float64"):
         sliding_window_transpose(x, 6, 2, stride=3, fill=2**63)
+    with pytest.raises(SwtError, match=r"^fill 9223372036854775808 does not fit the uint32 output: use dtype uint64$"):
+        sliding_window_transpose(np.abs(x).astype(np.uint32), 6, 2, stride=3, fill=2**63)
     with pytest.raises(SwtError, match=r"^fill 1e\+300 overflows the float32 output: use dtype float64$"):
         sliding_window_transpose(x.astype(np.float32), 6, 2, stride=3, fill=1e300)
     assert np.isnan(sliding_window_transpose(x.astype(np.float32), 6, 2, stride=3, fill=np.nan)[0, 2, 2])

@@ -367,8 +367,18 @@ def commit_path(temp: str, path: str, overwrite: bool = False) -> None:
             ) from None
         return
     if os.path.isdir(temp) and os.path.lexists(path):
+        try:
+            # rename(2) cannot replace a folder that holds anything: swap the two in one step, so that readers
+            # (and a kill) never find the name empty, then drop the old output, now under the temporary name
+            exchange(temp, path)
+        except OSError as err:
+            if err.errno not in _UNSUPPORTED:
+                raise
+        else:
+            remove_path(temp)
+            return
         old = temp_sibling(path)
-        os.rename(path, old)  # a folder cannot be replaced in one step: park the old one, then drop it
+        os.rename(path, old)  # no exchange here: park the old one, then drop it (the name is briefly empty)
         try:
             os.rename(temp, path)
         except OSError:
@@ -383,6 +393,7 @@ def commit_path(temp: str, path: str, overwrite: bool = False) -> None:
 _UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK}
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
 
 
 def _renameat2():
@@ -396,16 +407,26 @@ def _renameat2():
     return fn
 
 
+def _renameat2_flags(src: str, dst: str, flags: int) -> None:
+    fn = _renameat2()
+    if fn is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available", dst)
+    if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), dst)
+
+
+def exchange(src: str, dst: str) -> None:
+    """Swap ``src`` and ``dst`` (both must exist) in one step: ``renameat2(RENAME_EXCHANGE)``; OSError(ENOSYS)
+    where the system has none, EINVAL where the file system does not support it."""
+    _renameat2_flags(src, dst, _RENAME_EXCHANGE)
+
+
 def rename_no_replace(src: str, dst: str) -> None:
     """``rename(src, dst)`` that fails with ``FileExistsError`` where ``dst`` exists (even an empty folder,
     which plain ``rename`` would replace): ``renameat2(RENAME_NOREPLACE)``; OSError(ENOSYS) where the
     system has none, EINVAL where the file system does not support it."""
-    fn = _renameat2()
-    if fn is None:
-        raise OSError(errno.ENOSYS, "renameat2 is not available", dst)
-    if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), dst)
+    _renameat2_flags(src, dst, _RENAME_NOREPLACE)
 
 
 def claim_then_rename(src: str, dst: str) -> None:

@@ -103,7 +103,8 @@ def _check_own_bytes(dataset, where: str) -> None:
         raise SwtError(f"{where} keeps its data in other files (HDF5 external storage: {', '.join(names)}): swt reads "
                        f"only the file you named; pass --allow-external to read them")
     if dataset.is_virtual:
-        files = sorted({m.file_name for m in dataset.virtual_sources() if m.file_name != "."})
+        own = dataset.file.filename
+        files = sorted({m.file_name for m in dataset.virtual_sources() if not _same_file_source(m.file_name, own)})
         if files:
             raise SwtError(f"{where} is a virtual dataset whose data lies in other files ({', '.join(files)}): swt reads "
                            f"only the file you named; pass --allow-external to read them")
@@ -143,6 +144,30 @@ def list_arrays(location: Location, allow_external: bool = False) -> list[dict]:
     except Exception as err:
         raise SwtError(f"{location.path} is damaged: cannot read its structure ({first_line(err)})") from None
 
+
+def _same_file_source(name: str, own: str) -> bool:
+    """Whether a virtual dataset's source file ``name`` is the dataset's own file ``own``: ``"."``, or a name
+    whose first existing candidate in HDF5's search order (the name itself where absolute, then its base name
+    under each ``HDF5_VDS_PREFIX`` folder, beside ``own``, and in the working folder) is ``own`` itself.
+    Tools other than h5py write the file's own name (often absolute) for sources in the same file."""
+    if name == ".":
+        return True
+    origin = os.path.dirname(os.path.abspath(own))
+    candidates = [name] if os.path.isabs(name) else []
+    base = os.path.basename(name) if os.path.isabs(name) else name
+    prefixes = [p.replace("${ORIGIN}", origin) for p in os.environ.get("HDF5_VDS_PREFIX", "").split(":") if p]
+    candidates += [os.path.join(p, base) for p in prefixes] + [os.path.join(origin, base), base]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            try:
+                return os.path.samefile(candidate, own)
+            except OSError:
+                return False
+    return False
+
+
+#: Soft links followed one after another before a name is taken for a loop (HDF5's own limit is 16).
+_MAX_SOFT_HOPS = 16
 
 #: Datasets of more chunks than this are read through HDF5 (looking each one up costs a few microseconds).
 MAX_RAW_CHUNKS = 1 << 16
@@ -229,17 +254,15 @@ class H5Reader(ArrayReader):
     def _resolve(self, name: str, allow_external: bool):
         """The dataset ``name`` names: through soft links and other hard links to it, and through external
         links only with ``allow_external`` (each step of the path is checked, not just the last)."""
-        where, parts = self.location.path, name.split("/")
-        for i in range(1, len(parts) + 1):
-            step = "/".join(parts[:i])
-            link = self._file.get(step, getlink=True)
-            if link is None:
-                break
-            if isinstance(link, h5py.ExternalLink) and not allow_external:
-                raise SwtError(f"{where}:/{step} is {_describe_link(link)}: swt reads only the file you named and does "
-                               f"not follow it; name {link.filename}:{link.path} itself, or pass --allow-external")
-            if isinstance(link, h5py.SoftLink) and self._file.get(step) is None:
-                raise SwtError(f"{where}:/{step} is {_describe_link(link)}, which does not exist")
+        where = self.location.path
+        if not allow_external:
+            self._check_path(name, name, 0)
+        else:
+            for i in range(1, len(parts := name.split("/")) + 1):
+                step = "/".join(parts[:i])
+                link = self._file.get(step, getlink=True)
+                if isinstance(link, h5py.SoftLink) and self._file.get(step) is None:
+                    raise SwtError(f"{where}:/{step} is {_describe_link(link)}, which does not exist")
         obj = self._file.get(name)
         if isinstance(obj, h5py.Dataset):
             return obj
@@ -248,6 +271,30 @@ class H5Reader(ArrayReader):
         if obj is None:
             raise SwtError(f"{where} has no array /{name}{listing}")
         raise SwtError(f"{where}:/{name} is a group, not an array{listing}")
+
+    def _check_path(self, path: str, named: str, hops: int) -> None:
+        """Refuse ``path`` (absolute, without the leading slash) where any step of it is an external link,
+        following soft links to where they lead: a soft link to an external link (or to a group reached
+        through one) leaves the file as surely as the external link itself. ``named`` is what the user wrote."""
+        where, parts = self.location.path, path.split("/")
+        if hops > _MAX_SOFT_HOPS:
+            raise SwtError(f"{where}:/{named} goes through more than {_MAX_SOFT_HOPS} soft links (a loop?)")
+        for i in range(1, len(parts) + 1):
+            step = "/".join(parts[:i])
+            link = self._file.get(step, getlink=True)
+            if link is None:
+                return
+            via = f" (reached from /{named})" if hops else ""
+            if isinstance(link, h5py.ExternalLink):
+                raise SwtError(f"{where}:/{step} is {_describe_link(link)}{via}: swt reads only the file you named "
+                               f"and does not follow it; name {link.filename}:{link.path} itself, or pass --allow-external")
+            if isinstance(link, h5py.SoftLink):
+                target = link.path if link.path.startswith("/") else "/".join(parts[: i - 1] + [link.path])
+                target = target.strip("/")
+                rest = "/".join([target] + parts[i:]).strip("/")
+                if self._file.get(target, getlink=True) is None:
+                    raise SwtError(f"{where}:/{step} is {_describe_link(link)}, which does not exist{via}")
+                return self._check_path(rest, named, hops + 1)
 
     def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray:
         try:
