@@ -298,14 +298,12 @@ class FillValue(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, (int, float)):
             return value
+        from .blend import check_fill  # the library's reading of a fill, here for the text of an option
+
         try:
-            return int(value)
-        except ValueError:
-            pass
-        try:
-            return float(value)
-        except ValueError:
-            self.fail(f"'{value}' is not a number", param, ctx)
+            return check_fill(value)
+        except SwtError as err:
+            self.fail(str(err), param, ctx)
 
 
 def blend_options(fn):

@@ -432,7 +432,7 @@ def test_cli_integer_fill_is_exact(tmp_path):
                   "--dtype", "float32", "-q").exit_code == 0
     assert np.load(tmp_path / "z.npy")[0, 2, 2] == -1.5
     bad = invoke("fold", tmp_path / "x.npy", tmp_path / "w.npy", "-k", "2", "-s", "3", "-o", "6", "--fill", "lots")
-    assert bad.exit_code == 2 and "'lots' is not a number" in bad.stderr
+    assert bad.exit_code == 2 and "fill must be a number, got 'lots'" in bad.stderr
 
 
 # ---- through the command line ------------------------------------------------------------------------

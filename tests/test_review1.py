@@ -241,3 +241,12 @@ def test_virtual_dataset_own_name_under_a_vds_prefix_elsewhere_is_refused(tmp_pa
     assert result.returncode == 1 and "virtual dataset" in _one_line(result.stderr)
     result = run_swt("info", f"{tmp_path}/a/vds.h5:/v", "-q")  # without the prefix: its own file
     assert result.returncode == 0, result.stderr
+
+
+def test_cli_fill_text_beyond_float64_is_a_usage_error(tmp_path):
+    """--fill reads its text as the library does: 1e400 is refused (exit 2), not turned into inf."""
+    np.save(tmp_path / "w.npy", np.ones((1, 3, 3, 2, 2), np.float32))
+    done = run_swt("fold", tmp_path / "w.npy", tmp_path / "o.npy", "-k", 2, "--fill", "1e400")
+    assert done.returncode == 2, done.stderr
+    assert b"beyond the range of every float dtype" in done.stderr
+    assert not (tmp_path / "o.npy").exists()
