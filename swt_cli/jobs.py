@@ -227,7 +227,8 @@ def _stream(op: str, reader: Reader, out_loc: Location, transform: Transform, me
         from .backend import import_cupy
 
         import_cupy()
-    check_not_input(reader, out_loc)  # type: ignore[arg-type]
+    # a shared Zarr output is written where it lies while the input is read: never onto the input
+    check_not_input(reader, out_loc, in_place=not (opts.distributed and out_loc.fmt == "zarr"))  # type: ignore[arg-type]
     if out_loc.fmt != "stream":
         leftovers = describe_leftovers(out_loc.path)
         if leftovers:

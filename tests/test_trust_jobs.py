@@ -1,0 +1,218 @@
+"""Trust at the job level (issue 11): an output that is the input by any route, in every mode; shared
+outputs joined only by the same job; --overwrite onto the input's own file; -q that means quiet.
+
+Every test runs real files through the installed ``swt`` (or CliRunner) and compares with plain loops
+(``reference.py``) or with the input's bytes before the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+import zarr
+from clitools import invoke, run_swt
+from reference import fold_loops
+from test_reliability import fingerprint, one_error_line
+
+from swt_cli.errors import SwtError
+from swt_cli.formats import Location, open_reader
+from swt_cli.formats.base import check_not_input
+
+
+def _windows(seed: int = 7) -> np.ndarray:
+    """(4, 3, 5, 5, 3, 3) windows with values that cancel: a wrong summation order or a wrong input shows."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((4, 3, 5, 5, 3, 3))
+    w[..., 0, 0] *= 1e6
+    w[..., 2, 2] = -w[..., 0, 0] + rng.standard_normal(w.shape[:-2])
+    return w.astype(np.float64)
+
+
+def _folded(w: np.ndarray) -> np.ndarray:
+    return fold_loops(w, (7, 7), (3, 3), (1, 1), (0, 0), (1, 1))
+
+
+def _save_zarr(path, array, **attrs) -> None:
+    z = zarr.create_array(store=str(path), shape=array.shape, dtype=array.dtype, chunks=(1, *array.shape[1:]),
+                          zarr_format=3)
+    z[...] = array
+    z.attrs.update(attrs)
+
+
+def _read(spec) -> np.ndarray:
+    with open_reader(str(spec)) as reader:
+        return reader.read(())
+
+
+# ---- 1. the output is the input, by any route, in every mode --------------------------------------
+
+SHARED_MODES = {
+    "scheduler-overwrite": ["--scheduler", "local:1", "--overwrite"],
+    "scheduler-resume": ["--scheduler", "local:1", "--resume"],
+    "tcp-overwrite": ["--scheduler", "tcp://127.0.0.1:9", "--overwrite"],  # refused before any connection
+    "resume": ["--resume"],
+    "resume-overwrite": ["--resume", "--overwrite"],
+    "shard": ["--shard", "0/1"],
+    "shard-overwrite": ["--shard", "0/2", "--overwrite"],
+}
+
+
+@pytest.mark.parametrize("mode,route", [(mode, "same") for mode in SHARED_MODES] + [
+    ("scheduler-overwrite", "symlink"), ("resume-overwrite", "dotted"), ("shard", "symlinked-folder"),
+    ("resume", "symlink")])
+def test_shared_output_onto_the_input_is_refused_before_anything_is_touched(tmp_path, monkeypatch, mode, route):
+    """Data loss before: `--scheduler local:1 --overwrite` and `--resume --overwrite` replaced the input store
+    by an empty shared output, then failed reading it (the input gone)."""
+    w = _windows()
+    store = tmp_path / "w.zarr"
+    _save_zarr(store, w)
+    out = {"same": "w.zarr", "symlink": "l.zarr", "dotted": "./sub/../w.zarr", "symlinked-folder": "link/w.zarr"}[route]
+    (tmp_path / "sub").mkdir()
+    os.symlink("w.zarr", tmp_path / "l.zarr")
+    os.symlink(".", tmp_path / "link")
+    before = fingerprint(store)
+    if mode == "scheduler-overwrite" and route == "same":  # the case that lost the input, as a real process
+        done = run_swt("fold", "w.zarr", out, "-k", "3", "-q", *SHARED_MODES[mode], cwd=tmp_path)
+        assert done.returncode == 1, done.stderr
+        line = one_error_line(done.stderr)
+    else:
+        monkeypatch.chdir(tmp_path)
+        result = invoke("fold", "w.zarr", out, "-k", "3", "-q", *SHARED_MODES[mode])
+        assert result.exit_code == 1, result.stderr
+        line = one_error_line(result.stderr)
+    assert "is the input" in line and "write to a new file" in line
+    assert fingerprint(store) == before
+    assert os.path.islink(tmp_path / "l.zarr")
+
+
+def test_scheduler_onto_the_input_h5_computes_the_fold_of_the_input(tmp_path):
+    """HDF5 and .npy outputs of --scheduler are written by the client beside the output and renamed at the end,
+    after every block of the input was read: the input may be replaced, with the right result."""
+    w = _windows()
+    path = tmp_path / "w.h5"
+    with h5py.File(path, "w") as f:
+        f["data"] = w
+    os.link(path, tmp_path / "hard.h5")
+    done = run_swt("fold", "w.h5", "hard.h5", "-k", "3", "-q", "--scheduler", "local:1", "--overwrite", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b""
+    np.testing.assert_allclose(_read(tmp_path / "hard.h5"), _folded(w), rtol=1e-12, atol=1e-6)
+    np.testing.assert_array_equal(_read(path), w)  # the other name keeps the input as it was
+
+
+@pytest.mark.parametrize("fmt,route", [("npy", "same"), ("zarr", "same"), ("h5", "same"), ("npy", "symlink"),
+                                       ("zarr", "symlink"), ("h5", "symlinked-folder"), ("zarr", "symlinked-folder")])
+def test_plain_run_onto_the_input_gives_the_fold_of_the_input_as_it_was(tmp_path, fmt, route):
+    w = _windows(3)
+    path = tmp_path / f"w.{fmt}"
+    if fmt == "npy":
+        np.save(path, w)
+    elif fmt == "zarr":
+        _save_zarr(path, w)
+    else:
+        with h5py.File(path, "w") as f:
+            f["data"] = w
+    os.symlink(f"w.{fmt}", tmp_path / f"l.{fmt}")
+    os.symlink(".", tmp_path / "link")
+    out = {"same": f"w.{fmt}", "symlink": f"l.{fmt}", "symlinked-folder": f"link/w.{fmt}"}[route]
+    done = run_swt("fold", f"w.{fmt}", out, "-k", "3", "-q", "--overwrite", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(_read(tmp_path / out), _folded(w), rtol=1e-12, atol=1e-6)
+    assert [n for n in os.listdir(tmp_path) if "swt-tmp" in n] == []
+
+
+@pytest.mark.parametrize("out", ["w.zarr/c/x.npy", "w.zarr/extra.zarr", "g.zarr/a/x.h5"])
+def test_output_inside_the_input_store_is_refused(tmp_path, out):
+    _save_zarr(tmp_path / "w.zarr", _windows())
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    group.create_array("a", data=_windows())
+    src = "g.zarr:/a" if out.startswith("g.zarr") else "w.zarr"
+    before = fingerprint(tmp_path / src.split(":")[0])
+    done = run_swt("fold", src, out, "-k", "3", "-q", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "inside the input" in one_error_line(done.stderr)
+    assert fingerprint(tmp_path / src.split(":")[0]) == before
+
+
+def test_trailing_slash_and_hard_link_name_the_input(tmp_path):
+    """Library level (the command line's parsing of a trailing slash is the format layer's): one identity."""
+    _save_zarr(tmp_path / "w.zarr", _windows())
+    np.save(tmp_path / "w.npy", _windows())
+    os.link(tmp_path / "w.npy", tmp_path / "hard.npy")
+    with open_reader(str(tmp_path / "w.zarr")) as reader:
+        with pytest.raises(SwtError, match="is the input .*the same path"):
+            check_not_input(reader, Location(str(tmp_path / "w.zarr") + "/", "zarr"), in_place=False)
+    with open_reader(str(tmp_path / "w.npy")) as reader:
+        with pytest.raises(SwtError, match="is the input .* hard link"):
+            check_not_input(reader, Location(str(tmp_path / "hard.npy"), "npy"), in_place=False)
+        check_not_input(reader, Location(str(tmp_path / "hard.npy"), "npy"), in_place=True)  # a plain run may
+
+
+# ---- 3. --overwrite onto the input's own file keeps what is not the array --------------------------
+
+def _h5_with(path, extra: str) -> None:
+    with h5py.File(path, "w") as f:
+        f["w"] = _windows()
+        if extra == "root-attrs":
+            f.attrs["experiment"] = "x1"
+        elif extra == "group":
+            f.create_group("notes")
+        elif extra == "soft-link":
+            f["alias"] = h5py.SoftLink("/w")
+        elif extra == "external-link":
+            f["ext"] = h5py.ExternalLink("other.h5", "/x")
+        elif extra == "group-attrs":
+            del f["w"]
+            f.create_group("g").attrs["unit"] = "mm"
+            f["g/w"] = _windows()
+
+
+@pytest.mark.parametrize("extra,named", [("root-attrs", "attributes of the root"), ("group", "group /notes"),
+                                         ("soft-link", "soft link /alias"), ("external-link", "external link /ext"),
+                                         ("group-attrs", "attributes of /g")])
+def test_overwrite_of_the_input_h5_that_holds_more_is_refused_naming_it(tmp_path, extra, named):
+    path = tmp_path / "a.h5"
+    _h5_with(path, extra)
+    name = "g/w" if extra == "group-attrs" else "w"
+    before = fingerprint(path)
+    done = run_swt("fold", f"a.h5:/{name}", f"a.h5:/{name}", "-k", "3", "-q", "--overwrite", cwd=tmp_path)
+    assert done.returncode == 1
+    line = one_error_line(done.stderr)
+    assert named in line and "would be lost" in line
+    assert fingerprint(path) == before
+
+
+@pytest.mark.parametrize("extra,named", [("root-attrs", "attributes of the root"), ("file", "file /README.txt"),
+                                         ("array", "array /b"), ("in-array", "file /a/notes.txt")])
+def test_overwrite_of_the_input_zarr_that_holds_more_is_refused_naming_it(tmp_path, extra, named):
+    store = tmp_path / "g.zarr"
+    group = zarr.open_group(str(store), mode="w")
+    group.create_array("a", data=_windows())
+    if extra == "root-attrs":
+        group.attrs["experiment"] = "x1"
+    elif extra == "file":
+        (store / "README.txt").write_text("keep me")
+    elif extra == "array":
+        group.create_array("b", data=np.arange(3))
+    else:
+        (store / "a" / "notes.txt").write_text("keep me")
+    before = fingerprint(store)
+    done = run_swt("fold", "g.zarr:/a", "g.zarr:/a", "-k", "3", "-q", "--overwrite", cwd=tmp_path)
+    assert done.returncode == 1
+    line = one_error_line(done.stderr)
+    assert named in line and "would be lost" in line
+    assert fingerprint(store) == before
+
+
+def test_overwrite_of_the_input_zarr_group_holding_only_it_works(tmp_path):
+    store = tmp_path / "g.zarr"
+    w = _windows()
+    zarr.open_group(str(store), mode="w").create_array("a", data=w)
+    result = invoke("fold", f"{store}:/a", f"{store}:/a", "-k", "3", "-q", "--overwrite")
+    assert result.exit_code == 0, result.stderr
+    np.testing.assert_allclose(_read(f"{store}:/a"), _folded(w), rtol=1e-12, atol=1e-6)
+    assert json.loads((store / "a" / "zarr.json").read_text())["attributes"]["swt_geometry"]
