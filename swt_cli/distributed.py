@@ -28,6 +28,7 @@ from .formats import Location, create_writer, open_reader
 from .options import RunOptions
 from .pipeline import run
 from .protocols import BlockTransform, Reader
+from .records import job_match
 from .shards import SharedOutput
 
 #: Times Dask retries a task that raised (a task lost with its worker is rescheduled anyway).
@@ -219,9 +220,8 @@ def _shared_zarr(client, op, reader, in_loc, out_loc, transform, blocks, attrs, 
         # fewer blocks than shards: cut the first axis finer so every shard has work
         blocks = plan_blocks(lead, plan.output_shape, transform.out_dtype.itemsize, transform.bytes_per_item(),
                              opts.max_memory, batch_size=max(1, math.ceil(lead[0] / count)))
-    match = {"op": op, "shape": list(plan.output_shape), "dtype": str(transform.out_dtype), "lead_shape": list(lead),
-             "geometry": json.loads(attrs.get("swt_geometry") or "{}"),
-             "input_shape": list(reader.shape), "input_dtype": str(reader.dtype)}
+    geometry = json.loads(attrs.get("swt_geometry") or "{}")
+    match = job_match(op, reader, transform, geometry, geometry.get("layout", "megengine"))
     output, _ = SharedOutput.create_or_join(
         out_loc, plan.output_shape, transform.out_dtype, attrs, match, layout_of(blocks.indexes, lead), blocks.chunks,
         opts.compression or "zstd", shard=bool(shard), resume=resume, overwrite=opts.overwrite,

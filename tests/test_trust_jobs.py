@@ -216,3 +216,84 @@ def test_overwrite_of_the_input_zarr_group_holding_only_it_works(tmp_path):
     assert result.exit_code == 0, result.stderr
     np.testing.assert_allclose(_read(f"{store}:/a"), _folded(w), rtol=1e-12, atol=1e-6)
     assert json.loads((store / "a" / "zarr.json").read_text())["attributes"]["swt_geometry"]
+
+
+# ---- 2. a shared output is joined only by the same job ---------------------------------------------
+
+def _first_shard(tmp_path, src="w.npy", *extra):
+    """Shard 0 of 2 of a fold of ``src`` into out.zarr (stride 2: some pixels uncovered, so --fill counts)."""
+    w = _windows(5).astype(np.float32)
+    np.save(tmp_path / "w.npy", w)
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        f["data"] = w
+    _save_zarr(tmp_path / "w.zarr", w)
+    np.save(tmp_path / "weights.npy", np.arange(1, 10, dtype=np.float64).reshape(3, 3))
+    first = invoke("fold", tmp_path / src, tmp_path / "out.zarr", "-k", "3", "-s", "2", "-o", "12", "--shard", "0/2",
+                   "-q", *extra)
+    assert first.exit_code == 0, first.stderr
+    return w
+
+
+JOIN_MISMATCHES = {
+    "fill": (["--fill", "0"], ["--fill", "1"], "--fill: 0 in the output's record, 1 given"),
+    "reduce": ([], ["--reduce", "mean"], "--reduce: sum in the output's record, mean given"),
+    "dtype": ([], ["--dtype", "float64"], "--dtype (the output's dtype): float32 in the output's record, float64 given"),
+    "weight-values": (["--weight", "WEIGHTS"], ["--weight", "WEIGHTS", "rewrite-weights"], "--weight (a SHA-256"),
+    "weight-window": ([], ["--weight", "hann"], "--weight (a SHA-256 of its values): none in the output's record"),
+    "stride": ([], ["-s", "1", "-o", "7"], "the geometry"),
+}
+
+
+@pytest.mark.parametrize("how", ["shard", "resume"])
+@pytest.mark.parametrize("case", list(JOIN_MISMATCHES))
+def test_a_different_job_never_joins_a_shared_output(tmp_path, case, how):
+    first, second, named = JOIN_MISMATCHES[case]
+    weights = str(tmp_path / "weights.npy")
+    _first_shard(tmp_path, "w.npy", *[weights if a == "WEIGHTS" else a for a in first])
+    out = tmp_path / "out.zarr"
+    before = fingerprint(out)
+    if "rewrite-weights" in second:  # the same file name, other values
+        np.save(weights, np.arange(1, 10, dtype=np.float64)[::-1].reshape(3, 3).copy())
+        second = [a for a in second if a != "rewrite-weights"]
+    args = [weights if a == "WEIGHTS" else a for a in second]
+    if "-s" not in args:
+        args += ["-s", "2", "-o", "12"]
+    mode = ["--shard", "1/2"] if how == "shard" else ["--resume"]
+    result = invoke("fold", tmp_path / "w.npy", out, "-k", "3", *args, *mode, "-q")
+    assert result.exit_code == 1, result.stderr
+    line = one_error_line(result.stderr)
+    assert "another job's output" in line and named in line
+    assert fingerprint(out) == before
+
+
+@pytest.mark.parametrize("fmt", ["npy", "h5", "zarr"])
+def test_an_input_changed_since_the_first_shard_is_another_job(tmp_path, fmt):
+    """Size and mtime_ns for files; for Zarr, whose metadata stays as it was when a chunk is rewritten,
+    a digest of the chunk files' names, sizes and mtime_ns."""
+    w = _first_shard(tmp_path, f"w.{fmt}")
+    out = tmp_path / "out.zarr"
+    changed = w.copy()
+    changed[1] += 1  # the same shape, dtype, size: only the data differs
+    if fmt == "npy":
+        np.save(tmp_path / "w.npy", changed)
+    elif fmt == "h5":
+        with h5py.File(tmp_path / "w.h5", "r+") as f:
+            f["data"][1] = changed[1]
+    else:
+        zarr.open_array(str(tmp_path / "w.zarr"), mode="r+")[1] = changed[1]  # rewrites one chunk file
+    result = invoke("fold", tmp_path / f"w.{fmt}", out, "-k", "3", "-s", "2", "-o", "12", "--resume", "-q")
+    assert result.exit_code == 1, result.stderr
+    assert "the input's data (its files' sizes and modification times)" in one_error_line(result.stderr)
+
+
+def test_kernel_threads_and_budget_do_not_make_another_job(tmp_path):
+    """Every kernel path gives the same bits, so how a run computes is not part of its job."""
+    w = _first_shard(tmp_path, "w.zarr")
+    out = tmp_path / "out.zarr"
+    result = invoke("fold", tmp_path / "w.zarr", out, "-k", "3", "-s", "2", "-o", "12", "--shard", "1/2", "-q",
+                    "--threads", "1", "--max-memory", "64MiB")
+    assert result.exit_code == 0, result.stderr
+    np.testing.assert_allclose(_read(out), fold_loops(w, (12, 12), (3, 3), (2, 2), (0, 0), (1, 1)), rtol=1e-5, atol=1e-2)
+    record = zarr.open_array(str(out)).attrs["swt_job"]["match"]
+    assert record["input"] == os.path.realpath(tmp_path / "w.zarr")
+    assert record["input_signal"].startswith("5 files")  # zarr.json and the 4 chunks, one stat each
