@@ -385,6 +385,7 @@ def _run_options(ctx, quiet: bool, opts: dict) -> RunOptions:
         progress=not quiet, scheduler=opts["scheduler"], shard=opts["shard"], resume=opts["resume"],
         allow_external=opts["allow_external"], note=lambda text: _note(quiet, text),
         on_output=lambda text: root.meta.__setitem__("swt.interrupted_output", text), command=shlex.join(argv),
+        debug=bool(root.meta.get("swt.debug")),
     )
 
 

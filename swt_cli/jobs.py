@@ -20,11 +20,13 @@ only parses its options, calls these and prints).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +38,7 @@ from .backend import check_dtype, result_dtype
 from .blend import Blend
 from .blocks import block_items, plan_blocks
 from .coverage import fold_coverage
-from .errors import SwtError
+from .errors import SwtError, first_line
 from .formats import COMPRESSIONS, Location, create_writer, open_reader
 from .formats.base import check_not_input, describe_leftovers
 from .geometry import Geometry, as_tuple, fmt_dims, plan_fold, plan_unfold, spatial_ndim
@@ -192,6 +194,28 @@ class JobResult:
     bytes_written: int
 
 
+@contextlib.contextmanager
+def warnings_as_notes(opts: RunOptions):
+    """Python warnings raised during a run (NumPy's RuntimeWarnings, zarr's and Dask's, from any thread)
+    become one note each, after the run or its failure: none with ``quiet``, so that ``-q`` prints at most
+    the one line of an error. ``debug`` lets them through as Python prints them, with their source lines."""
+    if opts.debug:
+        yield
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen = set()
+            for found in caught:
+                message = found.message if isinstance(found.message, Warning) else Warning(found.message)
+                text = f"warning: {first_line(message)} ({found.category.__name__})"
+                if text not in seen:
+                    seen.add(text)
+                    opts.say(text)
+
+
 def _check_layout(layout: str | None) -> None:
     if layout is not None and layout not in LAYOUTS:
         raise OptionError(f"layout '{layout}' is not one of {', '.join(LAYOUTS)}")
@@ -302,7 +326,7 @@ def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None
                     compression=compression, overwrite=overwrite, progress=progress, scheduler=scheduler, shard=shard,
                     resume=resume, allow_external=allow_external, command=_command("fold_file", input, output))
     out_loc = check_compression(output, opts.compression)
-    with open_input(input, opts.allow_external) as reader:
+    with warnings_as_notes(opts), open_input(input, opts.allow_external) as reader:
         setup = fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout,
                            dtype=_output_dtype(dtype), reduce=reduce, weight=weight, fill=fill, device=opts.device,
                            note=opts.say)
@@ -335,7 +359,7 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
                     compression=compression, overwrite=overwrite, progress=progress, scheduler=scheduler, shard=shard,
                     resume=resume, allow_external=allow_external, command=_command("unfold_file", input, output))
     out_loc = check_compression(output, opts.compression)
-    with open_input(input, opts.allow_external) as reader:
+    with warnings_as_notes(opts), open_input(input, opts.allow_external) as reader:
         choice = resolve_geometry(kernel, stride, padding, dilation, ndim)
         geometry = choice.geometry
         out_dtype = result_dtype(reader.dtype, _output_dtype(dtype))

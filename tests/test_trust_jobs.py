@@ -297,3 +297,47 @@ def test_kernel_threads_and_budget_do_not_make_another_job(tmp_path):
     record = zarr.open_array(str(out)).attrs["swt_job"]["match"]
     assert record["input"] == os.path.realpath(tmp_path / "w.zarr")
     assert record["input_signal"].startswith("5 files")  # zarr.json and the 4 chunks, one stat each
+
+
+# ---- 5. -q: nothing on success, one line on failure, whatever NumPy, zarr and Dask say -------------
+
+def _group_with_a_stray_file(tmp_path) -> np.ndarray:
+    """g.zarr:/a, beside a README.txt that zarr warns about (ZarrUserWarning) on every open of the group."""
+    w = _windows(9)
+    zarr.open_group(str(tmp_path / "g.zarr"), mode="w").create_array("a", data=w, chunks=(1, 3, 5, 5, 3, 3))
+    (tmp_path / "g.zarr" / "README.txt").write_text("notes")
+    return w
+
+
+@pytest.mark.parametrize("mode", [[], ["--scheduler", "local:2"]], ids=["plain", "local-cluster"])
+def test_quiet_success_prints_nothing(tmp_path, mode):
+    w = _group_with_a_stray_file(tmp_path)
+    done = run_swt("fold", "g.zarr:/a", "out.zarr", "-k", "3", "-q", *mode, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b"" and done.stdout == b""
+    np.testing.assert_allclose(_read(tmp_path / "out.zarr"), _folded(w), rtol=1e-12, atol=1e-6)
+
+
+def test_warnings_are_one_note_each_without_q_and_python_s_own_with_debug(tmp_path):
+    _group_with_a_stray_file(tmp_path)
+    done = run_swt("fold", "g.zarr:/a", "out.npy", "-k", "3", "-o", "7", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stderr.decode().splitlines() if "README.txt" in line]
+    assert notes == ["swt: warning: Object at README.txt is not recognized as a component of a Zarr hierarchy. "
+                     "(ZarrUserWarning)"]
+    debug = run_swt("fold", "g.zarr:/a", "out2.npy", "-k", "3", "-o", "7", "-q", "--debug", cwd=tmp_path)
+    assert debug.returncode == 0 and b"ZarrUserWarning: Object at README.txt" in debug.stderr
+
+
+def test_quiet_failure_inside_a_worker_is_one_line(tmp_path):
+    """A damaged chunk fails the task on a worker, Dask retries it twice: before, each try logged
+    'distributed.worker - ERROR - Compute Failed' and a traceback to swt's stderr."""
+    _save_zarr(tmp_path / "w.zarr", _windows())
+    chunk = sorted(str(p) for p in (tmp_path / "w.zarr").rglob("*") if p.is_file() and p.name != "zarr.json")[0]
+    with open(chunk, "wb") as f:
+        f.write(b"not a chunk")
+    done = run_swt("fold", "w.zarr", "out.h5", "-k", "3", "-q", "--scheduler", "local:1", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "a chunk is damaged" in one_error_line(done.stderr)
+    debug = run_swt("fold", "w.zarr", "out.h5", "-k", "3", "-q", "--scheduler", "local:1", "--debug", cwd=tmp_path)
+    assert b"Compute Failed" in debug.stderr
