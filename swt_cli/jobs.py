@@ -273,10 +273,13 @@ def _stream(op: str, reader: Reader, out_loc: Location, transform: Transform, me
         return distributed.run_job(op, reader, out_loc, transform, blocks, attrs, opts, make_writer)
     if out_loc.fmt == "stream":
         opts.output_stays("the .npy stream on stdout is incomplete")
-    writer = (make_writer or create_writer)(out_loc, tplan.output_shape, transform.out_dtype, attrs=attrs,
-                                            chunks=blocks.chunks, compression=opts.compression, overwrite=opts.overwrite)
     total = math.prod(lead_shape) if lead_shape else 1
-    run(reader, writer, transform, blocks, opts.make_progress(f"swt {op}", total))
+    progress = opts.make_progress(f"swt {op}", total)
+    # created inside run, interrupts held, so that an interrupt never leaves a temporary output behind
+    make = functools.partial(make_writer or create_writer, out_loc, tplan.output_shape, transform.out_dtype, attrs=attrs,
+                             chunks=blocks.chunks, compression=opts.compression, overwrite=opts.overwrite)
+    run(reader, None, transform, blocks, progress, make_writer=make,
+        on_commit=lambda: opts.output_stays(f"{out_loc} was complete and in place before the interrupt"))
     return total
 
 
