@@ -203,7 +203,7 @@ def warnings_as_notes(opts: RunOptions):
         yield
         return
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("default")  # once per place that warns: a warning of every block stays one entry
         try:
             yield
         finally:

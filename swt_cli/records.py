@@ -114,18 +114,21 @@ def input_signal(fmt: str, path: str, array_folder: str | None = None) -> str:
         return f"size {st.st_size}, mtime_ns {st.st_mtime_ns}"
     digest = hashlib.sha256()
     files = 0
-    stack = [array_folder]
+    stack = [(array_folder, "")]
     while stack:
-        folder = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in sorted(entries, key=lambda e: e.name):
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.name != MARKERS:
-                        stack.append(entry.path)
-                    continue
-                st = entry.stat(follow_symlinks=False)
-                digest.update(f"{os.path.relpath(entry.path, array_folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-                files += 1
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda e: e.name)  # one order on every host: the digest is comparable
+        lines = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name != MARKERS:
+                    stack.append((entry.path, f"{prefix}{entry.name}/"))
+                continue
+            st = entry.stat(follow_symlinks=False)
+            lines.append(f"{prefix}{entry.name}\0{st.st_size}\0{st.st_mtime_ns}\n")
+        digest.update("".join(lines).encode())
+        files += len(lines)
     return f"{files} files, sha256 {digest.hexdigest()[:32]}"
 
 
