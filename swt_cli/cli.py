@@ -44,8 +44,30 @@ def _one_line(text: str) -> str:
     return " ".join(text.splitlines())
 
 
+#: Signals received and not yet acted on: Python drops an exception raised inside a finalizer or a weakref
+#: callback ("Exception ignored in ..."), so a Ctrl-C landing there would be lost; the command checks this
+#: when it returns.
+_PENDING: list[int] = []
+
+
+def _on_signal(signum, frame):
+    _PENDING.append(signum)
+    raise KeyboardInterrupt("terminated" if signum == signal.SIGTERM else "")
+
+
 def _on_sigterm(signum, frame):
-    raise KeyboardInterrupt("terminated")
+    _on_signal(signum, frame)
+
+
+def _unraisable(default):
+    """``sys.unraisablehook`` that keeps quiet about a signal's KeyboardInterrupt dropped by Python (it is
+    in ``_PENDING``, acted on when the command returns) and passes anything else on."""
+
+    def hook(unraisable):
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            default(unraisable)
+
+    return hook
 
 
 class SwtGroup(click.Group):
@@ -57,13 +79,17 @@ class SwtGroup(click.Group):
         try:
             try:
                 previous = signal.signal(signal.SIGTERM, _on_sigterm)
+                previous_int = signal.signal(signal.SIGINT, _on_signal)
             except ValueError:  # not the main thread: leave signals alone
-                previous = None
+                previous = previous_int = None
+            unraisable, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
             try:
                 return super().main(args, "swt", standalone_mode=False, **extra)
             finally:
+                sys.unraisablehook = unraisable
                 if previous is not None:
                     signal.signal(signal.SIGTERM, previous)
+                    signal.signal(signal.SIGINT, previous_int)
         except click.exceptions.Exit as exit_:
             code = exit_.exit_code
         except getattr(click.exceptions, "NoArgsIsHelpError", ()) as err:  # a bare 'swt': the help, not 'Error: Usage...'
@@ -88,11 +114,16 @@ class SwtGroup(click.Group):
 
     def invoke(self, ctx):
         ctx.meta["swt.argv"] = getattr(self, "argv", ["swt"])
+        _PENDING.clear()
         try:
-            return super().invoke(ctx)
+            done = super().invoke(ctx)
+            if _PENDING:  # a signal whose exception Python dropped (in a finalizer): it still ends the run
+                raise KeyboardInterrupt("terminated" if signal.SIGTERM in _PENDING else "")
+            return done
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt as err:
+            _PENDING.clear()
             if ctx.meta.get("swt.debug"):
                 raise
             outcome = ctx.meta.get("swt.interrupted_output", "no output was left behind")
@@ -432,6 +463,7 @@ def _run_options(ctx, quiet: bool, opts: dict) -> RunOptions:
         progress=not quiet, scheduler=opts["scheduler"], shard=opts["shard"], resume=opts["resume"],
         allow_external=opts["allow_external"], note=lambda text: _note(quiet, text),
         on_output=lambda text: root.meta.__setitem__("swt.interrupted_output", text), command=shlex.join(argv),
+        debug=bool(root.meta.get("swt.debug")),
     )
 
 

@@ -17,6 +17,7 @@ Dask is imported only here and only when asked for: ``pip install 'swt-cli[dask]
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from .formats import Location, create_writer, open_reader
 from .options import RunOptions
 from .pipeline import run
 from .protocols import BlockTransform, Reader
+from .records import job_match
 from .shards import SharedOutput
 
 #: Times Dask retries a task that raised (a task lost with its worker is rescheduled anyway).
@@ -43,8 +45,35 @@ def import_distributed():
     return distributed
 
 
-def connect(address: str, wait: float = 60.0):
-    """``(client, cluster)`` for ``--scheduler``: an address, a scheduler file or ``local:N``."""
+def _ignore_warnings() -> None:
+    """Run on the workers of a ``local:N`` cluster, whose stderr is swt's: no Python warnings there."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+
+
+@contextlib.contextmanager
+def _hushed_logs(hush: bool):
+    """Dask's own log lines on the client (lost workers, closing clusters) silenced unless ``--debug``: the
+    run's outcome is said in swt's one line."""
+    import logging
+
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    if hush:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def connect(address: str, wait: float = 60.0, hush: bool = False):
+    """``(client, cluster)`` for ``--scheduler``: an address, a scheduler file or ``local:N``.
+
+    ``hush``: the workers of a ``local:N`` cluster (whose stderr is swt's) log nothing, not even a failed
+    task's traceback (Dask retries it, and a task that fails for good is swt's one error line), and print
+    no Python warnings."""
     distributed = import_distributed()
     cluster = None
     try:
@@ -58,7 +87,8 @@ def connect(address: str, wait: float = 60.0):
             import logging
 
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                               dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+                                               dashboard_address="127.0.0.1:0",
+                                               silence_logs=logging.CRITICAL + 1 if hush else logging.ERROR)
             client = distributed.Client(cluster)
         elif address.endswith(".json"):
             if not os.path.isfile(address):
@@ -83,6 +113,8 @@ def connect(address: str, wait: float = 60.0):
             cluster.close()
         raise SwtError(f"the Dask scheduler at {address} has no workers (waited {wait:.0f}s): start some with "
                        f"'dask worker {address}'") from None
+    if hush and cluster is not None:
+        client.run(_ignore_warnings)
     return client, cluster
 
 
@@ -189,9 +221,15 @@ def run_job(op: str, reader: Reader, out_loc: Location, transform: BlockTransfor
     if make_writer is not None and out_loc.fmt == "zarr":
         raise SwtError(f"{which} writes Zarr outputs in swt's own layout only: drop --layout torch, or write an HDF5 "
                        f"or .npy output with --scheduler")
+    with _hushed_logs(not opts.debug):
+        return _run_job(op, reader, out_loc, transform, blocks, attrs, opts, make_writer, which)
+
+
+def _run_job(op, reader, out_loc, transform, blocks, attrs, opts: RunOptions, make_writer, which) -> int:
+    scheduler, shard = opts.scheduler, opts.shard
     in_loc = _absolute(reader.location)
     label = f"swt {op}" + (f" (shard {shard[0]}/{shard[1]})" if shard else "")
-    client, cluster = connect(scheduler) if scheduler else (None, None)  # before anything is written
+    client, cluster = connect(scheduler, hush=not opts.debug) if scheduler else (None, None)  # before anything is written
     dask = import_distributed() if client is not None else None
     cluster_errors = _cluster_errors(dask) if dask is not None else (TimeoutError,)
     try:
@@ -219,9 +257,8 @@ def _shared_zarr(client, op, reader, in_loc, out_loc, transform, blocks, attrs, 
         # fewer blocks than shards: cut the first axis finer so every shard has work
         blocks = plan_blocks(lead, plan.output_shape, transform.out_dtype.itemsize, transform.bytes_per_item(),
                              opts.max_memory, batch_size=max(1, math.ceil(lead[0] / count)))
-    match = {"op": op, "shape": list(plan.output_shape), "dtype": str(transform.out_dtype), "lead_shape": list(lead),
-             "geometry": json.loads(attrs.get("swt_geometry") or "{}"),
-             "input_shape": list(reader.shape), "input_dtype": str(reader.dtype)}
+    geometry = json.loads(attrs.get("swt_geometry") or "{}")
+    match = job_match(op, reader, transform, geometry, geometry.get("layout", "megengine"))
     output, _ = SharedOutput.create_or_join(
         out_loc, plan.output_shape, transform.out_dtype, attrs, match, layout_of(blocks.indexes, lead), blocks.chunks,
         opts.compression or "zstd", shard=bool(shard), resume=resume, overwrite=opts.overwrite,

@@ -20,10 +20,12 @@ only parses its options, calls these and prints).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,7 +43,7 @@ from .cover import (
     recorded_fold_sizes,
 )
 from .coverage import fold_coverage
-from .errors import SwtError
+from .errors import SwtError, first_line
 from .geometry import Geometry, as_tuple, fmt_dims, plan_fold, plan_unfold, spatial_ndim
 from .options import OptionError, RunOptions
 
@@ -306,6 +308,28 @@ class JobResult:
     bytes_written: int
 
 
+@contextlib.contextmanager
+def warnings_as_notes(opts: RunOptions):
+    """Python warnings raised during a run (NumPy's RuntimeWarnings, zarr's and Dask's, from any thread)
+    become one note each, after the run or its failure: none with ``quiet``, so that ``-q`` prints at most
+    the one line of an error. ``debug`` lets them through as Python prints them, with their source lines."""
+    if opts.debug:
+        yield
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # once per place that warns: a warning of every block stays one entry
+        try:
+            yield
+        finally:
+            seen = set()
+            for found in caught:
+                message = found.message if isinstance(found.message, Warning) else Warning(found.message)
+                text = f"warning: {first_line(message)} ({found.category.__name__})"
+                if text not in seen:
+                    seen.add(text)
+                    opts.say(text)
+
+
 def _check_layout(layout: str | None) -> None:
     if layout is not None and layout not in LAYOUTS:
         raise OptionError(f"layout '{layout}' is not one of {', '.join(LAYOUTS)}")
@@ -348,7 +372,8 @@ def _stream(op: str, reader: Reader, out_loc: Location, transform: Transform, me
         from .backend import import_cupy
 
         import_cupy()
-    check_not_input(reader, out_loc)  # type: ignore[arg-type]
+    # a shared Zarr output is written where it lies while the input is read: never onto the input
+    check_not_input(reader, out_loc, in_place=not (opts.distributed and out_loc.fmt == "zarr"))  # type: ignore[arg-type]
     if out_loc.fmt != "stream":
         leftovers = describe_leftovers(out_loc.path)
         if leftovers:
@@ -369,10 +394,13 @@ def _stream(op: str, reader: Reader, out_loc: Location, transform: Transform, me
         return distributed.run_job(op, reader, out_loc, transform, blocks, attrs, opts, make_writer)
     if out_loc.fmt == "stream":
         opts.output_stays("the .npy stream on stdout is incomplete")
-    writer = (make_writer or create_writer)(out_loc, tplan.output_shape, transform.out_dtype, attrs=attrs,
-                                            chunks=blocks.chunks, compression=opts.compression, overwrite=opts.overwrite)
     total = math.prod(lead_shape) if lead_shape else 1
-    run(reader, writer, transform, blocks, opts.make_progress(f"swt {op}", total))
+    progress = opts.make_progress(f"swt {op}", total)
+    # created inside run, interrupts held, so that an interrupt never leaves a temporary output behind
+    make = functools.partial(make_writer or create_writer, out_loc, tplan.output_shape, transform.out_dtype, attrs=attrs,
+                             chunks=blocks.chunks, compression=opts.compression, overwrite=opts.overwrite)
+    run(reader, None, transform, blocks, progress, make_writer=make,
+        on_commit=lambda: opts.output_stays(f"{out_loc} was complete and in place before the interrupt"))
     return total
 
 
@@ -482,7 +510,7 @@ def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None
                     compression=compression, overwrite=overwrite, progress=progress, scheduler=scheduler, shard=shard,
                     resume=resume, allow_external=allow_external, command=_command("fold_file", input, output))
     out_loc = check_compression(output, opts.compression)
-    with open_input(input, opts.allow_external) as reader:
+    with warnings_as_notes(opts), open_input(input, opts.allow_external) as reader:
         setup = fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout,
                            dtype=_output_dtype(dtype), reduce=reduce, weight=weight, fill=fill, device=opts.device,
                            cover=cover, note=opts.say)
@@ -573,7 +601,7 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
                     compression=compression, overwrite=overwrite, progress=progress, scheduler=scheduler, shard=shard,
                     resume=resume, allow_external=allow_external, command=_command("unfold_file", input, output))
     out_loc = check_compression(output, opts.compression)
-    with open_input(input, opts.allow_external) as reader:
+    with warnings_as_notes(opts), open_input(input, opts.allow_external) as reader:
         choice = resolve_geometry(kernel, stride, padding, dilation, ndim)
         geometry = choice.geometry
         out_dtype = result_dtype(reader.dtype, _output_dtype(dtype))

@@ -96,6 +96,9 @@ class RunOptions:
     on_output: Callable[[str], Any] | None = None
     #: Recorded in the output's ``swt_command`` attribute.
     command: str = "swt_cli"
+    #: Let Python warnings (NumPy's, zarr's, Dask's) and Dask's worker logs through as they come; else
+    #: warnings become one note each (none with ``quiet``) and worker logs are silenced (``swt --debug``).
+    debug: bool = False
 
     @classmethod
     def resolve(cls, *, max_memory: int | str | None = None, shard: str | tuple[int, int] | None = None,

@@ -7,13 +7,15 @@ read ahead and written behind on two threads, with progress on stderr and an ato
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -247,8 +249,9 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _spawn(fn, *args) -> Future:
-    """``fn(*args)`` on a daemon thread of its own, as a Future.
+def _spawn(fn, *args, track: list | None = None, may_block: bool = False) -> Future:
+    """``fn(*args)`` on a daemon thread of its own, as a Future; the thread goes into ``track`` (with
+    ``may_block``) before it starts, so that an interrupt arriving at any moment finds it there.
 
     Not a ThreadPoolExecutor: its threads are joined at interpreter exit, so a read blocked on a
     silent stdin pipe (or a write blocked on a stalled stdout pipe) would hang Ctrl-C forever.
@@ -262,7 +265,10 @@ def _spawn(fn, *args) -> Future:
         except BaseException as err:  # handed to the main thread by future.result()
             future.set_exception(err)
 
-    threading.Thread(target=target, name="swt-io", daemon=True).start()
+    thread = threading.Thread(target=target, name="swt-io", daemon=True)
+    if track is not None:
+        track.append((thread, may_block))
+    thread.start()
     return future
 
 
@@ -270,74 +276,158 @@ def _spawn(fn, *args) -> Future:
 SETTLE_SECONDS = 30.0
 
 
-def _settle(*pending) -> None:
-    """Wait (bounded) for in-flight I/O on files, so nothing writes into a temporary output being removed.
+def _settle(threads: list) -> None:
+    """Wait (bounded) for every I/O thread on files to end, so nothing writes into a temporary output being
+    removed; a second Ctrl-C or SIGTERM meanwhile does not cut the wait short (the clean-up must finish).
 
     Pipes are not waited for: they may never answer, and the daemon thread dies with the process.
     """
-    futures = [f for f, may_block in pending if f is not None and not may_block]
-    if futures:
-        wait(futures, timeout=SETTLE_SECONDS)
+    deadline = time.monotonic() + SETTLE_SECONDS
+    for thread, may_block in threads:
+        if may_block:
+            continue
+        while True:
+            try:
+                if thread.ident is None and not thread.is_alive():
+                    # interrupted inside start(): it runs or it never will; give it a moment to say which
+                    time.sleep(0.01)
+                    if thread.ident is None:
+                        break
+                thread.join(max(0.0, deadline - time.monotonic()))
+                break
+            except KeyboardInterrupt:
+                continue
+            except RuntimeError:  # never started
+                break
 
 
-def run(reader: Reader, writer: Writer, transform: BlockTransform, blocks: Blocks, progress: Progress) -> None:
+class _HeldSignals:
+    """SIGINT and SIGTERM held back (recorded, not acted on) in the main thread, for the steps that must
+    not be cut in two: creating the temporary output, the commit, the clean-up. ``release`` restores the
+    handlers and, where asked, raises the first signal held as if it came now. Elsewhere than the main
+    thread, nothing is held (Python runs handlers only there)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.held: list[int] = []
+        self._previous: dict = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.SIGNALS:
+            previous = signal.getsignal(sig)
+            if previous is None:  # installed outside Python: cannot be restored, so not replaced
+                continue
+            self._previous[sig] = previous
+            signal.signal(sig, self._hold)
+
+    def _hold(self, signum, frame) -> None:
+        self.held.append(signum)
+
+    def release(self, replay: bool = True) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
+        if replay and self.held:
+            signal.raise_signal(self.held[0])  # the restored handler raises it (KeyboardInterrupt) here
+
+    def __enter__(self) -> "_HeldSignals":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release(replay=exc[0] is None)
+
+
+def _clean_up(writer: Writer | None, threads: list) -> None:
+    """After an error or an interrupt: the I/O threads end, then the temporary output goes; signals that
+    arrive meanwhile are dropped (the run is ending with the first one)."""
+    held = _HeldSignals()
+    try:
+        _settle(threads)
+        if writer is not None:
+            writer.abort()
+    finally:
+        held.release(replay=False)
+
+
+def run(reader: Reader, writer: Writer | None, transform: BlockTransform, blocks: Blocks, progress: Progress,
+        make_writer: Callable[[], Writer] | None = None, on_commit: Callable[[], Any] | None = None) -> None:
     """Read, transform and write every block, overlapping the three; commit only when all is written.
+
+    ``make_writer`` (with ``writer`` None) creates the writer here, with interrupts held, so that no
+    temporary output is ever created without being removed on an interrupt. ``on_commit`` is called as
+    soon as the output is in place (with interrupts held: an interrupt after that point leaves the
+    complete output, and ``on_commit`` can say so).
 
     Blocks are read into two buffers in turn (the next block is read while this one is transformed),
     where the format can read into a buffer: fresh arrays would have to be faulted in page by page
     (BENCHMARKS.md, "Figures behind the pipeline's constants").
 
-    On any error or interrupt the in-flight file reads and writes finish (pipes are not waited for),
+    On any error or interrupt every I/O thread started on files finishes (pipes are not waited for),
     then the writer's temporary output is removed and the exception goes on.
     """
+    threads: list = []
+    committed = False
+    try:
+        if writer is None:
+            assert make_writer is not None
+            with _HeldSignals():
+                writer = make_writer()
+        _run(reader, writer, transform, blocks, progress, threads)
+        # a pipe's commit may block for as long as its reader waits: Ctrl-C must still end it
+        with _HeldSignals() if not getattr(writer, "sequential", False) else contextlib.nullcontext():
+            writer.commit()
+            committed = True
+            if on_commit is not None:
+                on_commit()
+    except BaseException:
+        if not committed:
+            _clean_up(writer, threads)
+        raise
+    finally:
+        kernels.expect_work(None)
+
+
+def _run(reader: Reader, writer: Writer, transform: BlockTransform, blocks: Blocks, progress: Progress,
+         threads: list) -> None:
+    """Every block read, transformed and written, up to (not including) the commit."""
     lead_shape = reader.shape[: transform.lead]
     indexes = blocks.indexes
     if not indexes:  # an empty batch: nothing to read, an empty output to commit
-        writer.commit()
         return
     pending_read = pending_write = None
     read_may_block = bool(getattr(reader, "sequential", False))
     write_may_block = bool(getattr(writer, "sequential", False))
-    try:
-        most = max(block_items(i, lead_shape) if lead_shape else 1 for i in indexes)
-        check_memory(most * transform.bytes_per_item(), most)
-        plan = getattr(transform, "plan", None)
-        if plan is not None:  # choose the kernel once for the whole job (see kernels.expect_work)
-            kernels.expect_work(math.prod(plan.input_shape) * transform.in_dtype.itemsize
-                                + math.prod(plan.output_shape) * transform.out_dtype.itemsize)
-        largest = max(math.prod(block_shape(reader.shape, i)) for i in indexes)
-        buffers = [np.empty(largest, reader.dtype) for _ in range(2)]  # no memory until read into
+    most = max(block_items(i, lead_shape) if lead_shape else 1 for i in indexes)
+    check_memory(most * transform.bytes_per_item(), most)
+    plan = getattr(transform, "plan", None)
+    if plan is not None:  # choose the kernel once for the whole job (see kernels.expect_work)
+        kernels.expect_work(math.prod(plan.input_shape) * transform.in_dtype.itemsize
+                            + math.prod(plan.output_shape) * transform.out_dtype.itemsize)
+    largest = max(math.prod(block_shape(reader.shape, i)) for i in indexes)
+    buffers = [np.empty(largest, reader.dtype) for _ in range(2)]  # no memory until read into
 
-        def read(i):
-            shape = block_shape(reader.shape, indexes[i])
-            return reader.read(indexes[i], buffers[i % 2][: math.prod(shape)].reshape(shape))
+    def read(i):
+        shape = block_shape(reader.shape, indexes[i])
+        return reader.read(indexes[i], buffers[i % 2][: math.prod(shape)].reshape(shape))
 
-        with progress:
-            pending_read = _spawn(read, 0)
-            for i, index in enumerate(indexes):
-                assert pending_read is not None  # read ahead at the end of the previous step
-                block = pending_read.result()
-                pending_read = None
-                if i + 1 < len(indexes):
-                    pending_read = _spawn(read, i + 1)
-                result = transform(block)
-                if isinstance(result, np.ndarray) and np.may_share_memory(result, buffers[i % 2]):
-                    result = result.copy()  # the buffer is read into again while this is written
-                del block
-                if pending_write is not None:
-                    pending_write.result()
-                pending_write = _spawn(writer.write, index, result)
-                del result
-                progress.advance(block_items(index, lead_shape) if lead_shape else 1)
+    with progress:
+        pending_read = _spawn(read, 0, track=threads, may_block=read_may_block)
+        for i, index in enumerate(indexes):
+            assert pending_read is not None  # read ahead at the end of the previous step
+            block = pending_read.result()
+            pending_read = None
+            if i + 1 < len(indexes):
+                pending_read = _spawn(read, i + 1, track=threads, may_block=read_may_block)
+            result = transform(block)
+            if isinstance(result, np.ndarray) and np.may_share_memory(result, buffers[i % 2]):
+                result = result.copy()  # the buffer is read into again while this is written
+            del block
             if pending_write is not None:
                 pending_write.result()
-                pending_write = None
-        writer.commit()
-    except BaseException:
-        try:
-            _settle((pending_read, read_may_block), (pending_write, write_may_block))
-        finally:
-            writer.abort()
-        raise
-    finally:
-        kernels.expect_work(None)
+            pending_write = _spawn(writer.write, index, result, track=threads, may_block=write_may_block)
+            del result
+            progress.advance(block_items(index, lead_shape) if lead_shape else 1)
+            del threads[:-2]  # finished: only the last read and write can still run
+        if pending_write is not None:
+            pending_write.result()

@@ -6,7 +6,12 @@ Below :mod:`swt_cli.formats` (whose Zarr reader names an incomplete output's mis
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from typing import Any
+
+import numpy as np
 
 from .blocks import fmt_items, merge, missing
 
@@ -63,3 +68,116 @@ def incomplete_message(where: str, folder: str, attrs: dict) -> str | None:
                 f"rerun any shard with --resume to finish it")
     return (f"{where} is incomplete: {fmt_items(gaps, st['items'], lead)} were never written "
             f"(a shard or a worker never finished): rerun the missing shards with --resume")
+
+
+# ---- what makes two runs the same job -----------------------------------------------------------------
+
+#: The job record's entries, as the options and facts a user knows them by (in the order they are named).
+JOB_KEYS = {
+    "op": "the command",
+    "geometry": "the geometry (--kernel, --stride, --padding, --dilation, --output-size)",
+    "reduce": "--reduce",
+    "weight": "--weight (a SHA-256 of its values)",
+    "fill": "--fill",
+    "dtype": "--dtype (the output's dtype)",
+    "layout": "--layout",
+    "shape": "the output shape",
+    "lead_shape": "the leading axes",
+    "input": "the input",
+    "input_shape": "the input's shape",
+    "input_dtype": "the input's dtype",
+    "input_signal": "the input's data (its files' sizes and modification times)",
+}
+
+
+def weight_digest(weight: Any) -> str | None:
+    """A SHA-256 of a weight array's dtype, shape and values (None for no weight): a weight file rewritten
+    with other values is another job, whatever its name."""
+    if weight is None:
+        return None
+    array = np.ascontiguousarray(weight)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def input_signal(fmt: str, path: str, array_folder: str | None = None) -> str:
+    """A signal that changes when the input's data changes.
+
+    ``.npy`` and HDF5 files: their size and modification time in nanoseconds (any write through the file
+    system changes the time). A Zarr store's root and metadata do not change when chunks are rewritten, so
+    for Zarr: a SHA-256 over (name, size, mtime_ns) of every file in the array's folder (its chunks and
+    metadata, not a shared output's markers), one ``stat`` per chunk file. Limits: RELIABILITY.md.
+    """
+    if fmt != "zarr" or not array_folder:
+        st = os.stat(path)
+        return f"size {st.st_size}, mtime_ns {st.st_mtime_ns}"
+    digest = hashlib.sha256()
+    files = 0
+    stack = [(array_folder, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda e: e.name)  # one order on every host: the digest is comparable
+        lines = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name != MARKERS:
+                    stack.append((entry.path, f"{prefix}{entry.name}/"))
+                continue
+            st = entry.stat(follow_symlinks=False)
+            lines.append(f"{prefix}{entry.name}\0{st.st_size}\0{st.st_mtime_ns}\n")
+        digest.update("".join(lines).encode())
+        files += len(lines)
+    return f"{files} files, sha256 {digest.hexdigest()[:32]}"
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def job_match(op: str, reader: Any, transform: Any, geometry: dict, layout: str = "megengine") -> dict:
+    """What an output of this job holds and is computed from: every option that changes the values written
+    and the input's identity, kept in a shared output's record and compared before a shard or --resume joins it.
+
+    Not the kernel, threads, block size or scheduler: every path gives the same bits (test_exact.py).
+    """
+    plan = transform.plan
+    blend = getattr(transform, "blend", None)
+    loc = reader.location
+    folder = reader.array_folder() if hasattr(reader, "array_folder") else None
+    return _plain({
+        "op": op, "shape": list(plan.output_shape), "dtype": str(transform.out_dtype), "lead_shape": list(plan.batch),
+        "geometry": geometry, "input_shape": list(reader.shape), "input_dtype": str(reader.dtype),
+        "reduce": blend.reduce if blend is not None else "sum",
+        "weight": weight_digest(blend.weight) if blend is not None else None,
+        "fill": _number(blend.fill if blend is not None else 0),
+        "layout": layout,
+        "input": os.path.realpath(loc.path) + (f":/{loc.name}" if loc.name else ""),
+        "input_signal": input_signal(loc.fmt, loc.path, folder),
+    })
+
+
+def _number(value: Any) -> str:
+    """A fill value as text, one spelling for one value (0 and 0.0 alike; large integers exact)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def describe_mismatch(recorded: dict, wanted: dict) -> str:
+    """What differs between an output's job record and this run's, each as
+    ``--fill: 0 in the output's record, 1 given``; '' where nothing does."""
+    keys = [*JOB_KEYS, *sorted((set(recorded) | set(wanted)) - set(JOB_KEYS))]
+    parts = []
+    for key in keys:
+        have, want = _plain(recorded.get(key)), _plain(wanted.get(key))
+        if have != want:
+            parts.append(f"{JOB_KEYS.get(key, key)}: {_shown(have)} in the output's record, {_shown(want)} given")
+    return "; ".join(parts)

@@ -37,7 +37,7 @@ import numpy as np
 
 from .blocks import covered, fmt_items, item_range, layout_indexes, merge, missing
 from .errors import SwtError
-from .records import INCOMPLETE_ATTR, JOB_ATTR, MARKERS, read_markers, status
+from .records import INCOMPLETE_ATTR, JOB_ATTR, MARKERS, describe_mismatch, read_markers, status
 
 # ---- shards -----------------------------------------------------------------------------------------
 
@@ -114,10 +114,8 @@ def _same(a, b) -> bool:
 
 
 def _difference(want: dict, have: dict) -> str:
-    for key in want:
-        if not _same(want.get(key), have.get(key)):
-            return f"{key} {have.get(key)} where this run makes {want.get(key)}"
-    return "it was written by another kind of job"
+    """What differs between this run's job (``want``) and the output's record (``have``), named as options."""
+    return describe_mismatch(have, want) or "it was written by another kind of job"
 
 
 class SharedOutput:

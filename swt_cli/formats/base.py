@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import errno
 import hashlib
+import json
 import math
 import os
 import re
@@ -203,30 +204,160 @@ def check_destination(path: str, overwrite: bool) -> None:
         raise SwtError(f"cannot write {path}: the folder {parent} is not writable")
 
 
-def check_not_input(reader: "ArrayReader", out: Location) -> None:
-    """Refuse an output that would destroy the input; allow one that replaces it whole.
+def _route(src: str, out: str) -> str:
+    """How the path ``out`` reaches the input ``src`` (the same file or store), for the error message."""
+    if os.path.abspath(src) == os.path.abspath(out):
+        return "the same path"
+    if os.path.realpath(src) == os.path.realpath(out):
+        return "through a symbolic link" if os.path.islink(out.rstrip("/")) or os.path.islink(src.rstrip("/")) \
+            else "the same path by another name"
+    return "a hard link to it" if not os.path.isdir(out) else "the same store under another name"
 
-    Outputs replace whole files (the temporary sibling is renamed onto the name), which is safe for
-    the input itself, read to the end before the rename. But an input file that holds other arrays
-    too would lose them, and a Zarr folder around the input would take it with it.
+
+def _inside(inner: str, outer: str) -> bool:
+    """Whether the real path ``inner`` lies inside the real path ``outer`` (not equal to it)."""
+    return inner != outer and os.path.commonpath([inner, outer]) == outer
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths are one file or folder: one (st_dev, st_ino), or one real path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _listed(items: list[str], most: int = 4) -> str:
+    return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def _hdf5_contents(path: str, keep: str) -> list[str]:
+    """What the HDF5 file ``path`` holds beyond the dataset ``keep`` (and the groups leading to it, bare):
+    other datasets and groups, attributes of the root and of those groups, soft and external links, named types."""
+    import h5py
+
+    keep = "/" + keep.strip("/")
+    ancestors = {"/"} | {"/" + "/".join(keep.strip("/").split("/")[:i]) for i in range(1, keep.count("/"))}
+    found: list[str] = []
+
+    def walk(group, prefix: str) -> None:
+        if len(group.attrs) and prefix in ancestors:
+            found.append(f"the attributes of {'the root' if prefix == '/' else prefix}")
+        for name in group:
+            path = prefix.rstrip("/") + "/" + name
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.SoftLink):
+                found.append(f"the soft link {path}")
+            elif isinstance(link, h5py.ExternalLink):
+                found.append(f"the external link {path}")
+            elif path in ancestors:
+                walk(group[name], path)
+            elif path != keep:
+                kind = group.get(name, getclass=True)
+                what = "dataset" if kind is h5py.Dataset else "group" if kind is h5py.Group else "named type"
+                found.append(f"the {what} {path}")
+
+    with h5py.File(path, "r") as f:
+        walk(f, "/")
+    return found
+
+
+#: What an array's own folder holds in a Zarr v3 store: its metadata, chunks ("c/0/0", "c.0.0", v2-style
+#: "0.0") and the markers of a shared output; anything else there is the user's.
+_ZARR_OWN = re.compile(r"zarr\.json|c|c\..*|[0-9][0-9.]*|\.swt-done")
+
+
+def _zarr_node(path: str) -> str:
+    """What ``path`` in a Zarr store is: "array", "group", "folder" or "file"."""
+    if not os.path.isdir(path):
+        return "file"
+    try:
+        with open(os.path.join(path, "zarr.json")) as meta:
+            kind = json.load(meta).get("node_type")
+    except (OSError, ValueError, AttributeError):
+        return "folder"
+    return kind if kind in ("array", "group") else "folder"
+
+
+def _zarr_contents(store: str, keep: str) -> list[str]:
+    """What the Zarr store folder ``store`` holds beyond the array ``keep`` (its folder is replaced with it):
+    other arrays, groups and files, files of the user's in the array's folder, and the attributes of the
+    groups leading to it."""
+    parts = keep.strip("/").split("/") if keep.strip("/") else []
+    found: list[str] = []
+    for depth in range(len(parts) + 1):
+        folder = os.path.join(store, *parts[:depth])
+        where = "/" + "/".join(parts[:depth])
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        if depth == len(parts):  # the array's own folder
+            found += [f"the file {where.rstrip('/')}/{n}" for n in names if not _ZARR_OWN.fullmatch(n)]
+            break
+        for name in names:
+            if name == parts[depth]:
+                continue
+            if name == "zarr.json":
+                try:
+                    with open(os.path.join(folder, name)) as meta:
+                        attrs = json.load(meta).get("attributes")
+                except (OSError, ValueError, AttributeError):
+                    attrs = None
+                if attrs:
+                    found.append(f"the attributes of {'the root' if depth == 0 else where}")
+            else:
+                kind = _zarr_node(os.path.join(folder, name))
+                found.append(f"the {kind} {where.rstrip('/')}/{name}")
+    return found
+
+
+def _input_array_name(reader: "ArrayReader") -> str:
+    """The input array's name in its file ('' for a .npy file or a Zarr array at the root of its store)."""
+    if reader.location.name:
+        return reader.location.name.strip("/")
+    arrays = [str(a.get("name", "")) for a in (reader.describe().get("arrays") or [])]
+    return arrays[0].strip("/") if len(arrays) == 1 else ""
+
+
+def check_not_input(reader: "ArrayReader", out: Location, in_place: bool = True) -> None:
+    """Refuse, before anything is written, an output that would destroy the input or what lies beside it.
+
+    The output is the input when the two paths are one file or store by any route: the same path, a
+    symbolic or hard link, a trailing slash (``os.path.samefile``: one ``(st_dev, st_ino)``, else one real
+    path). ``in_place`` (a plain run, whose output is written beside and renamed into place after the
+    input was read to the end) may then replace the input, but only where the file holds nothing besides
+    the one array that the output replaces: other arrays, groups, attributes, links or files would be
+    lost with it. Without ``in_place`` (a shared output of ``--scheduler``, ``--shard`` or ``--resume``,
+    written where it lies while workers read the input) it is refused outright. An output inside the
+    input's store, or one whose folder holds the input, is refused in every mode.
     """
     src = reader.location
-    if src.fmt == "stream" or out.fmt == "stream" or not os.path.lexists(out.path):
-        return
-    try:
-        same = os.path.samefile(src.path, out.path)
-    except OSError:
-        same = False
-    if same:
-        arrays = [a.get("name") for a in (reader.describe().get("arrays") or [])]
-        if len(arrays) > 1:
-            raise SwtError(
-                f"{out} would replace the input's own file {src.path}, which holds other arrays too "
-                f"({', '.join(arrays)}): swt replaces whole files, so they would be lost; write to a new file"
-            )
+    while getattr(reader, "inner", None) is not None:  # a converting reader (torch layout): the file's own reader
+        reader = reader.inner  # type: ignore[attr-defined]
+    if src.fmt == "stream" or out.fmt == "stream":
         return
     inner, outer = os.path.realpath(src.path), os.path.realpath(out.path)
-    if os.path.isdir(outer) and os.path.commonpath([inner, outer]) == outer:
+    if _same_file(src.path, out.path) if os.path.lexists(out.path) else inner == outer:
+        how = _route(src.path, out.path)
+        if not in_place:
+            raise SwtError(f"{out} is the input {src} ({how}): --scheduler, --shard and --resume write their output "
+                           f"where it lies while the input is still being read, so the input would be destroyed; "
+                           f"write to a new file (a plain run may replace the input)")
+        keep = _input_array_name(reader)
+        lost = []
+        if src.fmt == out.fmt == "hdf5":
+            lost = _hdf5_contents(src.path, keep)
+        elif src.fmt == out.fmt == "zarr":
+            lost = _zarr_contents(src.path, keep)
+        if lost:  # the input array itself is the run's to replace, under whichever name the output gives
+            raise SwtError(f"{out} would replace the input's own file {src.path} ({how}), which holds other arrays or "
+                           f"data too ({_listed(lost)}): swt replaces whole files, so they would be lost; write to a new "
+                           f"file")
+        return
+    if _inside(outer, inner):
+        raise SwtError(f"{out} lies inside the input {src.path}: writing it would change the input; write outside it")
+    if os.path.isdir(outer) and _inside(inner, outer):
         raise SwtError(f"{out} holds the input {src.path}: replacing it would delete the input; write to a new file")
 
 
