@@ -253,7 +253,8 @@ def _shared_zarr(client, op, reader, in_loc, out_loc, transform, blocks, attrs, 
     plan = transform.plan
     lead = tuple(plan.batch)
     index, count = shard or (0, 1)
-    if count > 1 and lead and len(blocks.indexes) < count and not opts.batch_size and len(blocks.indexes[0]) == 1:
+    if (count > 1 and lead and blocks.indexes and len(blocks.indexes) < count and not opts.batch_size
+            and len(blocks.indexes[0]) == 1):
         # fewer blocks than shards: cut the first axis finer so every shard has work
         blocks = plan_blocks(lead, plan.output_shape, transform.out_dtype.itemsize, transform.bytes_per_item(),
                              opts.max_memory, batch_size=max(1, math.ceil(lead[0] / count)))

@@ -160,7 +160,8 @@ class SharedOutput:
             same = isinstance(job, dict) and _same(job.get("match"), match)
             if same:
                 complete = not attrs_now.get(INCOMPLETE_ATTR)
-                if resume or (shard and (overwrite or not complete)):
+                empty = not math.prod(lead_shape)  # nothing to write: every shard finds it complete
+                if resume or (shard and (overwrite or not complete or empty)):
                     return cls._open(location), True
                 if overwrite:  # one client, no other writers: start afresh
                     temp = cls._build(location, shape, dtype, attrs, match, layout, chunks, compression)

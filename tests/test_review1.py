@@ -250,3 +250,14 @@ def test_cli_fill_text_beyond_float64_is_a_usage_error(tmp_path):
     assert done.returncode == 2, done.stderr
     assert b"beyond the range of every float dtype" in done.stderr
     assert not (tmp_path / "o.npy").exists()
+
+
+def test_shards_of_an_empty_input_all_finish(tmp_path):
+    """An input with no items: every shard of it succeeds and the output is complete and empty."""
+    np.save(tmp_path / "e.npy", np.zeros((0, 3, 3, 2, 2), np.float32))
+    for part in ("0/2", "1/2"):
+        done = run_swt("fold", tmp_path / "e.npy", tmp_path / "o.zarr", "-k", 2, "--shard", part, "-q")
+        assert done.returncode == 0, (part, done.stderr)
+    info = run_swt("info", tmp_path / "o.zarr", "--json")
+    assert info.returncode == 0, info.stderr
+    assert b'"shape": [\n    0,' in info.stdout or b'"shape": [0' in info.stdout, info.stdout
