@@ -57,6 +57,9 @@ class RunOptions:
     allow_external : bool, default False
         Let the readers follow HDF5 external storage, virtual datasets and external links, and Zarr
         symlinks leaving the store.
+    debug : bool, default False
+        Let Python warnings and Dask's worker logs through as they are (``--debug``), instead of one note
+        per warning (none with ``quiet``).
     note, on_output : callable, optional
         Told the run's notes, and what an interrupt would leave of the output.
     command : str
