@@ -20,3 +20,21 @@ def invoke(*args, input=None):
 def run_swt(*args, input=None, cwd=None, timeout=120, env=None):
     """Run the installed ``swt`` in a subprocess; bytes in, bytes out."""
     return subprocess.run([SWT, *map(str, args)], input=input, capture_output=True, cwd=cwd, timeout=timeout, env=env)
+
+
+def write_array(path, fmt: str, array, name: str = "data", chunks=None) -> None:
+    """Write ``array`` at ``path`` as ``fmt`` (``npy``, ``h5`` with the dataset ``name``, or ``zarr``): a file
+    that a test puts where swt will write, before or during a run."""
+    import numpy as np
+
+    if fmt == "npy":
+        np.save(path, array)
+    elif fmt == "h5":
+        import h5py
+
+        with h5py.File(path, "w") as f:
+            f[name] = array
+    else:
+        import zarr
+
+        zarr.create_array(str(path), shape=array.shape, dtype=array.dtype, chunks=chunks or array.shape)[...] = array

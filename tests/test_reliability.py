@@ -34,7 +34,7 @@ import uuid
 import h5py
 import numpy as np
 import pytest
-from clitools import SWT, invoke, run_swt
+from clitools import SWT, invoke, run_swt, write_array
 
 from swt_cli.formats import TEMP_MARK
 
@@ -94,17 +94,7 @@ def header(shape, descr="<f4") -> bytes:
 
 def existing_output(path, fmt: str) -> None:
     """Something already at the output's name, for the --overwrite cases."""
-    old = np.arange(24, dtype="int16").reshape(2, 3, 4)
-    if fmt == "npy":
-        np.save(path, old)
-    elif fmt == "h5":
-        with h5py.File(path, "w") as f:
-            f["old"] = old
-    else:
-        import zarr
-
-        z = zarr.create_array(str(path), shape=old.shape, dtype=old.dtype, chunks=(1, 3, 4))
-        z[...] = old
+    write_array(path, fmt, np.arange(24, dtype="int16").reshape(2, 3, 4), name="old", chunks=(1, 3, 4))
 
 
 def wait_for(predicate, timeout=20.0, every=0.02) -> bool:

@@ -14,7 +14,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from clitools import SWT, invoke, run_swt
+from clitools import SWT, invoke, run_swt, write_array
 from reference import fold_loops
 
 from swt_cli.errors import SwtError
@@ -112,16 +112,7 @@ class PipedFold:
 
 def intruder(path, fmt: str) -> None:
     """Another process's output under the name, made while swt runs."""
-    old = np.arange(12, dtype="int16").reshape(3, 4)
-    if fmt == "npy":
-        np.save(path, old)
-    elif fmt == "h5":
-        with h5py.File(path, "w") as f:
-            f["theirs"] = old
-    else:
-        import zarr
-
-        zarr.create_array(str(path), shape=old.shape, dtype=old.dtype)[...] = old
+    write_array(path, fmt, np.arange(12, dtype="int16").reshape(3, 4), name="theirs")
 
 
 # ---- §2: the no-overwrite promise holds at commit time -------------------------------------------
