@@ -24,11 +24,14 @@ PATHS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not HAVE_NUMBA,
 def kernel(path, threads=None, tiny_blocks=False):
     """Run with ``SWT_KERNEL=path`` and ``threads``; ``tiny_blocks`` makes even small inputs split into blocks."""
     saved_env = os.environ.get("SWT_KERNEL")
-    saved = kernels._PARALLEL_BYTES, kernels._BLOCK_BYTES, kernels._NUMPY_BLOCK_BYTES, kernels._threads
+    names = ("_PARALLEL_BYTES", "_BLOCK_BYTES", "_NUMPY_BLOCK_BYTES", "_ROW_BLOCK_BYTES")
+    saved = {name: getattr(kernels, name) for name in names}
+    saved_threads = kernels._threads
     os.environ["SWT_KERNEL"] = path
     kernels.set_threads(threads)
     if tiny_blocks:
-        kernels._PARALLEL_BYTES = kernels._BLOCK_BYTES = kernels._NUMPY_BLOCK_BYTES = 1
+        for name in names:
+            setattr(kernels, name, 1)
     try:
         yield
     finally:
@@ -36,8 +39,9 @@ def kernel(path, threads=None, tiny_blocks=False):
             os.environ.pop("SWT_KERNEL", None)
         else:
             os.environ["SWT_KERNEL"] = saved_env
-        kernels._PARALLEL_BYTES, kernels._BLOCK_BYTES, kernels._NUMPY_BLOCK_BYTES = saved[:3]
-        kernels.set_threads(saved[3])
+        for name, value in saved.items():
+            setattr(kernels, name, value)
+        kernels.set_threads(saved_threads)
 
 
 def _args(g):
@@ -88,6 +92,44 @@ def test_unfold_matches_plain_loops(path, g, seed, threads):
     with kernel(path, threads, tiny_blocks=True):
         got = sliding_window(x, **_args(g))
     np.testing.assert_array_equal(got, unfold_loops(x, g["kernel"], g["stride"], g["padding"], g["dilation"]))
+
+
+#: (kernel, stride, padding, dilation, size): window rows copied as wide items (kernel * itemsize of 1-3
+#: items of 8/4/2/1 bytes, aligned to the stride or not), in words (numba: even kernel, stride, padding
+#: and row in 8-byte words), neither (dilated, long rows), tiles with an edge, 1-d and 3-d.
+ROW_GEOMETRIES = [
+    ((3, 3), (2, 2), (1, 1), (1, 1), (9, 12)),
+    ((3, 3), (1, 1), (1, 0), (1, 1), (7, 8)),
+    ((2, 4), (2, 2), (0, 2), (1, 1), (8, 12)),
+    ((3, 5), (2, 3), (2, 1), (2, 1), (11, 13)),
+    ((2, 8), (1, 4), (0, 0), (1, 1), (6, 20)),
+    ((2, 2), (2, 2), (0, 0), (1, 1), (9, 11)),
+    ((6,), (3,), (2,), (1,), (17,)),
+    ((2, 3, 2), (1, 2, 2), (1, 0, 1), (1, 1, 1), (4, 7, 8)),
+]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [np.int8, np.float16, np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("geometry", ROW_GEOMETRIES, ids=str)
+def test_unfold_row_copies_of_every_item_size(path, geometry, dtype):
+    """Unfold (and the fold of tiles, its mirror) moves bits; rows as wide items must land where single
+    elements would, from contiguous and strided images, in blocks of one plane on two threads."""
+    k, s, p, d, size = geometry
+    rng = np.random.default_rng(7)
+    img = (rng.standard_normal((3, 2) + size) * 100).astype(dtype)
+    want = unfold_loops(img, k, s, p, d)
+    with kernel(path, 2, tiny_blocks=True):
+        got = sliding_window(img, k, padding=p, stride=s, dilation=d)
+        strided = sliding_window(np.swapaxes(np.swapaxes(img, 0, 1).copy(), 0, 1), k, padding=p, stride=s, dilation=d)
+        if s == k and not any(p) and all(v == 1 for v in d):
+            back = sliding_window_transpose(want, size, k, stride=s)
+            reach = tuple(slice(0, gi * ki) for gi, ki in zip(want.shape[2:2 + len(k)], k))
+            edge = np.zeros_like(img)
+            edge[(Ellipsis,) + reach] = img[(Ellipsis,) + reach]
+            np.testing.assert_array_equal(back.view(np.uint8), edge.view(np.uint8))
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+    np.testing.assert_array_equal(strided.view(np.uint8), want.view(np.uint8))
 
 
 @pytest.mark.parametrize("path", PATHS)
