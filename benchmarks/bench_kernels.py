@@ -1,29 +1,38 @@
-"""Time swt's fold and unfold kernels against torch, MegEngine and the memory floor.
+"""Time swt's fold and unfold kernels (numba and NumPy paths) against torch, MegEngine and the memory floor.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_kernels.py --repeat 9
+    .venv/bin/python benchmarks/bench_kernels.py --repeat 11             # both cores
+    .venv/bin/python benchmarks/bench_kernels.py --repeat 11 --threads 1 # one core
+    .venv/bin/python benchmarks/bench_kernels.py --first-call            # plus a fresh process per shape
 
 It prints, for five float32 shapes ``(N, C, O, k, s, p, d)`` (O the square image size), the median time of
-``swt_cli.sliding_window_transpose`` on windows in MegEngine's layout ``(N, C, IH, IW, KH, KW)``, of
-``torch.nn.functional.fold`` on its own best layout ``(N, C*k*k, L)`` (already contiguous, not timed), and of
-the memory floor (read the input once and write the output once: ``x.sum()`` + ``out.fill(1)``), their
-ratios and the largest error against torch (and MegEngine); then geometric means. The same for unfold
-against ``torch.nn.functional.unfold``. torch and MegEngine are optional: their columns are skipped
-without them.
+``swt_cli.sliding_window_transpose`` on windows in MegEngine's layout ``(N, C, IH, IW, KH, KW)`` on each of
+swt's paths for NumPy arrays (``SWT_KERNEL=numba``, the compiled kernels of the ``fast`` extra, and
+``SWT_KERNEL=numpy``, the kernels a plain install has), of ``torch.nn.functional.fold`` on its own best
+layout ``(N, C*k*k, L)`` (already contiguous, not timed), and of the memory floor (read the input once and
+write the output once: ``x.sum()`` + ``out.fill(1)``, on one thread), their ratios and the largest
+difference from torch (and MegEngine), then geometric means. The same for unfold against
+``torch.nn.functional.unfold``. Every function is timed in turn, round after round, and the median taken,
+so load from other processes hits all alike. torch, numba and MegEngine are optional: their columns are
+skipped without them.
+
+``--first-call`` also times, in a fresh Python process per shape, swt's first call with the environment as
+a user has it (``SWT_KERNEL`` unset: the default choice of :func:`swt_cli.kernels.kernel_name`), import
+of swt excluded: that is where loading numba or compiling shows.
 
 MegEngine 1.13 runs only on CPython <= 3.10 with numpy < 2, so it is timed in a process of its own:
 ``--megengine PYTHON`` names a Python that has it (see ``megengine_peer.py``), which is given each input
 as a .npy file after swt, torch and the floor have been timed on it, with the same number of runs.
 
 ``--threads N`` gives both swt (``swt_cli.kernels.set_threads``) and torch ``N`` threads; the default is
-every core. The figures in BENCHMARKS.md were taken on a 2-core machine where the environment happened to
-set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; no BLAS is involved in these operations, so they do not matter.
+every core. The floor is single-threaded NumPy either way.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -122,72 +131,132 @@ def _max(*errors):
     return max(errors) if errors else None
 
 
-def bench_fold(shape, repeat, torch, mge):
+PATHS = ("numba", "numpy")
+
+
+def _on_path(path, fn):
+    """``fn`` with ``SWT_KERNEL=path`` (read at each call, so it can change between calls)."""
+    def run():
+        os.environ["SWT_KERNEL"] = path
+        return fn()
+
+    return run
+
+
+def _paths():
+    return [p for p in PATHS if p != "numba" or importlib.util.find_spec("numba") is not None]
+
+
+def _swt_times(call, paths, extra: dict, repeat):
+    """Each path's result (which must agree to the bit) and everyone's median times."""
+    results = {path: _on_path(path, call)() for path in paths}
+    first = results[paths[0]]
+    for path in paths[1:]:
+        if not np.array_equal(first.view(np.uint8), results[path].view(np.uint8)):
+            raise SystemExit(f"swt's {path} path differs from its {paths[0]} path")
+    fns = {path: _on_path(path, call) for path in paths}
+    fns.update(extra)
+    return first, median_times(fns, repeat)
+
+
+def bench_fold(shape, repeat, torch, mge, paths):
     n, c, o, k, s, p, d = shape
     g = grid_size(o, k, s, p, d)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c, g, g, k, k), dtype=np.float32)
     args = dict(padding=p, stride=s, dilation=d)
-    out = sliding_window_transpose(x, o, k, **args)
-    fns = {"swt": lambda: sliding_window_transpose(x, o, k, **args), "floor": floor_fn(x.size, out.size)}
-    err = None
+    extra = {"floor": floor_fn(x.size, n * c * o * o)}
     if torch is not None:
         cols = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c * k * k, g * g))
         f = torch.nn.functional.fold
-        ref = f(cols, (o, o), k, dilation=d, padding=p, stride=s).numpy()
-        err = float(np.abs(out - ref).max())
-        fns["torch"] = lambda: f(cols, (o, o), k, dilation=d, padding=p, stride=s)
-    t = median_times(fns, repeat)
-    t_mge = None
+        extra["torch"] = lambda: f(cols, (o, o), k, dilation=d, padding=p, stride=s)
+    out, t = _swt_times(lambda: sliding_window_transpose(x, o, k, **args), paths, extra, repeat)
+    err = float(np.abs(out - extra["torch"]().numpy()).max()) if torch is not None else None
     if mge is not None:
-        t_mge, mge_err = megengine_time(mge, "fold", x, dict(o=o, k=k, s=s, p=p, d=d), repeat, out)
+        t["mge"], mge_err = megengine_time(mge, "fold", x, dict(o=o, k=k, s=s, p=p, d=d), repeat, out)
         err = _max(err, mge_err)
-    return t["swt"], t.get("torch"), t["floor"], err, t_mge
+    return t, err
 
 
-def bench_unfold(shape, repeat, torch, mge):
+def bench_unfold(shape, repeat, torch, mge, paths):
     n, c, o, k, s, p, d = shape
     g = grid_size(o, k, s, p, d)
     rng = np.random.default_rng(1)
     img = rng.standard_normal((n, c, o, o), dtype=np.float32)
     args = dict(padding=p, stride=s, dilation=d)
-    out = sliding_window(img, k, **args)
-    fns = {"swt": lambda: sliding_window(img, k, **args), "floor": floor_fn(img.size, out.size)}
-    err = None
+    extra = {"floor": floor_fn(img.size, n * c * g * g * k * k)}
     if torch is not None:
         timg = torch.from_numpy(img)
         f = torch.nn.functional.unfold
-        ref = f(timg, k, dilation=d, padding=p, stride=s).numpy().reshape(n, c, k, k, g, g).transpose(0, 1, 4, 5, 2, 3)
+        extra["torch"] = lambda: f(timg, k, dilation=d, padding=p, stride=s)
+    out, t = _swt_times(lambda: sliding_window(img, k, **args), paths, extra, repeat)
+    err = None
+    if torch is not None:
+        ref = extra["torch"]().numpy().reshape(n, c, k, k, g, g).transpose(0, 1, 4, 5, 2, 3)
         err = float(np.abs(out - ref).max())
-        fns["torch"] = lambda: f(timg, k, dilation=d, padding=p, stride=s)
-    t = median_times(fns, repeat)
-    t_mge = None
     if mge is not None:
-        t_mge, mge_err = megengine_time(mge, "unfold", img, dict(k=k, s=s, p=p, d=d), repeat, out)
+        t["mge"], mge_err = megengine_time(mge, "unfold", img, dict(k=k, s=s, p=p, d=d), repeat, out)
         err = _max(err, mge_err)
-    return t["swt"], t.get("torch"), t["floor"], err, t_mge
+    return t, err
 
 
-def table(title, rows, mge):
-    head = f"{'shape (N,C,O,k,s,p,d)':<28}{'swt ms':>9}{'torch ms':>10}{'floor ms':>10}{'swt/torch':>11}{'swt/floor':>11}{'max err':>10}"
+def table(title, rows, paths, mge):
+    """Print one table; returns the geometric means of the ratio columns."""
+    cols = [(f"{p} ms", p) for p in paths] + [("torch ms", "torch"), ("floor ms", "floor")]
+    ratios = [(f"{p}/floor", p, "floor") for p in paths] + [(f"{p}/torch", p, "torch") for p in paths]
     if mge is not None:
-        head += f"{'mge ms':>9}{'swt/mge':>9}"
+        cols.append(("mge ms", "mge"))
+        ratios += [(f"{p}/mge", p, "mge") for p in paths]
+    head = f"{'shape (N,C,O,k,s,p,d)':<26}" + "".join(f"{h:>10}" for h, _ in cols)
+    head += "".join(f"{h:>13}" for h, _, _ in ratios) + f"{'max err':>9}"
     print(f"\n{title}\n{head}\n{'-' * len(head)}")
-    for shape, (t_swt, t_torch, t_floor, err, t_mge) in rows:
-        line = (
-            f"{str(shape):<28}{_ms(t_swt):>9}{_ms(t_torch):>10}{_ms(t_floor):>10}"
-            f"{_fmt_ratio(_ratio(t_swt, t_torch)):>11}{_fmt_ratio(_ratio(t_swt, t_floor)):>11}{_fmt_err(err):>10}"
-        )
-        if mge is not None:
-            line += f"{_ms(t_mge):>9}{_fmt_ratio(_ratio(t_swt, t_mge)):>9}"
-        print(line)
-    gt = _geomean([_ratio(r[0], r[1]) for _, r in rows])
-    gf = _geomean([_ratio(r[0], r[2]) for _, r in rows])
-    line = f"{'geometric mean':<28}{'':>9}{'':>10}{'':>10}{_fmt_ratio(gt):>11}{_fmt_ratio(gf):>11}"
-    if mge is not None:
-        line += f"{'':>10}{'':>9}{_fmt_ratio(_geomean([_ratio(r[0], r[4]) for _, r in rows])):>9}"
-    print(line)
-    return gt, gf
+    for shape, (t, err) in rows:
+        line = f"{str(shape):<26}" + "".join(f"{_ms(t.get(key)):>10}" for _, key in cols)
+        line += "".join(f"{_fmt_ratio(_ratio(t.get(a), t.get(b))):>13}" for _, a, b in ratios)
+        print(line + f"{_fmt_err(err):>9}")
+    means = {h: _geomean([_ratio(t.get(a), t.get(b)) for _, (t, _e) in rows]) for h, a, b in ratios}
+    print(f"{'geometric mean':<26}" + " " * (10 * len(cols)) + "".join(f"{_fmt_ratio(means[h]):>13}" for h, _, _ in ratios))
+    return means
+
+
+_FIRST_CALL = """
+import json, os, sys, time
+import numpy as np
+from swt_cli import kernels, sliding_window, sliding_window_transpose
+from swt_cli.geometry import grid_size
+op, (n, c, o, k, s, p, d), threads = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+kernels.set_threads(threads)
+g = grid_size(o, k, s, p, d)
+args = dict(padding=p, stride=s, dilation=d)
+if op == "fold":
+    x = np.random.default_rng(0).standard_normal((n, c, g, g, k, k), dtype=np.float32)
+    call = lambda: sliding_window_transpose(x, o, k, **args)
+    nbytes = x.nbytes + n * c * o * o * 4
+else:
+    x = np.random.default_rng(1).standard_normal((n, c, o, o), dtype=np.float32)
+    call = lambda: sliding_window(x, k, **args)
+    nbytes = x.nbytes + n * c * g * g * k * k * 4
+times = []
+for _ in range(3):
+    t0 = time.perf_counter()
+    call()
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"path": kernels.kernel_name(nbytes), "times": times}))
+"""
+
+
+def first_calls(op, threads):
+    """Per shape, in a fresh process with ``SWT_KERNEL`` unset: the path taken, first and later call times."""
+    env = {k: v for k, v in os.environ.items() if k != "SWT_KERNEL"}
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    env["PYTHONPATH"] = os.pathsep.join([root] + [v for v in [env.get("PYTHONPATH")] if v])
+    print(f"\n{op}: first call in a fresh process (SWT_KERNEL unset, import excluded)")
+    print(f"{'shape (N,C,O,k,s,p,d)':<26}{'path':>7}{'1st ms':>10}{'2nd ms':>10}{'3rd ms':>10}")
+    for shape in SHAPES:
+        done = subprocess.run([sys.executable, "-c", _FIRST_CALL, op, json.dumps(shape), json.dumps(threads)],
+                              capture_output=True, text=True, check=True, env=env)
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{str(shape):<26}{report['path']:>7}" + "".join(f"{_ms(t):>10}" for t in report["times"]))
 
 
 def main(argv=None):
@@ -195,18 +264,17 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=9, help="timed runs per measurement (median taken; default 9)")
     parser.add_argument("--threads", type=int, default=None, help="threads for swt and torch (default: all cores)")
     parser.add_argument("--no-unfold", action="store_true", help="time fold only")
-    parser.add_argument("--kernel", choices=["numba", "numpy", "auto"], default="numba",
-                        help="swt's path for NumPy arrays (default numba, which large jobs take; 'auto' lets "
-                             "swt choose from the size of each call, see kernels.kernel_name)")
+    parser.add_argument("--kernel", choices=["both", "numba", "numpy"], default="both",
+                        help="swt's paths for NumPy arrays to time (default both)")
+    parser.add_argument("--first-call", action="store_true",
+                        help="also time the first calls in a fresh process per shape, with swt's default choice")
     parser.add_argument("--megengine", metavar="PYTHON", help="a Python with MegEngine 1.13 installed, to time it too")
     args = parser.parse_args(argv)
-    if args.kernel != "auto":
-        os.environ["SWT_KERNEL"] = args.kernel
+    paths = [p for p in _paths() if args.kernel in ("both", p)]
+    if not paths:
+        raise SystemExit("numba is not installed: pip install 'swt-cli[fast]', or --kernel numpy")
 
-    set_threads = getattr(kernels, "set_threads", None)
-    if set_threads is not None:
-        set_threads(args.threads)
-    threads = kernels.get_threads() if hasattr(kernels, "get_threads") else args.threads
+    kernels.set_threads(args.threads)
     torch = _optional("torch")
     mge = args.megengine
     if mge is not None:
@@ -214,16 +282,20 @@ def main(argv=None):
         mge_version = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split()[-1]
     if torch is not None:
         torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
-    print(f"swt kernel: {getattr(kernels, 'kernel_name', lambda: 'numpy')()}, threads {threads}; "
-          f"numpy {np.__version__}; torch {torch.__version__ + ' threads ' + str(torch.get_num_threads()) if torch else 'not installed (its columns are skipped)'}"
+    print(f"swt paths: {', '.join(paths)}, threads {kernels.get_threads()}; numpy {np.__version__}; "
+          f"torch {torch.__version__ + ' threads ' + str(torch.get_num_threads()) if torch else 'not installed (its columns are skipped)'}"
           f"{'; megengine ' + mge_version + ' (own process, default device)' if mge else ''}; "
-          f"median of {args.repeat} runs, float32")
+          f"median of {args.repeat} runs, float32; floor on one thread; load average {os.getloadavg()[0]:.1f}")
 
-    rows = [(shape, bench_fold(shape, args.repeat, torch, mge)) for shape in SHAPES]
-    table("fold (sliding_window_transpose): windows (N, C, IH, IW, KH, KW) -> images (N, C, O, O)", rows, mge)
+    rows = [(shape, bench_fold(shape, args.repeat, torch, mge, paths)) for shape in SHAPES]
+    table("fold (sliding_window_transpose): windows (N, C, IH, IW, KH, KW) -> images (N, C, O, O)", rows, paths, mge)
     if not args.no_unfold:
-        rows = [(shape, bench_unfold(shape, args.repeat, torch, mge)) for shape in SHAPES]
-        table("unfold (sliding_window): images (N, C, O, O) -> windows (N, C, IH, IW, KH, KW)", rows, mge)
+        rows = [(shape, bench_unfold(shape, args.repeat, torch, mge, paths)) for shape in SHAPES]
+        table("unfold (sliding_window): images (N, C, O, O) -> windows (N, C, IH, IW, KH, KW)", rows, paths, mge)
+    if args.first_call:
+        for op in ["fold"] + ([] if args.no_unfold else ["unfold"]):
+            first_calls(op, args.threads)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
