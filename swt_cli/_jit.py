@@ -76,11 +76,6 @@ def _touch(xsl, line):
     return touch
 
 
-#: Rows of the transposed slab are padded to a multiple of this many elements (one AVX-512 vector of
-#: float32), so the vector adds run whole vectors with no scalar tail; the padding holds zeros.
-_LANES = 16
-
-
 @njit(**_OPTS)
 def _flush_row(d, db, m, s2, p2, orow):
     """Write output row ``orow`` from its deinterleaved sums: column ``c = col + p2`` is ``d[db + (c % s2)*m + c // s2]``."""
@@ -123,27 +118,24 @@ def fold_planes(x, out, lo, hi, geo):
     The sums are kept in a small scratch ring of output rows, deinterleaved along the last axis:
     ``ring[row, phase, m]`` holds padded column ``c = m*s2 + phase``. Window ``i2`` at offset ``w2``
     lands on ``c = i2*s2 + w2*d2``, so for one kernel offset the windows of a grid row add onto a
-    *contiguous* run of the ring, and the adds vectorise. Their inputs, strided by ``kk`` in ``x``,
-    are first transposed (one kernel row ``w0`` at a time, a few KiB that stay in L1) into ``t[w, i2]``.
+    *contiguous* run of the ring, and the adds vectorise: LLVM gathers the inputs, strided by ``kk`` in
+    ``x`` (a row of windows, a few KiB first touched into L1), into vector registers. (Transposing them
+    into a scratch buffer first, and then adding whole vectors, cost a store per element more: slower.)
     A ring row is written out (interleaved, cropped to the output) once no later grid row reaches it,
     so each output element is written once. Grid rows in order, and the offsets along the last axis from
-    the last down, add each element's windows in row-major order (the padding of ``t`` adds zeros, which
-    change no sum: a sum that starts at +0.0 is never -0.0).
+    the last down, add each element's windows in row-major order.
     """
     k0, k1, k2, s0, s1, s2, p0, p1, p2, d0, d1, d2 = geo
     g0, g1, g2 = x.shape[1], x.shape[2], x.shape[3]
     o0, o1, o2 = out.shape[1], out.shape[2], out.shape[3]
     kk = k0 * k1 * k2
-    k12 = k1 * k2
     slab = g2 * kk  # one row of windows along the last axis: contiguous in x
     plane_in = g0 * g1 * slab
-    gp = (g2 + _LANES - 1) // _LANES * _LANES
-    m = max(gp + (k2 - 1) * d2 // s2, (o2 + p2) // s2 + 1)  # ring entries per phase: no bounds checks
+    m = max(g2 + (k2 - 1) * d2 // s2, (o2 + p2) // s2 + 1)  # ring entries per phase: no bounds checks
     rowlen = s2 * m
     nring = (k0 - 1) * d0 + 1  # output rows (of the first axis) a grid row reaches
     slot = o1 * rowlen
     ring = np.zeros(nring * slot, out.dtype)
-    t = np.zeros(k12 * gp, out.dtype)
     xf = x.reshape(-1)
     ukk = np.uint64(kk)
     line = max(1, 64 // x.itemsize)  # elements per cache line
@@ -159,18 +151,12 @@ def fold_planes(x, out, lo, hi, geo):
             for i1 in range(g1):
                 xs = p * plane_in + (i0 * g1 + i1) * slab
                 xsl = xf[xs:xs + slab]
-                touch += _touch(xsl, line)  # the strided transposes below then hit L1
+                touch += _touch(xsl, line)  # the strided loads below then hit L1
                 for w0 in range(k0):
                     r0 = i0 * s0 - p0 + w0 * d0
                     if r0 < 0 or r0 >= o0:
                         continue
                     sbase = (r0 % nring) * slot
-                    for w in range(k12):
-                        tw = t[w * gp:w * gp + g2]
-                        xi = np.uint64(w0 * k12 + w)
-                        for i2 in range(g2):
-                            tw[i2] = xsl[xi]
-                            xi += ukk
                     for w1 in range(k1):
                         r1 = i1 * s1 - p1 + w1 * d1
                         if r1 < 0 or r1 >= o1:
@@ -181,9 +167,10 @@ def fold_planes(x, out, lo, hi, geo):
                         for w2 in range(k2 - 1, -1, -1):
                             c = w2 * d2
                             dst = ring[rbase + (c % s2) * m + c // s2:]
-                            src = t[(w1 * k2 + w2) * gp:(w1 * k2 + w2 + 1) * gp]
-                            for i2 in range(gp):
-                                dst[i2] += src[i2]
+                            xi = np.uint64((w0 * k1 + w1) * k2 + w2)
+                            for i2 in range(g2):
+                                dst[i2] += xsl[xi]
+                                xi += ukk
     return touch
 
 
