@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_kernels.py --repeat 11             # both cores
     .venv/bin/python benchmarks/bench_kernels.py --repeat 11 --threads 1 # one core
     .venv/bin/python benchmarks/bench_kernels.py --first-call            # plus a fresh process per shape
+    .venv/bin/python benchmarks/bench_kernels.py --threads 1 --clock cpu # CPU time: A/B on a busy machine
 
 It prints, for five float32 shapes ``(N, C, O, k, s, p, d)`` (O the square image size), the median time of
 ``swt_cli.sliding_window_transpose`` on windows in MegEngine's layout ``(N, C, IH, IW, KH, KW)`` on each of
@@ -58,6 +59,12 @@ SHAPES = [  # (N, C, O, k, s, p, d)
 ]
 
 
+#: The clock of ``--clock``: wall time, or CPU time of the process (every thread's, so ``--threads 1``
+#: with ``--clock cpu`` compares versions on a machine shared with other work).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
+
+
 def median_times(fns: dict, repeat: int, warmup: int = 2) -> dict:
     """Median seconds of each function, timed round-robin so that load from other processes hits all alike."""
     for fn in fns.values():
@@ -66,9 +73,9 @@ def median_times(fns: dict, repeat: int, warmup: int = 2) -> dict:
     times = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -268,8 +275,12 @@ def main(argv=None):
                         help="swt's paths for NumPy arrays to time (default both)")
     parser.add_argument("--first-call", action="store_true",
                         help="also time the first calls in a fresh process per shape, with swt's default choice")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall time (default) or CPU time of this process (MegEngine: always wall)")
     parser.add_argument("--megengine", metavar="PYTHON", help="a Python with MegEngine 1.13 installed, to time it too")
     args = parser.parse_args(argv)
+    global clock
+    clock = CLOCKS[args.clock]
     paths = [p for p in _paths() if args.kernel in ("both", p)]
     if not paths:
         raise SystemExit("numba is not installed: pip install 'swt-cli[fast]', or --kernel numpy")
@@ -285,7 +296,7 @@ def main(argv=None):
     print(f"swt paths: {', '.join(paths)}, threads {kernels.get_threads()}; numpy {np.__version__}; "
           f"torch {torch.__version__ + ' threads ' + str(torch.get_num_threads()) if torch else 'not installed (its columns are skipped)'}"
           f"{'; megengine ' + mge_version + ' (own process, default device)' if mge else ''}; "
-          f"median of {args.repeat} runs, float32; floor on one thread; load average {os.getloadavg()[0]:.1f}")
+          f"median {args.clock} time of {args.repeat} runs, float32; floor on one thread; load average {os.getloadavg()[0]:.1f}")
 
     rows = [(shape, bench_fold(shape, args.repeat, torch, mge, paths)) for shape in SHAPES]
     table("fold (sliding_window_transpose): windows (N, C, IH, IW, KH, KW) -> images (N, C, O, O)", rows, paths, mge)
