@@ -33,7 +33,8 @@ REPO = Path(__file__).parents[1]
 GOLDEN_EXACT = Path(__file__).parents[2] / "shared" / "golden" / "megengine_exact_cases.npz"
 
 # (kernel, stride, padding, dilation, output): overlap, fold_pairs (float stride >= 2 along the last
-# axis, odd and even strides and kernels), dilation, padding wider than a stride, tiles, 1-d and 3-d.
+# axis, odd and even strides and kernels), dilation, padding wider than a stride, tiles, 1-d and 3-d,
+# tiles with an edge the grid does not reach (copied as wide items on the NumPy path).
 GEOMETRIES = [
     ((3, 3), (1, 1), (1, 1), (1, 1), (9, 10)),
     ((3, 3), (2, 2), (1, 1), (1, 1), (11, 12)),
@@ -43,6 +44,8 @@ GEOMETRIES = [
     ((2, 2), (2, 2), (0, 0), (1, 1), (8, 9)),
     ((4,), (1,), (2,), (1,), (17,)),
     ((2, 3, 2), (1, 2, 1), (1, 1, 0), (1, 1, 2), (5, 7, 6)),
+    ((3,), (3,), (0,), (1,), (10,)),
+    ((2, 3), (2, 3), (0, 0), (1, 1), (9, 10)),
 ]
 DTYPES = [np.float32, np.float64, np.float16, np.complex64, np.int16, np.int64]
 
