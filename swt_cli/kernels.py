@@ -28,6 +28,9 @@ neither of which changes a bit (threads and blocks only split the batch):
 - ``numpy``: one strided add per kernel offset, offsets ordered so that each element's windows arrive in
   row-major order (:func:`_window_order`), on blocks of planes small enough to stay in cache.
 
+Unfold (and the fold of windows that tile the output) only copies: numba copies elements (8-byte words
+where rows allow), NumPy copies undilated window rows as a few wide unsigned integers (:func:`_row_chunks`).
+
 The environment variable ``SWT_KERNEL=numpy|numba`` picks one (read at each call); by default a call
 takes numba where its work, or the work its job announced (:func:`expect_work`), is large enough to
 repay loading numba. 64-bit integer sums always take the NumPy path, which refuses to overflow. CuPy
