@@ -70,12 +70,16 @@ _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
 _jit_module = None
 _jit_error: str | None = None
-#: Loading numba and its cached kernels costs about 0.45 s of CPU and about 110 MB, and saves about
-#: 0.25 s of CPU per GB of fold input (BENCHMARKS.md, "Choosing the path"). Work is counted as input plus
-#: output bytes; once the calls of this process add up to this much, or a job announces that much
-#: (``expect_work``), numba loads on a background thread. Both paths give the same bits, so the choice
-#: only changes speed.
+#: Loading numba and its cached kernels costs about 0.45 s of CPU and about 110 MB; on arrays in memory
+#: its kernels save about 0.3 s of CPU per GB of fold input. Work is counted as input plus output bytes;
+#: once the calls of this process add up to this much, numba loads on a background thread. Both paths
+#: give the same bits, so the choice only changes speed.
 _JIT_WORTH_BYTES = 2 << 30
+#: The same for a job streamed through files, which announces its work (``expect_work``): there the
+#: kernel shares the cores with reading and writing, and numba saved about 0.1 s of CPU per GB of input,
+#: so that a 3.5 GB fold (5 GB of work) spent more CPU with numba's load than without it (BENCHMARKS.md,
+#: "The kernel choice and the pipeline").
+_JOB_JIT_WORTH_BYTES = 8 << 30
 _expected_work: int | None = None
 #: Work of every call on NumPy arrays so far (a lost update between threads only delays the load).
 _work_seen = 0
@@ -178,8 +182,8 @@ def _jit():
 
 def expect_work(nbytes: int | None) -> None:
     """Announce the total work (input plus output bytes) of a job, so that its first block already
-    starts loading numba where the whole job repays it (see :func:`kernel_name`); None withdraws the
-    announcement."""
+    starts loading numba where the whole job repays it, and a smaller job never does (see
+    :func:`kernel_name`); None withdraws the announcement."""
     global _expected_work
     _expected_work = nbytes
 
@@ -197,8 +201,8 @@ def kernel_name(nbytes: int | None = None) -> str:
 
     ``SWT_KERNEL`` where set (``numba``: imported now, or an error that says how to install it); else
     ``'numba'`` once the background load (started when this process's calls add up to
-    ``_JIT_WORTH_BYTES`` of work, or a job announces that much, see :func:`expect_work`) has imported
-    numba, ``'numpy'`` before or where it failed. ``nbytes`` is accepted for compatibility and does not
+    ``_JIT_WORTH_BYTES`` of work, or a job announces ``_JOB_JIT_WORTH_BYTES``, see :func:`expect_work`)
+    has imported numba, ``'numpy'`` before or where it failed. ``nbytes`` is accepted for compatibility and does not
     enter the answer. Both paths give the same bits.
     """
     choice = _forced()
@@ -226,8 +230,12 @@ def _take_numba(plan, in_dtype, out_dtype, nbytes: int) -> bool:
     key = (type(plan), plan.geometry, plan.input_shape[lead:], plan.output_shape[lead:], in_dtype, out_dtype)
     if key in _ready and _jit_module is not None:
         return True
-    _work_seen += nbytes
-    if max(_work_seen, _expected_work or 0) >= _JIT_WORTH_BYTES and _jit_error is None and key not in _asked:
+    if _expected_work is not None:  # a job: its announced total decides, not the blocks seen so far
+        worth = _expected_work >= _JOB_JIT_WORTH_BYTES
+    else:
+        _work_seen += nbytes
+        worth = _work_seen >= _JIT_WORTH_BYTES
+    if worth and _jit_error is None and key not in _asked:
         warm = _one_plane(plan, in_dtype, out_dtype)
         if warm is not None:
             _ask(key, warm)

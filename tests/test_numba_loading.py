@@ -26,7 +26,7 @@ GEOMETRY = dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1), o
 SWITCH = """
 import sys, threading, numpy as np
 from swt_cli import kernels
-kernels._JIT_WORTH_BYTES = 1  # any work repays the load, so the first call starts it
+kernels._JIT_WORTH_BYTES = kernels._JOB_JIT_WORTH_BYTES = 1  # any work repays the load: the first call starts it
 taken = []
 numpy_fold, numba_fold = kernels._fold_numpy, kernels._fold_numba
 def counted_numpy(*args):
@@ -112,7 +112,7 @@ def test_without_numba_everything_runs_on_numpy_silently(tmp_path):
     code = (
         "import os, numpy as np\n"
         "from swt_cli import kernels, sliding_window, sliding_window_transpose as f\n"
-        "kernels._JIT_WORTH_BYTES = 1\n"
+        "kernels._JIT_WORTH_BYTES = kernels._JOB_JIT_WORTH_BYTES = 1\n"
         "x, image = np.load(sys.argv[1]), np.load(sys.argv[2])\n"
         "y = [f(x, 19, 3, padding=1, stride=2) for _ in range(3)]\n"
         "w = sliding_window(image, 3, stride=2, padding=1)\n"
