@@ -8,9 +8,15 @@ forms: the floor reads into one reused buffer, as swt does (the stricter); the p
 block into a new array, as a plain `dataset[i:j]` loop does. All three are timed as whole commands,
 medians of --repeat runs taken in turn, each after an `os.sync()` so that no run pays for writing back
 the one before (the input stays in the page cache); peak RSS is that of the `swt` process, at the
-default budget and at --max-memory 128MiB.
+default budget and at --max-memory 128MiB. Each row also gives the slowest of swt's runs against the
+floor's median (the worst run), and swt's CPU time (user plus system, median) beside the floor's.
 
-    python benchmarks/bench_pipeline.py                 # full size, all formats
+Given several sizes (--n 2048,8192: 0.88 and 3.5 GB), it ends with the growth from the smallest to each
+larger one: swt's median wall and CPU time and peak RSS there over those at the smallest size. (Both
+sizes take the NumPy kernels: a file job loads numba only from 8 GiB of work.)
+
+    python benchmarks/bench_pipeline.py                 # 0.88 GB, all formats
+    python benchmarks/bench_pipeline.py --n 2048,8192 --repeat 9 --formats h5,npy
     python benchmarks/bench_pipeline.py --n 256 --repeat 3 --formats h5
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -50,12 +57,23 @@ def make_input(path: str, n: int, fmt: str) -> None:
     writer.commit()
 
 
-def run_floor(src: str, dst: str, plain: bool = False) -> float:
-    """Wall time of the floor as a command of its own."""
-    os.sync()  # no write-back of an earlier run's output lands on this one
+def _timed(command: list) -> tuple[float, float, str]:
+    """Wall and CPU seconds (user plus system, of the command and its children) of a command, after an
+    ``os.sync()`` so that no write-back of an earlier run's output lands on this one; and its stdout."""
+    os.sync()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([sys.executable, __file__, "--plain-floor" if plain else "--floor", src, dst], check=True)
-    return time.perf_counter() - start
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode:
+        raise SystemExit(f"{command[2:4]} failed: {done.stderr}")
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, done.stdout
+
+
+def run_floor(src: str, dst: str, plain: bool = False) -> tuple[float, float]:
+    """Wall and CPU time of the floor as a command of its own."""
+    return _timed([sys.executable, __file__, "--plain-floor" if plain else "--floor", src, dst])[:2]
 
 
 def floor(src: str, dst: str, plain: bool = False) -> float:
@@ -88,23 +106,19 @@ def floor(src: str, dst: str, plain: bool = False) -> float:
     return time.perf_counter() - start
 
 
-def run_swt(src: str, dst: str, *extra: str) -> tuple[float, int]:
-    os.sync()
-    start = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS, SWT, "fold", src, dst, "-k", "3", "-s", "2", "-o", "127", "--overwrite", "-q", *extra],
-        capture_output=True, text=True, check=True,
-    )
-    elapsed = time.perf_counter() - start
-    rss, code = out.stdout.split()
+def run_swt(src: str, dst: str, *extra: str) -> tuple[float, float, int]:
+    """Wall time, CPU time and peak RSS of `swt fold` as a command."""
+    command = [sys.executable, "-c", PEAK_RSS, SWT, "fold", src, dst, "-k", "3", "-s", "2", "-o", "127", "--overwrite", "-q", *extra]
+    wall, cpu, out = _timed(command)
+    rss, code = out.split()
     if code != "0":
-        raise SystemExit(f"swt failed: {out.stderr}")
-    return elapsed, int(rss)
+        raise SystemExit("swt failed")
+    return wall, cpu, int(rss)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=2048, help="batch size N (2048: 0.88 GB input)")
+    parser.add_argument("--n", default="2048", help="batch size N, or several, comma-separated (2048: 0.88 GB input, 8192: 3.5 GB)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--formats", default="h5,zarr,npy")
     parser.add_argument("--workdir", default="/tmp/swt-bench-pipeline")
@@ -115,37 +129,58 @@ def main() -> None:
         floor(*(args.floor or args.plain_floor), plain=bool(args.plain_floor))
         return
     os.makedirs(args.workdir, exist_ok=True)
-    rows = []
-    for ext in args.formats.split(","):
-        src = os.path.join(args.workdir, f"in-{args.n}.{ext}")
-        if not os.path.exists(src):
-            print(f"making {src} ...", file=sys.stderr)
-            make_input(src, args.n, {"h5": "hdf5"}.get(ext, ext))
-        dst = os.path.join(args.workdir, f"out.{ext}")
-        floor_dst = os.path.join(args.workdir, f"floor.{ext}")
-        run_floor(src, floor_dst)  # warm the page cache
-        floors, plains, swts, rss_default, rss_small = [], [], [], [], []
-        for _ in range(args.repeat):
-            floors.append(run_floor(src, floor_dst))
-            plains.append(run_floor(src, floor_dst, plain=True))
-            elapsed, rss = run_swt(src, dst)
-            swts.append(elapsed)
-            rss_default.append(rss)
-        rss_small.append(run_swt(src, dst, "--max-memory", "128MiB")[1])
-        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(src) for f in fs) if os.path.isdir(src) else os.path.getsize(src)
-        rows.append((ext, size / 1e9, statistics.median(floors), statistics.median(plains), statistics.median(swts),
-                     max(rss_default), max(rss_small)))
-        for path in (dst, floor_dst):
-            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+    sizes = [int(n) for n in args.n.split(",")]
+    rows = {}
+    for n in sizes:
+        for ext in args.formats.split(","):
+            rows[n, ext] = measure(args.workdir, n, ext, args.repeat)
+            print(f"{n} {ext}: done", file=sys.stderr)
+    median = statistics.median
+    print(f"swt fold (3x63x63 windows of 3x3, stride 2 -> 127x127), medians of {args.repeat} runs in turn")
+    print("floor: reads into a reused buffer (the stricter); plain floor: a new array per block (a plain dataset[i:j] loop)")
+    print(f"{'N':>5} {'format':<6} {'in GB':>6} {'floor s':>8} {'plain s':>8} {'swt s':>7} {'swt/floor':>10} {'worst/floor':>12}"
+          f" {'swt/plain':>10} {'cpu s':>6} {'floor cpu':>10} {'RSS MB':>7} {'RSS @128MiB':>12}")
+    for (n, ext), r in rows.items():
+        fl, pl, sw = median(r["floor"]), median(r["plain"]), median(r["swt"])
+        print(f"{n:>5} {ext:<6} {r['gb']:>6.2f} {fl:>8.2f} {pl:>8.2f} {sw:>7.2f} {sw / fl:>10.2f} {max(r['swt']) / fl:>12.2f}"
+              f" {sw / pl:>10.2f} {median(r['swt_cpu']):>6.2f} {median(r['floor_cpu']):>10.2f}"
+              f" {max(r['rss']) / 1e6:>7.0f} {r['rss_small'] / 1e6:>12.0f}")
+    if len(sizes) > 1:
+        print(f"growth from N={sizes[0]}: swt's median wall and CPU time and peak RSS (default budget) at N over those at N={sizes[0]}")
+        for (n, ext), r in rows.items():
+            if n == sizes[0]:
+                continue
+            base = rows[sizes[0], ext]
+            print(f"{n:>5} {ext:<6} size x{r['gb'] / base['gb']:.2f}  time x{median(r['swt']) / median(base['swt']):.2f}"
+                  f"  cpu x{median(r['swt_cpu']) / median(base['swt_cpu']):.2f}"
+                  f"  RSS x{max(r['rss']) / max(base['rss']):.2f} ({max(base['rss']) / 1e6:.0f} -> {max(r['rss']) / 1e6:.0f} MB)")
 
-    print(f"swt fold (N={args.n}, 3x63x63 windows of 3x3, stride 2 -> 127x127), medians of {args.repeat} runs")
-    print("floor: reads into a reused buffer; plain floor: a new array per block (a plain dataset[i:j] loop)")
-    print(f"{'format':<7} {'input GB':>9} {'floor s':>8} {'plain s':>8} {'swt s':>7} {'swt/floor':>10} {'swt/plain':>10}"
-          f" {'peak RSS MB':>12} {'RSS @128MiB':>12}")
-    for ext, gb, fl, pl, sw, rd, rs in rows:
-        print(f"{ext:<7} {gb:>9.2f} {fl:>8.2f} {pl:>8.2f} {sw:>7.2f} {sw / fl:>10.2f} {sw / pl:>10.2f}"
-              f" {rd / 1e6:>12.0f} {rs / 1e6:>12.0f}")
 
+def measure(workdir: str, n: int, ext: str, repeat: int) -> dict:
+    """Floor, plain floor and swt, ``repeat`` rounds in turn, on an input of N items in format ``ext``."""
+    src = os.path.join(workdir, f"in-{n}.{ext}")
+    if not os.path.exists(src):
+        print(f"making {src} ...", file=sys.stderr)
+        make_input(src, n, {"h5": "hdf5"}.get(ext, ext))
+    dst = os.path.join(workdir, f"out.{ext}")
+    floor_dst = os.path.join(workdir, f"floor.{ext}")
+    run_floor(src, floor_dst)  # warm the page cache
+    r: dict = {k: [] for k in ("floor", "floor_cpu", "plain", "swt", "swt_cpu", "rss")}
+    for _ in range(repeat):
+        wall, cpu = run_floor(src, floor_dst)
+        r["floor"].append(wall)
+        r["floor_cpu"].append(cpu)
+        r["plain"].append(run_floor(src, floor_dst, plain=True)[0])
+        wall, cpu, rss = run_swt(src, dst)
+        r["swt"].append(wall)
+        r["swt_cpu"].append(cpu)
+        r["rss"].append(rss)
+    r["rss_small"] = run_swt(src, dst, "--max-memory", "128MiB")[2]
+    r["gb"] = (sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(src) for f in fs)
+               if os.path.isdir(src) else os.path.getsize(src)) / 1e9
+    for path in (dst, floor_dst):
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+    return r
 
 if __name__ == "__main__":
     main()

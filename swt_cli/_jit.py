@@ -1,9 +1,10 @@
 """numba kernels for fold and unfold on NumPy arrays: the accelerated path of :mod:`swt_cli.kernels`.
 
-Importing this module imports numba (an optional dependency: ``pip install "swt-cli[fast]"``); kernels.py
-imports it only on the first fold or unfold that can use it. Every kernel is compiled lazily, once per
-dtype, and cached on disk (``cache=True``), so the compile cost (about a second each) is paid once per
-machine, not per call.
+Importing this module imports numba (a core dependency on CPython; kernels.py runs without it). kernels.py
+imports it on a background thread, once a process's work repays the load, and warms there the kernels
+that calls need (see ``kernels._take_numba``); calls take the NumPy path meanwhile. Every kernel is
+compiled lazily, once per dtype, and cached on disk (``cache=True``), so the compile cost (about a
+second each) is paid once per machine, not per call.
 
 All kernels see 3 spatial axes: 1-d and 2-d problems get axes of size 1 (kernel 1, stride 1, no padding,
 dilation 1), which costs nothing since those loops run once: leading ones, except that a 2-d fold gets

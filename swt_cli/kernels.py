@@ -31,9 +31,13 @@ neither of which changes a bit (threads and blocks only split the batch):
 Unfold (and the fold of windows that tile the output) only copies: numba copies elements (8-byte words
 where rows allow), NumPy copies undilated window rows as a few wide unsigned integers (:func:`_row_chunks`).
 
-The environment variable ``SWT_KERNEL=numpy|numba`` picks one (read at each call); by default a call
-takes numba where its work, or the work its job announced (:func:`expect_work`), is large enough to
-repay loading numba. 64-bit integer sums always take the NumPy path, which refuses to overflow. CuPy
+The environment variable ``SWT_KERNEL=numpy|numba`` picks one (read at each call). By default a call
+whose work, or the work its job announced (:func:`expect_work`), is large enough to repay loading numba
+has numba and its kernels for that call's dtypes and geometry loaded on a background thread, and takes
+the NumPy path until they are ready; from then on calls like it take numba (the blocks of a streamed
+job switch part-way, which changes no bit). Small work never starts the load. Where numba cannot be
+imported or compiled, every call takes the NumPy path, silently. 64-bit integer sums always take the
+NumPy path, which refuses to overflow. CuPy
 arrays take the NumPy path's array operations on the GPU: whole-array adds in the same order, no atomics.
 :func:`set_threads` sets how many threads the NumPy-array kernels use (default: every core).
 """
@@ -45,6 +49,7 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 
@@ -68,13 +73,25 @@ _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
 _jit_module = None
 _jit_error: str | None = None
-#: Loading numba and its cached kernels costs a fraction of a second and about 110 MB, while the NumPy
-#: kernels take several times longer per byte (BENCHMARKS.md): numba pays for itself on about 1 GB of
-#: input. Work is counted as input plus output bytes; a call (or the job it belongs to, announced with
-#: ``expect_work``) of less than this takes the NumPy path. Both paths give the same bits, so the choice
-#: only changes speed, and it depends on the call or job alone, never on what the process did before.
+#: Loading numba and its cached kernels costs about 0.45 s of CPU and about 110 MB; on arrays in memory
+#: its kernels save about 0.3 s of CPU per GB of fold input. Work is counted as input plus output bytes;
+#: once the calls of this process add up to this much, numba loads on a background thread. Both paths
+#: give the same bits, so the choice only changes speed.
 _JIT_WORTH_BYTES = 2 << 30
+#: The same for a job streamed through files, which announces its work (``expect_work``): there the
+#: kernel shares the cores with reading and writing, and numba saved about 0.1 s of CPU per GB of input,
+#: so that a 3.5 GB fold (5 GB of work) spent more CPU with numba's load than without it (BENCHMARKS.md,
+#: "The kernel choice and the pipeline").
+_JOB_JIT_WORTH_BYTES = 8 << 30
 _expected_work: int | None = None
+#: Work of every call on NumPy arrays so far (a lost update between threads only delays the load).
+_work_seen = 0
+#: The background load: keys (op, plan without its batch, dtypes) whose numba kernels are compiled or
+#: loaded from numba's cache, the keys asked for, the work queue and its thread (None when idle).
+_ready: set = set()
+_asked: set = set()
+_queue: list = []
+_loader: threading.Thread | None = None
 
 
 def _cpu_count() -> int:
@@ -159,41 +176,104 @@ def _jit():
     if _jit_module is None and _jit_error is None:
         try:
             from . import _jit as module
-        except ImportError as err:
-            _jit_error = str(err)
+        except Exception as err:  # ImportError, or a numba that refuses this NumPy in its own way
+            _jit_error = str(err) or type(err).__name__
         else:
             _jit_module = module
     return _jit_module
 
 
 def expect_work(nbytes: int | None) -> None:
-    """Announce the total work (input plus output bytes) of a job, so the kernel is chosen once for all
-    of it rather than switching part-way; None withdraws the announcement."""
+    """Announce the total work (input plus output bytes) of a job, so that its first block already
+    starts loading numba where the whole job repays it, and a smaller job never does (see
+    :func:`kernel_name`); None withdraws the announcement."""
     global _expected_work
     _expected_work = nbytes
 
 
-def kernel_name(nbytes: int | None = None) -> str:
-    """``'numba'`` or ``'numpy'``: the path a call of ``nbytes`` (input plus output) on NumPy arrays takes.
-
-    ``SWT_KERNEL`` where set; else numba where the announced job (:func:`expect_work`), or else the
-    call itself, holds at least ``_JIT_WORTH_BYTES`` of work (``nbytes=None``: the default for large
-    work). Nothing else enters the choice, and both paths give the same bits.
-    """
+def _forced() -> str:
+    """``SWT_KERNEL``: ``''`` (choose), ``'numpy'`` or ``'numba'``."""
     choice = os.environ.get("SWT_KERNEL", "").strip().lower()
     if choice not in ("", "numpy", "numba"):
         raise SwtError(f"SWT_KERNEL must be 'numpy' or 'numba', got {choice!r}")
-    if choice == "numpy":
-        return "numpy"
-    if not choice:
-        work = _expected_work if _expected_work is not None else nbytes
-        if work is not None and work < _JIT_WORTH_BYTES:
-            return "numpy"
-    if _jit() is None:
-        if choice == "numba":
-            raise SwtError(f"SWT_KERNEL=numba but numba cannot be imported ({_jit_error}): pip install 'swt-cli[fast]'")
+    return choice
+
+
+def kernel_name(nbytes: int | None = None) -> str:
+    """``'numba'`` or ``'numpy'``: the path NumPy-array calls take now (where their kernels are ready).
+
+    ``SWT_KERNEL`` where set (``numba``: imported now, or an error that says how to install it); else
+    ``'numba'`` once the background load (started when this process's calls add up to
+    ``_JIT_WORTH_BYTES`` of work, or a job announces ``_JOB_JIT_WORTH_BYTES``, see :func:`expect_work`)
+    has imported numba, ``'numpy'`` before or where it failed. ``nbytes`` is accepted for compatibility and does not
+    enter the answer. Both paths give the same bits.
+    """
+    choice = _forced()
+    if choice == "numba":
+        if _jit() is None:
+            raise SwtError(f"SWT_KERNEL=numba but numba cannot be imported ({_jit_error}): pip install numba")
+        return "numba"
+    if choice == "numpy" or _jit_module is None:
         return "numpy"
     return "numba"
+
+
+def _take_numba(plan, in_dtype, out_dtype, nbytes: int) -> bool:
+    """Whether a fold or unfold of ``plan`` (a FoldPlan or UnfoldPlan) with ``nbytes`` of work takes numba now.
+
+    Forced: yes (loading numba here). Chosen: where the numba kernels for this problem (its geometry,
+    shapes without the batch, dtypes) are ready; else, once enough work has been seen, a warm-up of
+    them (:func:`_one_plane`) is queued on the background thread and the call takes NumPy.
+    """
+    global _work_seen
+    choice = _forced()
+    if choice:
+        return kernel_name() == "numba"
+    lead = len(plan.batch)
+    key = (type(plan), plan.geometry, plan.input_shape[lead:], plan.output_shape[lead:], in_dtype, out_dtype)
+    if key in _ready and _jit_module is not None:
+        return True
+    if _expected_work is not None:  # a job: its announced total decides, not the blocks seen so far
+        worth = _expected_work >= _JOB_JIT_WORTH_BYTES
+    else:
+        _work_seen += nbytes
+        worth = _work_seen >= _JIT_WORTH_BYTES
+    if worth and _jit_error is None and key not in _asked:
+        warm = _one_plane(plan, in_dtype, out_dtype)
+        if warm is not None:
+            _ask(key, warm)
+    return False
+
+
+def _ask(key, warm) -> None:
+    global _loader
+    with _lock:
+        if key in _asked:
+            return
+        _asked.add(key)
+        _queue.append((key, warm))
+        if _loader is None:
+            # A daemon: a process that ends meanwhile does not wait for numba.
+            _loader = threading.Thread(target=_load, name="swt-numba-load", daemon=True)
+            _loader.start()
+
+
+def _load() -> None:
+    """The background thread: import numba, then warm each key asked for; any failure leaves the NumPy
+    path in place, silently (``SWT_KERNEL=numba`` says what failed)."""
+    global _loader
+    while True:
+        with _lock:
+            if not _queue or _jit_error is not None:
+                _loader = None
+                return
+            key, warm = _queue.pop(0)
+        try:
+            if _jit() is not None:
+                warm()
+                _ready.add(key)
+        except Exception:  # a kernel numba cannot compile here: this key stays on NumPy
+            pass
 
 
 class _Context:
@@ -230,6 +310,32 @@ def _is_tiled(g: Geometry) -> bool:
     return g.stride == g.kernel and all(d == 1 for d in g.dilation) and not any(g.padding)
 
 
+#: Planes larger than this are not warmed on the background thread (they would double the memory of a
+#: call of one plane); such calls take numba only where forced.
+_WARM_PLANE_BYTES = 64 << 20
+
+
+def _one_plane(plan, in_dtype, out_dtype):
+    """A function that runs the numba fold or unfold on one zero plane of ``plan``'s problem (so that
+    numba compiles, or loads from its cache, just what calls like it need), or None where a plane is too
+    large for that."""
+    one = replace(plan, batch=(1,))
+    nd = plan.geometry.ndim
+    size_in, size_out = math.prod(one.input_shape), math.prod(one.output_shape)
+    if max(size_in * np.dtype(in_dtype).itemsize, size_out * np.dtype(out_dtype).itemsize) > _WARM_PLANE_BYTES:
+        return None
+    fold = isinstance(plan, FoldPlan)
+
+    def warm():
+        x, out = np.zeros(one.input_shape, in_dtype), np.empty(one.output_shape, out_dtype)
+        if fold:
+            _fold_numba(_planes(x, 2 * nd), _planes(out, nd), one)
+        else:
+            _unfold_numba(_planes(x, nd), _planes(out, 2 * nd), one)
+
+    return warm
+
+
 def _pad3(values, fill):
     return (fill,) * (3 - len(values)) + tuple(values)
 
@@ -261,7 +367,7 @@ def fold(x, plan: FoldPlan, out_dtype=None):
     nd = plan.geometry.ndim
     result = _allocate(np, plan.output_shape, acc_dtype, context, zero=False)
     xs, rs = _planes(x, 2 * nd), _planes(result, nd)
-    if kernel_name(x.nbytes + result.nbytes) == "numba" and _jit_handles(x.dtype, acc_dtype, plan.geometry):
+    if _jit_handles(x.dtype, acc_dtype, plan.geometry) and _take_numba(plan, x.dtype, acc_dtype, x.nbytes + result.nbytes):
         _fold_numba(xs, rs, plan)
     else:
         _fold_numpy(xs, rs, plan, context)
@@ -512,7 +618,7 @@ def unfold(x, plan: UnfoldPlan, out_dtype=None):
     nd = plan.geometry.ndim
     result = _allocate(np, plan.output_shape, x.dtype, context, zero=False)
     xs, rs = _planes(x, nd), _planes(result, 2 * nd)
-    if kernel_name(x.nbytes + result.nbytes) == "numba":
+    if _take_numba(plan, x.dtype, x.dtype, x.nbytes + result.nbytes):
         _unfold_numba(xs, rs, plan)
     else:
         _unfold_numpy(xs, rs, plan, context)

@@ -9,8 +9,6 @@ against ``reference.fold_window_order``, MegEngine's own loop, on inputs built s
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -162,52 +160,6 @@ def test_numpy_and_numba_paths_agree_to_the_bit(g, seed, dtype):
         for threads in (1, 2):
             with kernel(path, threads, tiny_blocks=threads == 2):
                 assert np.array_equal(_fold(x, geometry), want), (path, threads)
-
-
-def test_kernel_choice_depends_on_the_call_not_on_history():
-    """The same call: first in a fresh process, then after other work and with a large job announced."""
-    if not HAVE_NUMBA:
-        pytest.skip("numba is not installed: one path only")
-    script = (
-        "import sys, numpy as np\n"
-        "from swt_cli import kernels, sliding_window_transpose as f\n"
-        "x = np.load(sys.argv[1])\n"
-        "first = f(x, 19, 3, stride=2)\n"
-        "assert 'numba' not in sys.modules, 'a small call loaded numba'\n"
-        "big = np.ones((64, 8, 31, 31, 3, 3), np.float32)\n"
-        "for _ in range(3):\n"
-        "    f(big, 64, 3, stride=2)\n"
-        "kernels.expect_work(8 << 30)  # a job announced as large: numba from its first block\n"
-        "late = f(x, 19, 3, stride=2)\n"
-        "assert kernels.kernel_name(x.nbytes) == 'numba' and 'numba' in sys.modules\n"
-        "kernels.expect_work(None)\n"
-        "assert kernels.kernel_name(x.nbytes) == 'numpy'  # numba loaded, yet a small call takes NumPy\n"
-        "np.save(sys.argv[2], np.stack([first, late, f(x, 19, 3, stride=2)]))\n"
-    )
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
-        x = cancelling((2, 3, 9, 9, 3, 3), np.float32, seed=6)
-        np.save(os.path.join(folder, "x.npy"), x)
-        env = {k: v for k, v in os.environ.items() if k != "SWT_KERNEL"}
-        done = subprocess.run([sys.executable, "-c", script, os.path.join(folder, "x.npy"), os.path.join(folder, "y.npy")],
-                              capture_output=True, text=True, env=env, timeout=300, cwd=REPO, check=False)
-        assert done.returncode == 0, done.stderr
-        results = np.load(os.path.join(folder, "y.npy"))
-    want = _want(x, ((3, 3), (2, 2), (0, 0), (1, 1), (19, 19)))
-    for got in results:
-        assert np.array_equal(got, want)
-
-
-def test_the_choice_ignores_earlier_work(monkeypatch):
-    monkeypatch.delenv("SWT_KERNEL", raising=False)
-    kernels.expect_work(None)
-    small, large = 1 << 20, kernels._JIT_WORTH_BYTES
-    assert kernels.kernel_name(small) == "numpy"
-    for _ in range(5):
-        kernels.kernel_name(large)  # no running total: nothing before changes the next call
-    assert kernels.kernel_name(small) == "numpy"
-    assert kernels.kernel_name(large) == ("numba" if HAVE_NUMBA else "numpy")
 
 
 # ---- MegEngine ------------------------------------------------------------------------------------
