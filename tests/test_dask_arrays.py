@@ -164,3 +164,22 @@ def test_importing_swt_and_folding_numpy_imports_no_dask():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'array_api_compat', 'torch')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    from readme_blocks import python_blocks
+
+    monkeypatch.chdir(tmp_path)
+    for code in python_blocks("Dask arrays"):
+        exec(compile(code, "README.md", "exec"), {})
+    assert (tmp_path / "images.zarr").is_dir()
+
+
+@pytest.mark.gpu
+def test_cupy_backed_dask_arrays_stay_on_the_gpu():
+    import cupy
+
+    x = cancelling((4, 3, 9, 8, 3, 3))
+    lazy = sliding_window_transpose(da.from_array(cupy.asarray(x), chunks=(1, 3, 9, 8, 3, 3)), (19, 17), 3, stride=2)
+    assert type(lazy._meta) is cupy.ndarray
+    np.testing.assert_array_equal(cupy.asnumpy(lazy.compute()), sliding_window_transpose(x, (19, 17), 3, stride=2))

@@ -140,3 +140,21 @@ def test_tensors_that_require_grad_or_have_no_numpy_dtype_are_refused(torch):
     assert sliding_window_transpose(w.detach(), None, 2).shape == (1, 4, 4)
     with pytest.raises(SwtError, match=r"cannot view the Tensor of torch.bfloat16 on CPU as a numpy array through DLPack"):
         sliding_window_transpose(torch.ones((1, 3, 3, 2, 2), dtype=torch.bfloat16), None, 2)
+
+
+def test_the_readme_example_runs(torch, tmp_path, monkeypatch):
+    from readme_blocks import python_blocks
+
+    monkeypatch.chdir(tmp_path)
+    for code in python_blocks("torch tensors and DLPack"):
+        exec(compile(code, "README.md", "exec"), {})
+
+
+@pytest.mark.gpu
+def test_cuda_tensors_fold_on_their_gpu_and_come_back_there(torch):
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA here")
+    windows = cancelling((2, 3, 9, 8, 3, 3))
+    got = sliding_window_transpose(torch.from_numpy(windows).cuda(), (19, 17), 3, stride=2)
+    assert type(got) is torch.Tensor and got.device.type == "cuda"
+    np.testing.assert_array_equal(got.cpu().numpy(), sliding_window_transpose(windows, (19, 17), 3, stride=2))
