@@ -203,8 +203,12 @@ def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=N
     if check_layout(layout) == "torch":
         from .layouts import to_torch
 
-        windows = sliding_window(inp, kernel_size, padding, stride, dilation, dtype=dtype, cover=cover, pad_value=pad_value)
-        return to_torch(windows, Geometry.from_args(kernel_size, padding, stride, dilation).ndim)
+        x, ndim = as_array(inp), Geometry.from_args(kernel_size, padding, stride, dilation).ndim
+        if x.ndim < ndim + 1:  # before any work
+            raise SwtError(f"layout='torch' needs images with a channel axis, (N, C, H, W) or (C, H, W) in 2-d as for "
+                           f"torch's unfold: got shape {tuple(x.shape)} for {ndim} spatial axes")
+        windows = sliding_window(x, kernel_size, padding, stride, dilation, dtype=dtype, cover=cover, pad_value=pad_value)
+        return to_torch(windows, ndim)
     if cover:
         return unfold_cover(inp, kernel_size, padding, stride, dilation, pad_value=pad_value, dtype=dtype)
     if not pad_value == 0:

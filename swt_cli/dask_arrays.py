@@ -22,8 +22,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from .backend import accumulator_dtype, array_module
 from .errors import SwtError
 from .geometry import fmt_shape
@@ -45,7 +43,7 @@ def blockwise(call: Callable[[Any], Any], x, core_ndim: int, op: str):
     xp = array_module(x._meta)
     lead = x.ndim - core_ndim
     if lead < 0:  # too few axes: the call names what is missing, reading nothing (a zero-strided view)
-        call(np.lib.stride_tricks.as_strided(xp.empty(1, x.dtype), x.shape, (0,) * x.ndim))
+        call(xp.lib.stride_tricks.as_strided(xp.empty(1, x.dtype), x.shape, (0,) * x.ndim))
         raise SwtError(f"{op} needs at least {core_ndim} axes, got shape {fmt_shape(x.shape)}")
     # The output's core shape and dtype, and every argument checked, from a block of no images.
     probe = call(xp.empty((0,) * max(lead, 1) + tuple(x.shape[lead:]), x.dtype))

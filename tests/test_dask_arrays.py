@@ -183,3 +183,14 @@ def test_cupy_backed_dask_arrays_stay_on_the_gpu():
     lazy = sliding_window_transpose(da.from_array(cupy.asarray(x), chunks=(1, 3, 9, 8, 3, 3)), (19, 17), 3, stride=2)
     assert type(lazy._meta) is cupy.ndarray
     np.testing.assert_array_equal(cupy.asnumpy(lazy.compute()), sliding_window_transpose(x, (19, 17), 3, stride=2))
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda x: sliding_window_transpose(x, None, 3), r"fold input of shape \(40000, 40000\).*"),
+    (lambda x: sliding_window(x, 3, layout="torch"), r"layout='torch' needs images with a channel axis.*\(40000, 40000\)"),
+    (lambda x: sliding_window(x, (3, 3, 3)), r"40000"),
+])
+def test_too_few_axes_are_named_without_reading_the_array(call, message):
+    x = da.zeros((40_000, 40_000), np.float64, chunks=10_000)  # 12.8 GB if anything were computed
+    with pytest.raises(SwtError, match=message):
+        call(x)

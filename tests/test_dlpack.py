@@ -73,6 +73,27 @@ def test_devices_swt_cannot_compute_on_are_refused_in_one_line():
             sliding_window_transpose(OnlyDLPack(x, device=(2, 0)), None, 2)
 
 
+def test_torch_layout_without_torch_against_the_loops():
+    from reference import fold_loops, unfold_loops
+
+    images = cancelling((2, 3, 11, 9), np.float64)
+    cols = sliding_window(images, (3, 2), 1, 2, layout="torch")
+    windows = unfold_loops(images, (3, 2), (2, 2), (1, 1), (1, 1))  # (2, 3, 6, 5, 3, 2)
+    assert cols.shape == (2, 3 * 6, 6 * 5)
+    # row c*6 + flat kernel offset, column flat window: torch.nn.functional.unfold's layout
+    np.testing.assert_array_equal(cols, windows.transpose(0, 1, 4, 5, 2, 3).reshape(2, 18, 30))
+    folded = SlidingWindowTranspose((11, 9), (3, 2), 1, 2, layout="torch")(cols)
+    np.testing.assert_array_equal(folded, fold_loops(windows, (11, 9), (3, 2), (2, 2), (1, 1), (1, 1)))
+    unbatched = sliding_window_transpose(cols[0], (11, 9), (3, 2), 1, 2, layout="torch")  # (C*K, L), as torch takes
+    np.testing.assert_array_equal(unbatched, folded[0])
+    with pytest.raises(SwtError, match="layout must be 'megengine' or 'torch', got 'caffe'"):
+        SlidingWindow(3, layout="caffe")
+    with pytest.raises(SwtError, match="layout='torch' needs output_size"):
+        sliding_window_transpose(cols, None, (3, 2), 1, 2, layout="torch")
+    with pytest.raises(SwtError, match=r"the last axis holds 30 windows, but the geometry gives a 5x5 grid"):
+        sliding_window_transpose(cols, (10, 9), (3, 2), 1, 2, layout="torch")
+
+
 # ---------------------------------------------------------------------------------------------- torch
 
 
