@@ -25,7 +25,7 @@ from .errors import OptionError, SwtError
 from .geometry import Geometry, as_tuple, fmt_dims, plan_fold, plan_unfold
 from .kernels import fold, unfold
 
-__all__ = ["blended_transpose", "fold_cover", "sliding_window", "sliding_window_transpose", "unfold_cover"]
+__all__ = ["blended_transpose", "check_layout", "fold_cover", "sliding_window", "sliding_window_transpose", "unfold_cover"]
 
 
 def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None,
