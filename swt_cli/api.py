@@ -1,4 +1,6 @@
-"""The public array functions: fold (sliding-window transpose) and unfold of whole arrays, NumPy or CuPy.
+"""The public array functions: fold (sliding-window transpose) and unfold of whole arrays: NumPy, CuPy,
+Dask (lazily, blockwise: :mod:`swt_cli.dask_arrays`) and any array with ``__dlpack__`` such as torch
+tensors (viewed without a copy: :mod:`swt_cli.interop`).
 
 They sit above :mod:`swt_cli.kernels` (the block kernels) and :mod:`swt_cli.blend` (mean, weights, fill),
 so that neither of those imports the other's callers.
@@ -11,20 +13,23 @@ True
 
 from __future__ import annotations
 
-import numpy as np  # noqa: F401 (the docstrings' examples use it)
+from typing import Any
+
+import numpy as np
 
 from .backend import array_module, as_array, result_dtype
 from .blend import Blend
+from .choices import LAYOUTS
 from .cover import check_coverable, covered_size, crop, pad_to_cover
-from .errors import SwtError
+from .errors import OptionError, SwtError
 from .geometry import Geometry, as_tuple, fmt_dims, plan_fold, plan_unfold
 from .kernels import fold, unfold
 
-__all__ = ["blended_transpose", "fold_cover", "sliding_window", "sliding_window_transpose", "unfold_cover"]
+__all__ = ["blended_transpose", "check_layout", "fold_cover", "sliding_window", "sliding_window_transpose", "unfold_cover"]
 
 
 def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None,
-                             reduce="sum", weight=None, fill=0, cover=False):
+                             reduce="sum", weight=None, fill=0, cover=False, layout="megengine"):
     """Fold windows back into images: sum each window element onto the image position it was cut from.
 
     The sliding-window transpose (col2im, overlap-add) with MegEngine's semantics
@@ -36,7 +41,9 @@ def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1,
     ----------
     inp : array_like, shape (..., I1..ID, K1..KD)
         Windows: any leading (batch, channel) axes, then the window grid, then the kernel. A NumPy or
-        CuPy array (CuPy arrays are folded on their GPU) or anything ``np.asarray`` takes.
+        CuPy array (CuPy arrays are folded on their GPU), a Dask array (folded lazily, block by block of
+        its leading axes), any array with ``__dlpack__`` (a torch tensor: viewed without a copy), or
+        anything ``np.asarray`` takes.
     output_size : int or tuple of int or None
         The image size ``(O1..OD)``, one int for every axis or one per axis. None takes the smallest size
         that holds the window grid; a size the grid does not fit raises, naming the sizes that do.
@@ -62,18 +69,24 @@ def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1,
     cover : bool, default False
         The windows were cut by ``sliding_window(..., cover=True)`` from images of ``output_size`` (the
         original size): they are folded onto the padded size and cropped back to it.
+    layout : {"megengine", "torch"}, default "megengine"
+        ``"torch"``: the windows are in ``torch.nn.functional.unfold``'s layout ``(..., C*K1*..*KD, L)``
+        (see :mod:`swt_cli.layouts`); ``output_size`` is then needed, as for ``torch.nn.functional.fold``.
 
     Returns
     -------
     ndarray, shape (..., O1..OD)
-        The images, of the input's array type (NumPy or CuPy).
+        The images, of the input's array type: NumPy, CuPy, a lazy Dask array, or the input's library
+        on its device for a DLPack input (NumPy for an object whose library array-api-compat does not
+        know).
 
     Raises
     ------
     SwtError
         Where the shapes and the geometry disagree (the message names the shapes, the geometry and the
         valid values), or a value is invalid. ``OptionError`` (a ``SwtError``) for arguments that do not
-        combine, such as an integer ``dtype`` with ``reduce="mean"``.
+        combine, such as an integer ``dtype`` with ``reduce="mean"``. For a tensor that requires grad
+        (swt has no autograd), and for a Dask array one of whose blocks would not fit a worker's memory.
 
     Examples
     --------
@@ -93,6 +106,17 @@ def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1,
     >>> sliding_window_transpose(np.ones((1, 3, 2)), (4,), 2, reduce="mean")
     array([[1., 1., 1., 1.]])
     """
+    if not isinstance(inp, np.ndarray):
+        args = dict(output_size=output_size, kernel_size=kernel_size, padding=padding, stride=stride, dilation=dilation,
+                    dtype=dtype, reduce=reduce, weight=weight, fill=fill, cover=cover, layout=layout)
+        geometry = Geometry.from_args(kernel_size, padding, stride, dilation, output_size)
+        core = 2 if layout == "torch" else 2 * geometry.ndim
+        done = _other_array(sliding_window_transpose, inp, args, core, "fold")
+        if done is not None:
+            return done[0]
+    if check_layout(layout, output_size) == "torch":
+        return _fold_torch(inp, output_size, kernel_size, padding, stride, dilation, dtype=dtype, reduce=reduce,
+                           weight=weight, fill=fill, cover=cover)
     if cover:
         return fold_cover(inp, output_size, kernel_size, padding, stride, dilation, dtype=dtype, reduce=reduce,
                           weight=weight, fill=fill)
@@ -105,7 +129,8 @@ def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1,
     return fold(x, plan, out_dtype)
 
 
-def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None, cover=False, pad_value=0):
+def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None, cover=False, pad_value=0,
+                   layout="megengine"):
     """Cut images into windows (unfold, im2col), zero-padded at the borders (MegEngine's semantics).
 
     ``megengine.functional.sliding_window``: window ``i`` holds, at kernel offset ``w``, the image element
@@ -117,8 +142,9 @@ def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=N
     Parameters
     ----------
     inp : array_like, shape (..., S1..SD)
-        Images: any leading (batch, channel) axes, then the D spatial axes. A NumPy or CuPy array, or
-        anything ``np.asarray`` takes.
+        Images: any leading (batch, channel) axes, then the D spatial axes. A NumPy or CuPy array, a Dask
+        array (cut lazily, block by block of its leading axes), any array with ``__dlpack__`` (a torch
+        tensor), or anything ``np.asarray`` takes.
     kernel_size : int or tuple of int
         Window size, one for every axis or one per axis.
     padding : int or tuple of int, default 0
@@ -136,17 +162,22 @@ def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=N
         whose windows leave gaps (a stride longer than the window) are refused. See :mod:`swt_cli.cover`.
     pad_value : number, default 0
         The value padded in with ``cover=True``.
+    layout : {"megengine", "torch"}, default "megengine"
+        ``"torch"``: return the windows in ``torch.nn.functional.unfold``'s layout ``(..., C*K1*..*KD, L)``
+        (a copy of MegEngine's; the images need a channel axis).
 
     Returns
     -------
     ndarray, shape (..., I1..ID, K1..KD)
-        The windows: the leading axes, the window grid, the kernel; of the input's array type.
+        The windows: the leading axes, the window grid, the kernel; of the input's array type (as for
+        :func:`sliding_window_transpose`).
 
     Raises
     ------
     SwtError
         Where not even one window fits an axis (the message names the axis, its size and the window's
-        span), or a geometry value is invalid (``kernel_size`` 0, a tuple of the wrong length).
+        span), or a geometry value is invalid (``kernel_size`` 0, a tuple of the wrong length); as
+        :func:`sliding_window_transpose` for tensors that require grad and Dask blocks too large.
 
     Examples
     --------
@@ -159,7 +190,25 @@ def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=N
     (1, 10, 7, 5, 3, 2, 2)
     >>> sliding_window(np.ones((477, 720)), 64, stride=64, cover=True).shape
     (8, 12, 64, 64)
+    >>> sliding_window(np.ones((2, 3, 64, 64)), 3, stride=2, layout="torch").shape  # torch's unfold
+    (2, 27, 961)
     """
+    if not isinstance(inp, np.ndarray):
+        args = dict(kernel_size=kernel_size, padding=padding, stride=stride, dilation=dilation, dtype=dtype,
+                    cover=cover, pad_value=pad_value, layout=layout)
+        ndim = Geometry.from_args(kernel_size, padding, stride, dilation).ndim
+        done = _other_array(sliding_window, inp, args, ndim + (layout == "torch"), "unfold")
+        if done is not None:
+            return done[0]
+    if check_layout(layout) == "torch":
+        from .layouts import to_torch
+
+        x, ndim = as_array(inp), Geometry.from_args(kernel_size, padding, stride, dilation).ndim
+        if x.ndim < ndim + 1:  # before any work
+            raise SwtError(f"layout='torch' needs images with a channel axis, (N, C, H, W) or (C, H, W) in 2-d as for "
+                           f"torch's unfold: got shape {tuple(x.shape)} for {ndim} spatial axes")
+        windows = sliding_window(x, kernel_size, padding, stride, dilation, dtype=dtype, cover=cover, pad_value=pad_value)
+        return to_torch(windows, ndim)
     if cover:
         return unfold_cover(inp, kernel_size, padding, stride, dilation, pad_value=pad_value, dtype=dtype)
     if not pad_value == 0:
@@ -169,6 +218,50 @@ def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=N
     out_dtype = result_dtype(x.dtype, dtype)
     plan = plan_unfold(x.shape, geometry, itemsize=out_dtype.itemsize)
     return unfold(x, plan, out_dtype)
+
+
+def check_layout(layout, output_size=0) -> str:
+    """``layout`` where it is one of :data:`~swt_cli.choices.LAYOUTS` (and a torch-layout fold has an
+    ``output_size``: pass the fold's, None included), else an ``OptionError``."""
+    if layout not in LAYOUTS:
+        raise OptionError(f"layout must be {' or '.join(map(repr, LAYOUTS))}, got {layout!r}", option="layout")
+    if layout == "torch" and output_size is None:
+        raise OptionError("layout='torch' needs output_size: the window grid is flattened into one axis, so the "
+                          "image size cannot be read from the windows' shape", option="output_size")
+    return layout
+
+
+def _other_array(function, inp, args: dict, core_ndim: int, op: str) -> tuple[Any] | None:
+    """``(function(inp, **args),)`` for a Dask array (lazy, blockwise) or an array of another library
+    (through DLPack), where ``core_ndim`` trailing axes are what ``function`` transforms; None for NumPy,
+    CuPy and anything ``np.asarray`` takes, which the caller computes itself."""
+    import functools
+
+    from .interop import is_dask_array, is_foreign, through_dlpack
+
+    call = functools.partial(function, **args)
+    if is_dask_array(inp):
+        from .dask_arrays import blockwise
+
+        return (blockwise(call, inp, core_ndim, op),)
+    if is_foreign(inp):
+        return (through_dlpack(call, inp),)
+    return None
+
+
+def _fold_torch(inp, output_size, kernel_size, padding, stride, dilation, **kwargs):
+    """:func:`sliding_window_transpose` of windows in torch's layout: a MegEngine-layout view of them, folded."""
+    from .layouts import from_torch
+
+    check_layout("torch", output_size)
+    geometry = Geometry.from_args(kernel_size, padding, stride, dilation, output_size)
+    size = as_tuple(tuple(output_size) if isinstance(output_size, (tuple, list)) else output_size, geometry.ndim,
+                    "output_size", 1)
+    grid = geometry.grid(covered_size(size, geometry) if kwargs.get("cover") else size)
+    if min(grid) < 1:
+        raise SwtError(f"no window of {geometry.describe()} fits an output of {fmt_dims(size)}")
+    windows = from_torch(as_array(inp), geometry.kernel, grid)
+    return sliding_window_transpose(windows, output_size, kernel_size, padding, stride, dilation, **kwargs)
 
 
 def blended_transpose(x, geometry, output_size, *, dtype=None, reduce="sum", weight=None, fill=0):

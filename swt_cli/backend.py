@@ -1,6 +1,7 @@
 """The array module (NumPy or CuPy) of an array, and the dtype rules of swt.
 
-CuPy is imported only when a CuPy array arrives, so NumPy users never pay for it.
+CuPy is imported only when a CuPy array arrives, so NumPy users never pay for it; ``array-api-compat``
+recognises CuPy arrays by their type without importing CuPy.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ _INTEGER_LADDER = {
 
 
 def array_module(x):
-    """``numpy`` or ``cupy``, whichever ``x`` belongs to."""
-    if type(x).__module__.split(".", 1)[0] == "cupy":
-        return sys.modules.get("cupy") or __import__("cupy")
-    return np
+    """``numpy`` or ``cupy``, whichever ``x`` belongs to (``numpy`` for anything else)."""
+    if isinstance(x, np.ndarray):
+        return np
+    from array_api_compat import is_cupy_array
+
+    return sys.modules["cupy"] if is_cupy_array(x) else np  # a CuPy array exists only once cupy is imported
 
 
 def as_array(x):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .api import sliding_window, sliding_window_transpose
+from .api import check_layout, sliding_window, sliding_window_transpose
 from .cover import check_coverable
 from .errors import SwtError
 from .geometry import Geometry
@@ -146,7 +146,8 @@ class SlidingWindowTranspose(Module):
 
     Calling the module (or ``forward``) folds windows ``(..., I1..ID, K1..KD)`` into images
     ``(..., O1..OD)``; it holds no parameters, and follows MegEngine's ``Module`` protocol (hooks,
-    ``train``/``eval``, an empty ``state_dict``).
+    ``train``/``eval``, an empty ``state_dict``). It takes what the function takes: NumPy, CuPy and Dask
+    arrays, and torch tensors (or any array with ``__dlpack__``), returning the same kind.
 
     Parameters
     ----------
@@ -168,6 +169,9 @@ class SlidingWindowTranspose(Module):
         Value of output elements no window covers (keyword-only).
     cover : bool, default False
         The windows of ``SlidingWindow(..., cover=True)`` from images of ``output_size`` (keyword-only).
+    layout : {"megengine", "torch"}, default "megengine"
+        ``"torch"``: windows in ``torch.nn.functional.unfold``'s layout ``(N, C*K1*..*KD, L)``
+        (keyword-only; needs ``output_size``).
     name : str, optional
         The module's name, as MegEngine's ``Module`` takes it.
 
@@ -188,7 +192,7 @@ class SlidingWindowTranspose(Module):
     """
 
     def __init__(self, output_size, kernel_size, padding=0, stride=1, dilation=1, *, reduce="sum", weight=None,
-                 fill=0, cover=False, **kwargs):
+                 fill=0, cover=False, layout="megengine", **kwargs):
         super().__init__(**kwargs)
         geometry = Geometry.from_args(kernel_size, padding, stride, dilation, output_size)  # fail early, not at forward
         from .blend import Blend
@@ -196,7 +200,8 @@ class SlidingWindowTranspose(Module):
         Blend(geometry.kernel, reduce, weight, fill)  # checks reduce, weight and fill now
         if cover:
             check_coverable(geometry)
-        self.cover = cover
+        check_layout(layout, output_size)
+        self.cover, self.layout = cover, layout
         self.reduce = reduce
         self.weight = weight
         self.fill = fill
@@ -209,7 +214,7 @@ class SlidingWindowTranspose(Module):
     def forward(self, inp):
         return sliding_window_transpose(
             inp, self.output_size, self.kernel_size, self.padding, self.stride, self.dilation,
-            reduce=self.reduce, weight=self.weight, fill=self.fill, cover=self.cover,
+            reduce=self.reduce, weight=self.weight, fill=self.fill, cover=self.cover, layout=self.layout,
         )
 
     def _module_info_string(self) -> str:
@@ -220,6 +225,8 @@ class SlidingWindowTranspose(Module):
             extra += f", fill={self.fill}"
         if self.cover:
             extra += ", cover=True"
+        if self.layout != "megengine":
+            extra += f", layout={self.layout!r}"
         return (
             f"output_size={self.output_size}, kernel_size={self.kernel_size}, padding={self.padding}, "
             f"stride={self.stride}, dilation={self.dilation}{extra}"
@@ -246,6 +253,9 @@ class SlidingWindow(Module):
         Pad the far edges with ``pad_value`` so the windows reach every element (keyword-only).
     pad_value : number, default 0
         The value padded in with ``cover=True`` (keyword-only).
+    layout : {"megengine", "torch"}, default "megengine"
+        ``"torch"``: return windows in ``torch.nn.functional.unfold``'s layout ``(N, C*K1*..*KD, L)``
+        (keyword-only).
     name : str, optional
         The module's name, as MegEngine's ``Module`` takes it.
 
@@ -264,14 +274,16 @@ class SlidingWindow(Module):
     SlidingWindow(kernel_size=3, padding=0, stride=2, dilation=1)
     """
 
-    def __init__(self, kernel_size, padding=0, stride=1, dilation=1, *, cover=False, pad_value=0, **kwargs):
+    def __init__(self, kernel_size, padding=0, stride=1, dilation=1, *, cover=False, pad_value=0, layout="megengine",
+                 **kwargs):
         super().__init__(**kwargs)
         geometry = Geometry.from_args(kernel_size, padding, stride, dilation)
         if cover:
             check_coverable(geometry)
         elif not pad_value == 0:
             raise SwtError(f"pad_value={pad_value!r} pads only with cover=True: pass cover=True, or leave pad_value out")
-        self.cover, self.pad_value = cover, pad_value
+        check_layout(layout)
+        self.cover, self.pad_value, self.layout = cover, pad_value, layout
         self.kernel_size = kernel_size
         self.padding = padding
         self.stride = stride
@@ -279,10 +291,11 @@ class SlidingWindow(Module):
 
     def forward(self, inp):
         return sliding_window(inp, self.kernel_size, self.padding, self.stride, self.dilation, cover=self.cover,
-                              pad_value=self.pad_value)
+                              pad_value=self.pad_value, layout=self.layout)
 
     def _module_info_string(self) -> str:
         extra = (", cover=True" + (f", pad_value={self.pad_value}" if not self.pad_value == 0 else "")) if self.cover else ""
+        extra += f", layout={self.layout!r}" if self.layout != "megengine" else ""
         return (
             f"kernel_size={self.kernel_size}, padding={self.padding}, stride={self.stride}, "
             f"dilation={self.dilation}{extra}"
