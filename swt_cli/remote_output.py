@@ -52,12 +52,13 @@ class RemoteOutput:
         token = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex,
                             "time": time.time()}).encode()
         with remote_errors(self.location.path):
-            if not create_exclusive(self.fs, self.claim, token):
+            # read back: a server that ignores If-None-Match lets the later of two creators replace the claim
+            if not create_exclusive(self.fs, self.claim, token) or self.fs.cat_file(self.claim) != token:
                 return False
             try:
                 build(store_of(self.location, read_only=False))
             except BaseException:
-                self.remove()
+                self.fs.rm_file(self.claim)  # the claim only: what is there may be another creator's
                 raise
         return True
 

@@ -11,10 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import h5py
 import numpy as np
 import pytest
 import zarr
@@ -83,6 +84,13 @@ def _images(seed: int, shape=(3, 2, 20, 20)) -> np.ndarray:
     return images
 
 
+def _upload(fs, tmp_path, url: str, array: np.ndarray) -> None:
+    """``array`` saved as a local .npy file (kept beside the test's other files) and put at ``url`` on S3."""
+    local = tmp_path / url.rsplit("/", 1)[-1]
+    np.save(local, array)
+    fs.put(str(local), url[5:])
+
+
 def _read_zarr(url: str, options: dict, name: str | None = None) -> np.ndarray:
     store = zarr.storage.FsspecStore.from_url(url, storage_options=options, read_only=True)
     return zarr.open_array(store=store, path=name or "", mode="r")[...]
@@ -99,10 +107,9 @@ def test_unfold_and_fold_on_s3_match_local_files(s3, tmp_path):
     """swt in a subprocess, the endpoint from FSSPEC_S3_ENDPOINT_URL: .npy on S3 -> Zarr on S3 -> Zarr on S3."""
     fs, bucket, env, options = s3
     images = _images(1)
-    np.save(tmp_path / "img.npy", images)
-    fs.put(str(tmp_path / "img.npy"), f"{bucket[5:]}/in/img.npy")
+    _upload(fs, tmp_path, f"{bucket}/img.npy", images)
 
-    for args in (["unfold", f"{bucket}/in/img.npy", f"{bucket}/w.zarr", *GEOMETRY],
+    for args in (["unfold", f"{bucket}/img.npy", f"{bucket}/w.zarr", *GEOMETRY],
                  ["fold", f"{bucket}/w.zarr", f"{bucket}/back.zarr", "--reduce", "mean"]):
         done = _swt(env, *args, "-q")
         assert done.returncode == 0 and done.stderr == "", done.stderr
@@ -122,8 +129,6 @@ def test_unfold_and_fold_on_s3_match_local_files(s3, tmp_path):
 
 def test_storage_options_hdf5_input_and_redacted_provenance(s3, tmp_path):
     """In-process, the endpoint and keys from --storage-options (never recorded); an HDF5 input named inside the file."""
-    import h5py
-
     fs, bucket, _, options = s3
     images = _images(2)
     windows = sliding_window(images, 3, stride=2)
@@ -153,8 +158,7 @@ def test_refusals_on_s3(s3, tmp_path):
     """One line each: a .npy or HDF5 output on S3, an existing output, the input as output, a read-only protocol."""
     fs, bucket, _, options = s3
     so = ["--storage-options", json.dumps(options)]
-    np.save(tmp_path / "w.npy", sliding_window(_images(3, (2, 1, 8, 8)), 3))
-    fs.put(str(tmp_path / "w.npy"), f"{bucket[5:]}/w.npy")
+    _upload(fs, tmp_path, f"{bucket}/w.npy", sliding_window(_images(3, (2, 1, 8, 8)), 3))
     assert invoke("unfold", f"{bucket}/w.npy", f"{bucket}/w.zarr", "-k", "1", *so, "-q").exit_code == 0
 
     for out in ("x.npy", "x.h5"):
@@ -195,21 +199,13 @@ def test_exclusive_create_second_creator_loses(s3):
 
     loc = Location.parse(f"{bucket}/shared.zarr", options)
     match = {"op": "fold", "lead_shape": [4], "shape": [4, 8]}
-    results, errors = [], []
 
-    def create():
-        try:
-            results.append(SharedOutput.create_or_join(loc, (4, 8), np.float32, {}, match, {"rows": 1}, (1, 8), "zstd",
-                                                        shard=True, resume=False, overwrite=False)[1])
-        except BaseException as err:  # noqa: BLE001 - reported below
-            errors.append(err)
+    def create(_):
+        return SharedOutput.create_or_join(loc, (4, 8), np.float32, {}, match, {"rows": 1}, (1, 8), "zstd",
+                                           shard=True, resume=False, overwrite=False)[1]
 
-    threads = [threading.Thread(target=create) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and sorted(results) == [False, True]
+    with ThreadPoolExecutor(2) as pool:  # an error in either is raised here
+        assert sorted(pool.map(create, range(2))) == [False, True]
 
 
 def test_memory_urls(tmp_path):
@@ -252,8 +248,7 @@ def _markers(fs, folder: str) -> int:
 def test_killed_shard_reads_incomplete_then_resume_finishes(s3, tmp_path):
     fs, bucket, env, options = s3
     images = _images(5, (12, 2, 16, 16))
-    np.save(tmp_path / "w.npy", sliding_window(images, 3, stride=2))
-    fs.put(str(tmp_path / "w.npy"), f"{bucket[5:]}/w.npy")
+    _upload(fs, tmp_path, f"{bucket}/w.npy", sliding_window(images, 3, stride=2))
     src, out = f"{bucket}/w.npy", f"{bucket}/out.zarr"
     args = [*GEOMETRY, "-o", "16", "--batch-size", "1", "-q"]
     for i in (0, 2):
@@ -285,8 +280,7 @@ def test_killed_shard_reads_incomplete_then_resume_finishes(s3, tmp_path):
 def test_killed_plain_run_reads_incomplete(s3, tmp_path):
     """A plain run to S3 killed mid-way leaves an output that reads as incomplete (never a finished wrong one)."""
     fs, bucket, env, options = s3
-    np.save(tmp_path / "w.npy", sliding_window(_images(6, (8, 1, 12, 12)), 3))
-    fs.put(str(tmp_path / "w.npy"), f"{bucket[5:]}/w.npy")
+    _upload(fs, tmp_path, f"{bucket}/w.npy", sliding_window(_images(6, (8, 1, 12, 12)), 3))
     out = f"{bucket}/out.zarr"
     slow = subprocess.Popen([sys.executable, SLOW_SWT, "0.3", "fold", f"{bucket}/w.npy", out, "-k", "3", "--batch-size",
                              "1", "-q"], env=env)
@@ -309,8 +303,7 @@ def test_killed_plain_run_reads_incomplete(s3, tmp_path):
 def test_scheduler_with_two_dask_workers_on_s3(s3, tmp_path):
     fs, bucket, env, options = s3
     images = _images(7, (6, 2, 16, 16))
-    np.save(tmp_path / "img.npy", images)
-    fs.put(str(tmp_path / "img.npy"), f"{bucket[5:]}/img.npy")
+    _upload(fs, tmp_path, f"{bucket}/img.npy", images)
     for args in (["unfold", f"{bucket}/img.npy", f"{bucket}/w.zarr", *GEOMETRY, "--batch-size", "2"],
                  ["fold", f"{bucket}/w.zarr", f"{bucket}/back.zarr", "--batch-size", "2", "--reduce", "mean"]):
         done = _swt(env, *args, "--scheduler", "local:2", "-q", timeout=300)
@@ -323,14 +316,15 @@ def test_scheduler_with_two_dask_workers_on_s3(s3, tmp_path):
     local = _swt(env, "fold", f"{bucket}/w.zarr", tmp_path / "back.h5", "--reduce", "mean", "--scheduler", "local:2", "-q",
                  timeout=300)
     assert local.returncode == 0, local.stderr
+    with h5py.File(tmp_path / "back.h5") as f:
+        assert f["data"][...].tobytes() == np.load(tmp_path / "back.npy").tobytes()
 
 
 @pytest.mark.slow
 def test_preview_and_plan_of_s3_inputs(s3, tmp_path):
     fs, bucket, env, _ = s3
     images = _images(8, (1, 3, 16, 16))
-    np.save(tmp_path / "img.npy", images)
-    fs.put(str(tmp_path / "img.npy"), f"{bucket[5:]}/img.npy")
+    _upload(fs, tmp_path, f"{bucket}/img.npy", images)
     assert _swt(env, "unfold", f"{bucket}/img.npy", f"{bucket}/w.zarr", *GEOMETRY, "-q").returncode == 0
     remote = _swt(env, "preview", f"{bucket}/img.npy", tmp_path / "remote.png", "-q")
     local = _swt(env, "preview", tmp_path / "img.npy", tmp_path / "local.png", "-q")
