@@ -6,11 +6,14 @@ from FSSPEC_S3_ENDPOINT_URL in subprocesses and from --storage-options in-proces
 moto and s3fs are in the test extra: a missing one fails these tests rather than skipping them.
 """
 
+import functools
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -104,15 +107,16 @@ def _attrs(url: str, options: dict) -> dict:
 # ---- the default run: a few representative runs ------------------------------------------------------
 
 def test_unfold_and_fold_on_s3_match_local_files(s3, tmp_path):
-    """swt in a subprocess, the endpoint from FSSPEC_S3_ENDPOINT_URL: .npy on S3 -> Zarr on S3 -> Zarr on S3."""
+    """.npy on S3 -> Zarr on S3 -> Zarr on S3: the fold in a subprocess, its endpoint from FSSPEC_S3_ENDPOINT_URL."""
     fs, bucket, env, options = s3
     images = _images(1)
     _upload(fs, tmp_path, f"{bucket}/img.npy", images)
+    so = ["--storage-options", json.dumps(options)]
 
-    for args in (["unfold", f"{bucket}/img.npy", f"{bucket}/w.zarr", *GEOMETRY],
-                 ["fold", f"{bucket}/w.zarr", f"{bucket}/back.zarr", "--reduce", "mean"]):
-        done = _swt(env, *args, "-q")
-        assert done.returncode == 0 and done.stderr == "", done.stderr
+    cut = invoke("unfold", f"{bucket}/img.npy", f"{bucket}/w.zarr", *GEOMETRY, *so, "-q")
+    assert cut.exit_code == 0 and cut.stderr == "", cut.stderr
+    done = _swt(env, "fold", f"{bucket}/w.zarr", f"{bucket}/back.zarr", "--reduce", "mean", "-q")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
     assert invoke("unfold", tmp_path / "img.npy", tmp_path / "w.zarr", *GEOMETRY, "-q").exit_code == 0
     assert invoke("fold", tmp_path / "w.zarr", tmp_path / "back.zarr", "--reduce", "mean", "-q").exit_code == 0
 
@@ -122,7 +126,7 @@ def test_unfold_and_fold_on_s3_match_local_files(s3, tmp_path):
     back = _read_zarr(f"{bucket}/back.zarr", options)
     assert back.tobytes() == zarr.open_array(str(tmp_path / "back.zarr"))[...].tobytes()
 
-    facts = json.loads(_swt(env, "info", f"{bucket}/back.zarr", "--json").stdout)
+    facts = json.loads(invoke("info", f"{bucket}/back.zarr", *so, "--json").stdout)
     assert facts["shape"] == list(images.shape) and facts["job"]["complete"] is True
     assert facts["geometry"]["output_size"] == [20, 20]
 
@@ -219,6 +223,54 @@ def test_memory_urls(tmp_path):
     assert got.tobytes() == sliding_window_transpose(windows, 12, 3, stride=2).tobytes()
     with pytest.raises(SwtError, match="exists"):
         fold_file(f"memory://{store.path}", f"memory://{out}", kernel=3, stride=2, output_size=12)
+
+
+class _RangeServer(http.server.SimpleHTTPRequestHandler):
+    """A static file server that serves byte ranges (as object stores and CDNs do) and records each GET's range."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        asked = self.headers.get("Range")
+        self.server.asked.append(asked)
+        if not asked:
+            return super().do_GET()
+        data = open(self.translate_path(self.path), "rb").read()
+        first, _, last = asked.removeprefix("bytes=").partition("-")
+        start, end = int(first), min(int(last) if last else len(data) - 1, len(data) - 1)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        self.wfile.write(data[start:end + 1])
+
+
+def test_http_inputs_are_read_by_ranges(tmp_path):
+    """http(s):// is read-only, and a .npy or HDF5 file there is read by ranged GETs, never fetched whole."""
+    windows = sliding_window(_images(9, (16, 2, 128, 128)), 3, stride=2)  # files of 4.6 MB
+    np.save(tmp_path / "w.npy", windows)
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        f.create_dataset("g/w", data=windows, chunks=(1, *windows.shape[1:]))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_RangeServer, directory=str(tmp_path)))
+    server.asked = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    expected = sliding_window_transpose(windows, 128, 3, stride=2).tobytes()
+    try:
+        for name in ("w.npy", "w.h5:/g/w"):
+            done = invoke("fold", f"{base}/{name}", tmp_path / f"{name[:4]}out.npy", "-k", "3", "-s", "2", "-o", "128",
+                          "--batch-size", "1", "-q")
+            assert done.exit_code == 0, done.stderr
+            assert np.load(tmp_path / f"{name[:4]}out.npy").tobytes() == expected
+        refused = invoke("fold", f"{base}/w.npy", f"{base}/out.zarr", "-k", "3", "-s", "2")
+        assert refused.exit_code == 1 and "read-only" in refused.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.asked and None not in server.asked  # every GET asked for a range, each a part of the file
+    spans = [int(b) - int(a) + 1 for a, b in (r.removeprefix("bytes=").split("-") for r in server.asked)]
+    assert max(spans) < os.path.getsize(tmp_path / "w.npy") * 3 // 4
 
 
 def test_missing_driver_names_the_extra(tmp_path):

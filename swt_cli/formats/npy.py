@@ -191,6 +191,9 @@ class RemoteNpyReader(NpyReader):
         start = self._data_offset + offset * self.dtype.itemsize
         with remote_errors(self.location.path):
             data = self._fs.cat_file(self._inner, start=start, end=start + size) if size else b""
+        if len(data) > size:
+            raise SwtError(f"{self.location.path}: the server sent {len(data):,} bytes for a range of {size:,}: it does "
+                           f"not serve byte ranges, by which swt reads files in pieces; copy the file here first")
         if len(data) != size:
             raise SwtError(f"{self.location.path} changed while being read: got {len(data)} of {size} bytes")
         _bytes(out)[:] = np.frombuffer(data, np.uint8)
