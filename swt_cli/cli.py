@@ -385,7 +385,8 @@ def io_options(fn):
         click.option("--dtype", type=DType(), help="Output dtype [default: the input's]."),
         click.option("--compression", type=click.Choice(sorted({c for v in COMPRESSIONS.values() for c in v})),
                      help="HDF5: none, gzip, lzf. Zarr: zstd, blosc, gzip, none [default: none for HDF5, zstd for Zarr]."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (only once the new one is complete)."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (only once the new one is complete; on an "
+                                                     "object store, when the run starts)."),
         click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY,
                      help="Memory budget for blocks in flight (units: KiB MiB GiB, KB MB GB); blocks aim at 128MiB within "
                           f"it [default: {DEFAULT_MAX_MEMORY}, or a third of the job's cgroup memory limit where that is "
@@ -433,7 +434,7 @@ def cli():
     """swt: fold windows back into images (sliding-window transpose) and cut images into windows.
 
     Files: .npy, HDF5 (.h5, .hdf5) and Zarr v3 (.zarr); name an array inside as file.h5:/group/name;
-    - is a .npy stream on stdin or stdout.
+    - is a .npy stream on stdin or stdout; s3://, gs://, az://, https:// URLs go through fsspec.
 
     \b
     Example:
