@@ -157,7 +157,7 @@ SECTIONS = {
     "Geometry": ("kernel", "stride", "padding", "dilation", "ndim", "output_size", "cover", "pad_value", "strict"),
     "Overlaps": ("reduce", "weight", "fill", "coverage"),
     "Input and output": ("input_option", "index", "channel", "layout", "dtype", "compression", "overwrite",
-                         "allow_external", "as_json"),
+                         "allow_external", "storage_options", "as_json"),
     "Run": ("max_memory", "batch_size", "threads", "device", "scheduler", "shard", "resume", "quiet", "debug", "help"),
 }
 _SECTION_OF = {name: title for title, names in SECTIONS.items() for name in names}
@@ -357,8 +357,22 @@ def layout_option(text):
     return click.option("--layout", type=click.Choice(LAYOUTS), help=text)
 
 
+def _parse_storage_options(ctx, param, value):
+    from .storage import parse_options
+
+    try:
+        return parse_options(value)
+    except SwtError as err:
+        raise click.BadParameter(str(err), ctx, param) from None
+
+
 def allow_external_option(fn):
-    """--allow-external: the security boundary of RELIABILITY.md (swt reads only what the user named)."""
+    """--allow-external: the security boundary of RELIABILITY.md (swt reads only what the user named); and
+    --storage-options, for files named by URL (s3://...), on the same commands."""
+    fn = click.option("--storage-options", metavar="JSON|@FILE", callback=_parse_storage_options,
+                      help="fsspec options for s3://, gs://, az://, https:// paths, as a JSON object or @file.json (e.g. "
+                           "'{\"endpoint_url\": \"http://127.0.0.1:9000\"}'); on top of the provider's own credentials "
+                           "and FSSPEC_<PROTOCOL>_<OPTION> variables. Never recorded in the output.")(fn)
     return click.option("--allow-external", is_flag=True,
                         help="Also read data an input keeps in other files: HDF5 external storage, virtual datasets and "
                              "external links, and symbolic links out of a Zarr store (refused by default).")(fn)
@@ -371,7 +385,8 @@ def io_options(fn):
         click.option("--dtype", type=DType(), help="Output dtype [default: the input's]."),
         click.option("--compression", type=click.Choice(sorted({c for v in COMPRESSIONS.values() for c in v})),
                      help="HDF5: none, gzip, lzf. Zarr: zstd, blosc, gzip, none [default: none for HDF5, zstd for Zarr]."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (only once the new one is complete)."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (only once the new one is complete; on an "
+                                                     "object store, when the run starts)."),
         click.option("--max-memory", type=Size(), default=DEFAULT_MAX_MEMORY,
                      help="Memory budget for blocks in flight (units: KiB MiB GiB, KB MB GB); blocks aim at 128MiB within "
                           f"it [default: {DEFAULT_MAX_MEMORY}, or a third of the job's cgroup memory limit where that is "
@@ -419,7 +434,7 @@ def cli():
     """swt: fold windows back into images (sliding-window transpose) and cut images into windows.
 
     Files: .npy, HDF5 (.h5, .hdf5) and Zarr v3 (.zarr); name an array inside as file.h5:/group/name;
-    - is a .npy stream on stdin or stdout.
+    - is a .npy stream on stdin or stdout; s3://, gs://, az://, https:// URLs go through fsspec.
 
     \b
     Example:
@@ -453,6 +468,7 @@ def _run_options(ctx, quiet: bool, opts: dict) -> RunOptions:
     """The run settings of fold and unfold from their options, resolved once."""
     from .options import RunOptions
     from .pipeline import return_freed_blocks_to_the_system
+    from .storage import redact_argv
 
     return_freed_blocks_to_the_system()  # before the run's first block: how freed blocks go back to the system
     root = ctx.find_root()
@@ -462,8 +478,9 @@ def _run_options(ctx, quiet: bool, opts: dict) -> RunOptions:
         device=opts["device"], compression=opts["compression"], overwrite=opts["overwrite"], quiet=quiet,
         progress=not quiet, scheduler=opts["scheduler"], shard=opts["shard"], resume=opts["resume"],
         allow_external=opts["allow_external"], note=lambda text: _note(quiet, text),
-        on_output=lambda text: root.meta.__setitem__("swt.interrupted_output", text), command=shlex.join(argv),
-        debug=bool(root.meta.get("swt.debug")),
+        on_output=lambda text: root.meta.__setitem__("swt.interrupted_output", text),
+        command=shlex.join(redact_argv(argv)), debug=bool(root.meta.get("swt.debug")),
+        storage_options=opts["storage_options"],
     )
 
 
@@ -558,7 +575,7 @@ def unfold(ctx, input, output, kernel, stride, padding, dilation, ndim, layout, 
                                                     "infinities are the strings \"NaN\", \"Infinity\", \"-Infinity\").")
 @allow_external_option
 @common_options
-def info(input, as_json, allow_external, quiet):
+def info(input, as_json, allow_external, storage_options, quiet):
     """Show an array file's shape, dtype, chunks, compression, arrays and recorded swt geometry.
 
     \b
@@ -569,7 +586,7 @@ def info(input, as_json, allow_external, quiet):
     from . import jobs
     from .geometry import fmt_shape
 
-    facts = jobs.info(input, allow_external=allow_external)
+    facts = jobs.info(input, allow_external=allow_external, storage_options=storage_options)
     if as_json:
         click.echo(json.dumps(facts, indent=2, allow_nan=False))
         return
@@ -655,7 +672,7 @@ def _fmt_bytes(n) -> str:
 @click.option("--batch-size", type=click.IntRange(1), help="Items of the first axis per block (overrides --max-memory).")
 @common_options
 def plan(input, input_option, kernel, stride, padding, dilation, ndim, output_size, reduce, weight, layout, dtype, max_memory,
-         batch_size, as_json, allow_external, quiet):
+         batch_size, as_json, allow_external, storage_options, quiet):
     """Show a fold's window grid, the output sizes it fits, how windows cover the output and the memory it needs.
 
     Coverage counts, per output element, the windows that land on it: the least and the most, and the
@@ -677,7 +694,7 @@ def plan(input, input_option, kernel, stride, padding, dilation, ndim, output_si
     result = jobs.plan(input_, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ndim=ndim,
                        output_size=output_size, reduce=reduce, weight=weight, layout=layout, dtype=dtype,
                        max_memory=_budget(click.get_current_context(), max_memory), batch_size=batch_size,
-                       allow_external=allow_external, note=lambda text: _note(quiet, text))
+                       allow_external=allow_external, storage_options=storage_options, note=lambda text: _note(quiet, text))
     facts = result.to_dict()
     if as_json:
         click.echo(json.dumps(facts, indent=2))
@@ -726,7 +743,7 @@ def plan(input, input_option, kernel, stride, padding, dilation, ndim, output_si
 @allow_external_option
 @common_options
 def preview(input, output, index, channel, coverage, kernel, stride, padding, dilation, ndim, output_size, layout,
-            overwrite, allow_external, quiet):
+            overwrite, allow_external, storage_options, quiet):
     """Save one image of FILE as a PNG, scaled from its own minimum (black) to maximum (white).
 
     FILE holds images (..., C, H, W): the axis before the image is the channels, all before it the batch
@@ -743,15 +760,17 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
     """
     from . import jobs
     from . import preview as pv
+    from .formats import Location
 
     pv.pillow()
+    source = Location.parse(input, storage_options)
     pv.check_png(output, overwrite)
     if coverage:
         if index is not None or channel is not None:
             raise click.UsageError("--index and --channel do not apply with --coverage: coverage is the same for every image")
         from .coverage import coverage_picture
 
-        with jobs.open_input(input, allow_external) as reader:
+        with jobs.open_input(source, allow_external) as reader:
             p = jobs.fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout).transform.plan
         what = pv.preview_coverage(coverage_picture(p.output_size, p.geometry, p.grid), output, overwrite)
     else:
@@ -760,7 +779,7 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
                  if value is not None]
         if given:
             raise click.UsageError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with --coverage")
-        what = pv.preview_image(input, output, index or 0, channel, ndim or 2, overwrite, allow_external)
+        what = pv.preview_image(source, output, index or 0, channel, ndim or 2, overwrite, allow_external)
     _note(quiet, f"wrote {output}: {what}")
 
 

@@ -140,7 +140,8 @@ def _probe(target: str) -> None:
 
 
 def _absolute(loc: Location) -> Location:
-    return Location(os.path.abspath(loc.path), loc.fmt, loc.name)
+    """``loc`` as workers elsewhere find it: an absolute path (a URL as it is, with its storage options)."""
+    return loc if loc.remote else Location(os.path.abspath(loc.path), loc.fmt, loc.name)
 
 
 def _worker_address():
@@ -207,7 +208,7 @@ def run_job(op: str, reader: Reader, out_loc: Location, transform: BlockTransfor
     ``make_writer`` stands in for ``create_writer`` where the client writes (``--layout torch`` outputs).
     """
     scheduler, shard, resume = opts.scheduler, opts.shard, opts.resume
-    which = "--scheduler" if scheduler else "--shard" if shard else "--resume"
+    which = "--scheduler" if scheduler else "--shard" if shard else "--resume" if resume else "an object-store output"
     if reader.location.fmt == "stream":
         raise SwtError(f"{which} reads the input by blocks from a file, not a pipe: save stdin to a .npy, .h5 or "
                        f".zarr file first")

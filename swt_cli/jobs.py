@@ -72,12 +72,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def open_input(spec: str | Location, allow_external: bool = False):
+def open_input(spec: str | Location, allow_external: bool = False, storage_options: dict | None = None):
     """``open_reader``: ``allow_external`` lets it read HDF5 external storage, virtual datasets and external
-    links, and Zarr symlinks leaving the store (RELIABILITY.md)."""
-    from .formats import open_reader
+    links, and Zarr symlinks leaving the store (RELIABILITY.md); ``storage_options`` reach a URL (fsspec's)."""
+    from .formats import Location, open_reader
 
-    return open_reader(spec, allow_external=allow_external)
+    return open_reader(Location.parse(spec, storage_options) if isinstance(spec, str) else spec,
+                       allow_external=allow_external)
 
 
 # ---- geometry: from the options, the input's record or the defaults --------------------------------
@@ -335,11 +336,13 @@ def _check_layout(layout: str | None) -> None:
         raise OptionError(f"layout '{layout}' is not one of {', '.join(LAYOUTS)}")
 
 
-def check_compression(output: str | Location, compression: str | None) -> Location:
-    """The output's location, checked against the compression asked for before any work starts."""
-    from .formats import Location
+def check_compression(output: str | Location, compression: str | None, storage_options: dict | None = None) -> Location:
+    """The output's location, checked against the compression asked for (and, for a URL, against what an
+    object store can take) before any work starts."""
+    from .formats import Location, check_output
 
-    out_loc = output if isinstance(output, Location) else Location.parse(output)
+    out_loc = output if isinstance(output, Location) else Location.parse(output, storage_options)
+    check_output(out_loc)
     if compression and compression not in COMPRESSIONS[out_loc.fmt]:
         raise OptionError(f"{out_loc.fmt} outputs take {', '.join(COMPRESSIONS[out_loc.fmt])}, not {compression}")
     return out_loc
@@ -386,7 +389,8 @@ def _stream(op: str, reader: Reader, out_loc: Location, transform: Transform, me
         opts.say(f"one item needs more than the memory budget ({opts.max_memory:,} bytes, --max-memory): "
                  "going on one at a time")
     attrs = {"swt_version": __version__, "swt_command": opts.command, "swt_geometry": json.dumps(meta)}
-    if opts.distributed:
+    # an object store has no rename: a Zarr output there is always a shared output, created where it lies
+    if opts.distributed or (out_loc.remote and out_loc.fmt == "zarr"):
         from . import distributed
 
         if out_loc.fmt == "zarr":
@@ -441,8 +445,8 @@ def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None
               threads: int | None = None, device: str = "cpu", compression: str | None = None, overwrite: bool = False,
               progress: bool | Callable[[int, int], Any] | None = None, scheduler: str | None = None,
               shard: str | tuple[int, int] | None = None, resume: bool = False, quiet: bool = True,
-              allow_external: bool = False, note: Callable[[str], Any] | None = None,
-              options: RunOptions | None = None) -> JobResult:
+              allow_external: bool = False, storage_options: dict | None = None,
+              note: Callable[[str], Any] | None = None, options: RunOptions | None = None) -> JobResult:
     """``swt fold INPUT OUTPUT``: sum the windows in file ``input`` back into images in file ``output``.
 
     Windows ``(..., I1..ID, K1..KD)`` become images ``(..., O1..OD)``, block by block within the memory
@@ -472,9 +476,9 @@ def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None
     progress, quiet, note
         ``progress`` True for swt's display on stderr, or a callable ``(done, total)``; ``note`` a callable
         for swt's notes, default stderr unless ``quiet``.
-    scheduler, shard, resume, allow_external
+    scheduler, shard, resume, allow_external, storage_options
         As :class:`RunOptions` takes them: a Dask cluster, a part ``"I/N"`` of a shared Zarr output, the
-        rest of an incomplete one; reading external storage.
+        rest of an incomplete one; reading external storage; fsspec options for URLs (``s3://...``).
     cover : bool, default False
         Windows of :func:`unfold_file` with ``cover=True`` are cropped back to the recorded image size
         anyway; ``cover=True`` does the same for windows without a record (.npy), ``output_size`` then
@@ -508,9 +512,10 @@ def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None
     start = time.monotonic()
     opts = _options(options, quiet, note, max_memory=max_memory, batch_size=batch_size, threads=threads, device=device,
                     compression=compression, overwrite=overwrite, progress=progress, scheduler=scheduler, shard=shard,
-                    resume=resume, allow_external=allow_external, command=_command("fold_file", input, output))
-    out_loc = check_compression(output, opts.compression)
-    with warnings_as_notes(opts), open_input(input, opts.allow_external) as reader:
+                    resume=resume, allow_external=allow_external, storage_options=storage_options,
+                    command=_command("fold_file", input, output))
+    out_loc = check_compression(output, opts.compression, opts.storage_options)
+    with warnings_as_notes(opts), open_input(input, opts.allow_external, opts.storage_options) as reader:
         setup = fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout,
                            dtype=_output_dtype(dtype), reduce=reduce, weight=weight, fill=fill, device=opts.device,
                            cover=cover, note=opts.say)
@@ -530,8 +535,8 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
                 compression: str | None = None, overwrite: bool = False,
                 progress: bool | Callable[[int, int], Any] | None = None, scheduler: str | None = None,
                 shard: str | tuple[int, int] | None = None, resume: bool = False, quiet: bool = True,
-                allow_external: bool = False, note: Callable[[str], Any] | None = None,
-                options: RunOptions | None = None) -> JobResult:
+                allow_external: bool = False, storage_options: dict | None = None,
+                note: Callable[[str], Any] | None = None, options: RunOptions | None = None) -> JobResult:
     """``swt unfold INPUT OUTPUT``: cut the images in file ``input`` into windows in file ``output``, which
     records the geometry so that a later :func:`fold_file` of it needs no geometry arguments.
 
@@ -558,9 +563,9 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
     progress, quiet, note
         ``progress`` True for swt's display on stderr, or a callable ``(done, total)``; ``note`` a callable
         for swt's notes, default stderr unless ``quiet``.
-    scheduler, shard, resume, allow_external
+    scheduler, shard, resume, allow_external, storage_options
         As :class:`RunOptions` takes them: a Dask cluster, a part ``"I/N"`` of a shared Zarr output, the
-        rest of an incomplete one; reading external storage.
+        rest of an incomplete one; reading external storage; fsspec options for URLs (``s3://...``).
     cover : bool, default False
         Pad the far edges with ``pad_value`` just enough for the windows to reach every element, and record
         the original size, which :func:`fold_file` crops back to. Without it, where the windows leave image
@@ -599,9 +604,10 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
     _check_layout(layout)
     opts = _options(options, quiet, note, max_memory=max_memory, batch_size=batch_size, threads=threads, device=device,
                     compression=compression, overwrite=overwrite, progress=progress, scheduler=scheduler, shard=shard,
-                    resume=resume, allow_external=allow_external, command=_command("unfold_file", input, output))
-    out_loc = check_compression(output, opts.compression)
-    with warnings_as_notes(opts), open_input(input, opts.allow_external) as reader:
+                    resume=resume, allow_external=allow_external, storage_options=storage_options,
+                    command=_command("unfold_file", input, output))
+    out_loc = check_compression(output, opts.compression, opts.storage_options)
+    with warnings_as_notes(opts), open_input(input, opts.allow_external, opts.storage_options) as reader:
         choice = resolve_geometry(kernel, stride, padding, dilation, ndim)
         geometry = choice.geometry
         out_dtype = result_dtype(reader.dtype, _output_dtype(dtype))
@@ -704,7 +710,7 @@ class Plan:
 def plan(input: str | None = None, *, kernel=None, stride=None, padding=None, dilation=None, ndim: int | None = None,
          output_size=None, reduce: str = "sum", weight=None, layout: str | None = None, dtype=None,
          max_memory: int | str | None = None, batch_size: int | None = None, allow_external: bool = False,
-         note: Callable[[str], Any] | None = None) -> Plan:
+         storage_options: dict | None = None, note: Callable[[str], Any] | None = None) -> Plan:
     """``swt plan``: the plan of a fold of ``output_size`` with ``kernel`` (...), or of folding the file ``input``
     (its shape gives the grid, its record the geometry), with the memory it needs under ``max_memory``.
 
@@ -723,6 +729,8 @@ def plan(input: str | None = None, *, kernel=None, stride=None, padding=None, di
         The budget the fold would run with (only used with ``input``; checked where given).
     allow_external : bool, default False
         As :class:`RunOptions`.
+    storage_options : dict, optional
+        fsspec options for an ``input`` URL, as :class:`RunOptions` takes them.
     note : callable, optional
         Told each warning.
 
@@ -760,7 +768,7 @@ def plan(input: str | None = None, *, kernel=None, stride=None, padding=None, di
     else:
         from .blocks import block_items, plan_blocks
 
-        with open_input(input, allow_external) as reader:
+        with open_input(input, allow_external, storage_options) as reader:
             setup = fold_setup(reader, kernel, stride, padding, dilation, ndim, output_size, layout=layout,
                                dtype=_output_dtype(dtype), reduce=reduce, weight=weight)
             transform, reader = setup.transform, setup.reader
@@ -828,19 +836,21 @@ def _job_status(reader) -> dict | None:
     from .blocks import fmt_items
     from .records import status
 
-    job = status(reader.array_folder(), reader.attrs)
+    job = status(reader.array_folder(), reader.attrs, getattr(reader, "fs", None))
     if job is not None:
         job["missing_text"] = fmt_items(job["missing"], job["items"], job["lead_shape"]) if job["missing"] else ""
     return job
 
 
-def list_arrays(input: str | Location, allow_external: bool = False) -> list[dict] | None:
+def list_arrays(input: str | Location, allow_external: bool = False, storage_options: dict | None = None) -> list[dict] | None:
     """Every array of an HDF5 file or Zarr store (None for .npy and streams): ``name``, ``path``, ``shape``,
     ``dtype``, ``chunks``, ``compression`` (named alike in every format: ``zstd``, ``gzip``, ``blosc``,
-    ``lzf``, ``none``) and ``geometry`` (the ``swt_geometry`` record, or None). Metadata only."""
+    ``lzf``, ``none``) and ``geometry`` (the ``swt_geometry`` record, or None). Metadata only.
+    ``storage_options``: fsspec's, for a URL."""
     from . import formats
 
-    found = formats.list_arrays(input, allow_external=allow_external)
+    found = formats.list_arrays(formats.Location.parse(input, storage_options) if isinstance(input, str) else input,
+                                allow_external=allow_external)
     if found is None:
         return None
     arrays = []
@@ -851,17 +861,17 @@ def list_arrays(input: str | Location, allow_external: bool = False) -> list[dic
     return arrays
 
 
-def info(input: str, *, allow_external: bool = False) -> dict:
+def info(input: str, *, allow_external: bool = False, storage_options: dict | None = None) -> dict:
     """``swt info --json``: an array file's path, format, shape, dtype, chunks, compression, arrays, attributes,
     recorded swt ``geometry`` and, for a shared output, its ``job`` status, as strict JSON (see :func:`strict_json`).
     An incomplete output of a sharded run can still be described.
 
     An HDF5 file or Zarr store of several arrays, not naming one, gives ``{"path", "format", "arrays"}``
     instead: every array's ``name``, ``path``, ``shape``, ``dtype``, ``chunks``, ``compression`` and
-    recorded swt ``geometry`` (see :func:`list_arrays`)."""
+    recorded swt ``geometry`` (see :func:`list_arrays`). ``storage_options``: fsspec's, for a URL."""
     from .formats import Location
 
-    loc = Location.parse(input)
+    loc = Location.parse(input, storage_options)
     if loc.name is None:
         arrays = list_arrays(loc, allow_external)
         if arrays is not None and len(arrays) > 1:

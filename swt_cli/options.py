@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .choices import DEFAULT_MAX_MEMORY, parse_size
@@ -57,6 +57,9 @@ class RunOptions:
     allow_external : bool, default False
         Let the readers follow HDF5 external storage, virtual datasets and external links, and Zarr
         symlinks leaving the store.
+    storage_options : dict, optional
+        fsspec options for inputs and outputs named by URL (``s3://...``): endpoint, credentials, anything the
+        driver takes, on top of the provider's own configuration and ``FSSPEC_<PROTOCOL>_<OPTION>`` variables.
     debug : bool, default False
         Let Python warnings and Dask's worker logs through as they are (``--debug``), instead of one note
         per warning (none with ``quiet``).
@@ -102,6 +105,8 @@ class RunOptions:
     #: Let Python warnings (NumPy's, zarr's, Dask's) and Dask's worker logs through as they come; else
     #: warnings become one note each (none with ``quiet``) and worker logs are silenced (``swt --debug``).
     debug: bool = False
+    #: fsspec options for URLs (credentials may be among them: never shown in repr).
+    storage_options: dict | None = field(default=None, repr=False)
 
     @classmethod
     def resolve(cls, *, max_memory: int | str | None = None, shard: str | tuple[int, int] | None = None,

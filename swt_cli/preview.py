@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from .errors import SwtError
-from .formats import open_reader
+from .formats import Location, open_reader
 from .formats.base import OutputAppeared, check_destination, commit_path, remove_path, temp_sibling
 from .geometry import fmt_shape
 
@@ -98,7 +98,7 @@ def _windows_ndim(reader, shape: tuple) -> int | None:
     return len(kernel) if len(shape) >= 2 * len(kernel) and shape[-len(kernel):] == kernel else None
 
 
-def read_image(path: str, index: int = 0, channel: int | None = None, ndim: int = 2, allow_external: bool = False):
+def read_image(path: str | Location, index: int = 0, channel: int | None = None, ndim: int = 2, allow_external: bool = False):
     """Read only image ``index`` of the array at ``path``: ``(H, W)`` grey or ``(H, W, 3)`` RGB, and a
     description of what was read.
 
@@ -183,7 +183,7 @@ def save_png(pixels: np.ndarray, out: str, overwrite: bool = False) -> None:
         raise
 
 
-def preview_image(path: str, out: str, index: int = 0, channel: int | None = None, ndim: int = 2,
+def preview_image(path: str | Location, out: str, index: int = 0, channel: int | None = None, ndim: int = 2,
                   overwrite: bool = False, allow_external: bool = False) -> str:
     """Save image ``index`` of ``path`` as the PNG ``out``; returns a description of what was drawn."""
     pillow()

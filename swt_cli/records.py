@@ -21,12 +21,18 @@ JOB_ATTR = "swt_job"
 INCOMPLETE_ATTR = "swt_incomplete"
 
 
-def read_markers(folder: str) -> list:
-    """``[(start, stop), ...]`` from the marker files in ``folder/.swt-done``."""
-    try:
-        names = os.listdir(os.path.join(folder, MARKERS))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+def read_markers(folder: str, fs: Any = None) -> list:
+    """``[(start, stop), ...]`` from the marker files in ``folder/.swt-done`` (``folder`` a path in the fsspec
+    filesystem ``fs`` where given: a store behind a URL)."""
+    if fs is not None:
+        from .storage import listdir
+
+        names = listdir(fs, f"{folder}/{MARKERS}")
+    else:
+        try:
+            names = os.listdir(os.path.join(folder, MARKERS))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
     out = []
     for name in names:
         start, sep, stop = name.partition("-")
@@ -35,7 +41,7 @@ def read_markers(folder: str) -> list:
     return out
 
 
-def status(folder: str, attrs: dict) -> dict | None:
+def status(folder: str, attrs: dict, fs: Any = None) -> dict | None:
     """For an output of a shared job: ``{"complete", "items", "done", "missing"}``; None for any other array."""
     job = attrs.get(JOB_ATTR)
     if not isinstance(job, dict) or "items" not in job:
@@ -47,18 +53,18 @@ def status(folder: str, attrs: dict) -> dict | None:
         return None
     if total < 0:
         return None
-    done = merge(read_markers(folder))
+    done = merge(read_markers(folder, fs))
     gaps = missing(done, total)
     incomplete = bool(attrs.get(INCOMPLETE_ATTR))
     return {"complete": not incomplete, "items": total, "lead_shape": lead,
             "done": done, "missing": gaps if incomplete else []}
 
 
-def incomplete_message(where: str, folder: str, attrs: dict) -> str | None:
+def incomplete_message(where: str, folder: str, attrs: dict, fs: Any = None) -> str | None:
     """The error for reading an output that a shard or a cluster never finished; None where it is complete."""
     if not attrs.get(INCOMPLETE_ATTR):
         return None
-    st = status(folder, attrs)
+    st = status(folder, attrs, fs)
     if st is None:
         return f"{where} is incomplete (a sharded or distributed swt run never finished): rerun it with --resume"
     lead = tuple(st["lead_shape"])
@@ -101,14 +107,40 @@ def weight_digest(weight: Any) -> str | None:
     return digest.hexdigest()
 
 
-def input_signal(fmt: str, path: str, array_folder: str | None = None) -> str:
+def _remote_signal(fmt: str, path: str, options: Any, array_folder: str | None) -> str:
+    """:func:`input_signal` of an input behind a URL: the objects' sizes and ETags (or modification times)."""
+    from .storage import filesystem, fresh, remote_errors
+
+    with remote_errors(path):
+        fs, inner = filesystem(path, options)
+        top = array_folder if fmt == "zarr" and array_folder else inner
+        fresh(fs, top)
+        found = fs.find(top, detail=True) if fmt == "zarr" else {inner: fs.info(inner)}
+    digest = hashlib.sha256()
+    count = 0
+    for name in sorted(found):
+        if f"/{MARKERS}/" in f"/{name}/":
+            continue
+        info = found[name]
+        tag = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime") or info.get("created")
+        digest.update(f"{name}\0{info.get('size')}\0{tag}\n".encode())
+        count += 1
+    return f"{count} objects, sha256 {digest.hexdigest()[:32]}"
+
+
+def input_signal(fmt: str, path: str, array_folder: str | None = None, options: Any = None) -> str:
     """A signal that changes when the input's data changes.
 
     ``.npy`` and HDF5 files: their size and modification time in nanoseconds (any write through the file
     system changes the time). A Zarr store's root and metadata do not change when chunks are rewritten, so
     for Zarr: a SHA-256 over (name, size, mtime_ns) of every file in the array's folder (its chunks and
     metadata, not a shared output's markers), one ``stat`` per chunk file. Limits: RELIABILITY.md.
+    Behind a URL (``options`` its storage options): the objects' sizes and ETags, from one listing.
     """
+    from .storage import is_url
+
+    if is_url(path):
+        return _remote_signal(fmt, path, options, array_folder)
     if fmt != "zarr" or not array_folder:
         st = os.stat(path)
         return f"size {st.st_size}, mtime_ns {st.st_mtime_ns}"
@@ -153,8 +185,9 @@ def job_match(op: str, reader: Any, transform: Any, geometry: dict, layout: str 
         "weight": weight_digest(blend.weight) if blend is not None else None,
         "fill": _number(blend.fill if blend is not None else 0),
         "layout": layout,
-        "input": os.path.realpath(loc.path) + (f":/{loc.name}" if loc.name else ""),
-        "input_signal": input_signal(loc.fmt, loc.path, folder),
+        "input": (loc.path if getattr(loc, "remote", False) else os.path.realpath(loc.path))
+        + (f":/{loc.name}" if loc.name else ""),
+        "input_signal": input_signal(loc.fmt, loc.path, folder, getattr(loc, "options", None)),
     })
 
 

@@ -109,6 +109,15 @@ def _set_attrs(folder: str, update: dict, drop=()) -> None:
     os.replace(temp, meta_path)
 
 
+def _remote(location):
+    """The object-store side of a shared output behind a URL (:mod:`swt_cli.remote_output`); None for a local one."""
+    if not getattr(location, "remote", False):
+        return None
+    from .remote_output import RemoteOutput
+
+    return RemoteOutput(location)
+
+
 def _same(a, b) -> bool:
     return _jsonable(a) == _jsonable(b)
 
@@ -124,7 +133,8 @@ class SharedOutput:
     def __init__(self, location, job: dict):
         self.location = location
         self.job = job
-        self.folder = array_dir(location.path, location.name)
+        self._remote = _remote(location)
+        self.folder = array_dir(location.path, location.name) if self._remote is None else self._remote.folder
         self.lead_shape = tuple(job["lead_shape"])
         self._array: Any = None
 
@@ -139,14 +149,20 @@ class SharedOutput:
         match it exactly to be joined, and its block layout and chunks are then used as they are.
         Returns ``(output, joined)``.
         """
-        from .formats.base import check_destination, commit_path, move_no_replace, remove_path
+        from .formats.base import check_destination, move_no_replace, remove_path
 
         path = location.path
         lead_shape = tuple(match["lead_shape"])
+        remote = _remote(location)
+        new = (location, shape, dtype, attrs, match, layout, chunks, compression)
         for _ in range(50):
-            if not os.path.lexists(path):
+            if remote is not None and not remote.exists():
+                if not remote.create(lambda store: cls._create_array(store, *new)):
+                    continue  # another run claimed the name first: join it (or be refused) below
+                return cls._open(location), False
+            if remote is None and not os.path.lexists(path):
                 check_destination(path, overwrite=False)
-                temp = cls._build(location, shape, dtype, attrs, match, layout, chunks, compression)
+                temp = cls._build(*new)
                 try:
                     move_no_replace(temp, path)  # fails where another process got there first (os.rename
                     # would silently replace an empty folder made meanwhile)
@@ -155,7 +171,8 @@ class SharedOutput:
                     time.sleep(0.05)
                     continue
                 return cls._open(location), False
-            attrs_now = cls._existing(location)  # None: not a readable array (the rename makes ours whole)
+            # None: not a readable array (a local rename makes ours whole; remotely a claimer may still be creating it)
+            attrs_now = cls._existing(location) if remote is None else remote.wait_created(lambda: cls._existing(location))
             job = (attrs_now or {}).get(JOB_ATTR)
             same = isinstance(job, dict) and _same(job.get("match"), match)
             if same:
@@ -164,13 +181,13 @@ class SharedOutput:
                 if resume or (shard and (overwrite or not complete or empty)):
                     return cls._open(location), True
                 if overwrite:  # one client, no other writers: start afresh
-                    temp = cls._build(location, shape, dtype, attrs, match, layout, chunks, compression)
-                    commit_path(temp, path, overwrite=True)
+                    cls._replace(remote, *new)
                     return cls._open(location), False
                 if complete:
                     raise SwtError(f"{path} exists and is complete: pass --overwrite to compute it again "
                                    f"(--resume would find nothing to do)")
-                st = status(array_dir(path, location.name), attrs_now)
+                st = (status(array_dir(path, location.name), attrs_now) if remote is None
+                      else status(remote.folder, attrs_now, remote.fs))
                 gaps = fmt_items(st["missing"], st["items"], lead_shape) if st and st["missing"] else "no rows"
                 raise SwtError(f"{path} is an incomplete output of an earlier run ({gaps} missing): pass --resume "
                                f"to finish it, or --overwrite to start again")
@@ -183,36 +200,56 @@ class SharedOutput:
                 raise SwtError(f"cannot resume {path}: {why}")
             if not overwrite:
                 raise SwtError(f"{path} exists: pass --overwrite to replace it")
-            temp = cls._build(location, shape, dtype, attrs, match, layout, chunks, compression)
-            commit_path(temp, path, overwrite=True)
+            cls._replace(remote, *new)
             return cls._open(location), False
         raise SwtError(f"{path} keeps changing under this run: is another job writing it?")
 
     @staticmethod
     def _existing(location):
         """The existing array's attributes, or None where there is no readable array (yet)."""
+        from .formats.zarr_store import store_of
+
         zarr = _zarr()
         try:
-            arr = zarr.open_array(store=location.path, path=location.name or "", mode="r")
+            arr = zarr.open_array(store=store_of(location), path=location.name or "", mode="r")
         except Exception:
             return None
         return dict(arr.attrs)
+
+    @staticmethod
+    def _create_array(store, location, shape, dtype, attrs, match, layout, chunks, compression) -> None:
+        """The new array in ``store`` (a path or an fsspec store), marked incomplete, with its job description."""
+        from .formats.zarr_store import compressors
+
+        items = math.prod(match["lead_shape"]) if match["lead_shape"] else 1
+        job = {"match": match, "layout": layout, "lead_shape": list(match["lead_shape"]), "items": items}
+        _zarr().create_array(
+            store=store, name=location.name, shape=tuple(shape), dtype=np.dtype(dtype), chunks=tuple(chunks),
+            compressors=compressors(compression), fill_value=0, zarr_format=3,
+            attributes={**dict(attrs or {}), JOB_ATTR: _jsonable(job), INCOMPLETE_ATTR: True},
+        )
+
+    @classmethod
+    def _replace(cls, remote, *new) -> None:
+        """``--overwrite``: a new array in place of what is under the name. Locally built aside and swapped in;
+        on an object store (no rename) the old output is deleted first, then the new one created."""
+        from .formats.base import commit_path
+
+        if remote is None:
+            commit_path(cls._build(*new), new[0].path, overwrite=True)
+            return
+        remote.remove()
+        if not remote.create(lambda store: cls._create_array(store, *new)):
+            raise SwtError(f"{new[0].path} was created by another run while this one replaced it: rerun once it is done")
 
     @classmethod
     def _build(cls, location, shape, dtype, attrs, match, layout, chunks, compression) -> str:
         """The new array, complete with its job description, in a temporary sibling; returns its path."""
         from .formats.base import remove_path, temp_sibling
-        from .formats.zarr_store import compressors
 
         temp = temp_sibling(location.path)
-        items = math.prod(match["lead_shape"]) if match["lead_shape"] else 1
-        job = {"match": match, "layout": layout, "lead_shape": list(match["lead_shape"]), "items": items}
         try:
-            _zarr().create_array(
-                store=temp, name=location.name, shape=tuple(shape), dtype=np.dtype(dtype), chunks=tuple(chunks),
-                compressors=compressors(compression), fill_value=0, zarr_format=3,
-                attributes={**dict(attrs or {}), JOB_ATTR: _jsonable(job), INCOMPLETE_ATTR: True},
-            )
+            cls._create_array(temp, location, shape, dtype, attrs, match, layout, chunks, compression)
             os.makedirs(os.path.join(array_dir(temp, location.name), MARKERS), exist_ok=True)
         except BaseException as err:
             remove_path(temp)
@@ -239,7 +276,7 @@ class SharedOutput:
         return layout_indexes(self.lead_shape, self.job["layout"])
 
     def done(self) -> list:
-        return merge(read_markers(self.folder))
+        return merge(read_markers(self.folder, self._remote.fs if self._remote is not None else None))
 
     def todo(self, indexes, resume: bool) -> list:
         if not resume:
@@ -250,7 +287,10 @@ class SharedOutput:
     def write_block(self, index, block, worker: str | None = None) -> dict:
         """Write one block's chunks, then its marker; returns what the marker records."""
         if self._array is None:
-            self._array = _zarr().open_array(store=self.location.path, path=self.location.name or "", mode="r+")
+            from .formats.zarr_store import store_of
+
+            self._array = _zarr().open_array(store=store_of(self.location, read_only=False), path=self.location.name or "",
+                                             mode="r+")
         if index:
             self._array[index] = block
         else:
@@ -258,6 +298,9 @@ class SharedOutput:
         start, stop = item_range(index, self.lead_shape)
         record = {"start": start, "stop": stop, "host": socket.gethostname(), "pid": os.getpid(),
                   "worker": worker, "time": time.time()}
+        if self._remote is not None:
+            self._remote.write_marker(start, stop, record)
+            return record
         folder = os.path.join(self.folder, MARKERS)
         os.makedirs(folder, exist_ok=True)
         temp = os.path.join(folder, f".{start}-{stop}.{uuid.uuid4().hex[:8]}.tmp")
@@ -271,7 +314,9 @@ class SharedOutput:
         gaps = missing(self.done(), int(self.job["items"]))
         if not gaps:
             attrs = self._existing(self.location) or {}
-            if attrs.get(INCOMPLETE_ATTR):
+            if attrs.get(INCOMPLETE_ATTR) and self._remote is not None:
+                self._remote.set_attrs({}, drop=(INCOMPLETE_ATTR,))
+            elif attrs.get(INCOMPLETE_ATTR):
                 _set_attrs(self.folder, {}, drop=(INCOMPLETE_ATTR,))
         return gaps
 

@@ -12,13 +12,13 @@ import sys
 import time
 
 from swt_cli.formats.hdf5 import H5Reader
-from swt_cli.formats.npy import NpyReader
+from swt_cli.formats.npy import NpyReader, RemoteNpyReader
 from swt_cli.formats.zarr_store import ZarrReader
 
 
 def slow_down(seconds: float) -> None:
-    """Sleep ``seconds`` before each block is read from a .npy, HDF5 or Zarr file."""
-    for cls in (NpyReader, H5Reader, ZarrReader):
+    """Sleep ``seconds`` before each block is read from a .npy, HDF5 or Zarr file (local or behind a URL)."""
+    for cls in (NpyReader, RemoteNpyReader, H5Reader, ZarrReader):
         original = cls.read
 
         @functools.wraps(original)

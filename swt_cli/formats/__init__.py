@@ -19,6 +19,10 @@ def open_reader(spec: str | Location, allow_external: bool = False) -> ArrayRead
     datasets over other files and external links, and symbolic links out of a Zarr store, are refused.
     """
     loc = spec if isinstance(spec, Location) else Location.parse(spec)
+    if loc.fmt == "npy" and loc.remote:
+        from .npy import RemoteNpyReader
+
+        return RemoteNpyReader(loc)
     if loc.fmt == "npy":
         from .stream import StdinReader, is_fifo
 
@@ -62,7 +66,20 @@ def list_arrays(spec: str | Location, allow_external: bool = False) -> list[dict
     return listing(loc, allow_external=allow_external)
 
 
+def check_output(loc: Location) -> None:
+    """Refuse, before any work, an output swt cannot write where it is named: on a read-only protocol
+    (``https://``), or a .npy or HDF5 file on an object store (which has no rename to make it appear whole)."""
+    if not loc.remote:
+        return
+    from ..storage import check_writable, refuse_whole_file_output
+
+    check_writable(loc.path)
+    if loc.fmt != "zarr":
+        refuse_whole_file_output(loc.path, loc.fmt)
+
+
 def writer_class(loc: Location) -> Callable[..., ArrayWriter]:
+    check_output(loc)
     cls: Callable[..., ArrayWriter]
     if loc.fmt == "npy":
         from .stream import FifoWriter, is_fifo
@@ -88,5 +105,6 @@ def create_writer(spec, shape, dtype, attrs=None, chunks=None, compression=None,
     return writer_class(loc)(loc, shape, dtype, attrs=attrs, chunks=chunks, compression=compression, overwrite=overwrite)
 
 
-__all__ = ["COMPRESSIONS", "TEMP_MARK", "ArrayReader", "ArrayWriter", "Location", "block_shape", "chunk_shape", "create_writer",
+__all__ = ["COMPRESSIONS", "TEMP_MARK", "ArrayReader", "ArrayWriter", "Location", "block_shape", "check_output", "chunk_shape",
+           "create_writer",
            "list_arrays", "open_reader"]

@@ -20,13 +20,15 @@ import os
 import re
 import shutil
 import uuid
-from dataclasses import dataclass
-from typing import TypeGuard
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard
 
 import numpy as np
 
 from ..choices import COMPRESSIONS  # noqa: F401 (the formats' names, imported from here by callers)
 from ..errors import SwtError, first_line
+from ..storage import is_url, local_path
 
 #: Marks temporary outputs, so a leftover from a killed run is recognisable (and ignored by later runs).
 TEMP_MARK = ".swt-tmp-"
@@ -40,17 +42,34 @@ _SPEC = re.compile(r"^(?P<path>.*?(?P<ext>\.h5|\.hdf5|\.zarr))(?P<slash>/*)(?::(
 
 @dataclass(frozen=True)
 class Location:
-    """Where an array lives: a path, its format, and for HDF5 and Zarr the array's name inside."""
+    """Where an array lives: a path (or a URL such as ``s3://bucket/w.zarr``), its format, and for HDF5 and
+    Zarr the array's name inside; for a URL, the fsspec storage options to reach it (never shown)."""
 
     path: str
     fmt: str
     name: str | None = None
+    #: fsspec storage options of a URL (credentials may be among them: left out of repr and comparisons).
+    options: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def parse(cls, spec: str) -> "Location":
-        """``'-'`` is the .npy stream on stdin/stdout; ``file.h5:/a/b`` names an array inside a file."""
+    def parse(cls, spec: str, options: Mapping[str, Any] | None = None) -> "Location":
+        """``'-'`` is the .npy stream on stdin/stdout; ``file.h5:/a/b`` names an array inside a file; a URL
+        (``s3://bucket/w.h5:/a/b``) takes ``options``; ``file://`` is a local path."""
         if spec == "-":
             return cls("-", "stream")
+        spec = local_path(spec)
+        loc = cls._parse(spec)
+        if is_url(loc.path):
+            return cls(loc.path, loc.fmt, loc.name, dict(options) if options else None)
+        return loc
+
+    @property
+    def remote(self) -> bool:
+        """Whether the array lives behind a URL (through fsspec), not in a local file."""
+        return is_url(self.path)
+
+    @classmethod
+    def _parse(cls, spec: str) -> "Location":
         match = _SPEC.match(spec)
         if match and match["slash"] and match["ext"].lower() != ".zarr":
             raise SwtError(f"'{spec}' ends with a slash, as a folder does: an HDF5 file is one file: name it "
@@ -337,6 +356,9 @@ def check_not_input(reader: "ArrayReader", out: Location, in_place: bool = True)
         reader = reader.inner  # type: ignore[attr-defined]
     if src.fmt == "stream" or out.fmt == "stream":
         return
+    if src.remote or out.remote:
+        _check_remote_not_input(src, out)
+        return
     inner, outer = os.path.realpath(src.path), os.path.realpath(out.path)
     if _same_file(src.path, out.path) if os.path.lexists(out.path) else inner == outer:
         how = _route(src.path, out.path)
@@ -359,6 +381,24 @@ def check_not_input(reader: "ArrayReader", out: Location, in_place: bool = True)
         raise SwtError(f"{out} lies inside the input {src.path}: writing it would change the input; write outside it")
     if os.path.isdir(outer) and _inside(inner, outer):
         raise SwtError(f"{out} holds the input {src.path}: replacing it would delete the input; write to a new file")
+
+
+def _check_remote_not_input(src: Location, out: Location) -> None:
+    """:func:`check_not_input` where a URL is involved: an output on an object store is written where it
+    lies (there is no rename), so it may never be the input, lie inside it or hold it. A local path and a
+    URL are never one file (``file://`` URLs are local paths by then)."""
+    from ..storage import same_or_inside
+
+    if not (src.remote and out.remote):
+        return
+    how = same_or_inside(src.path, out.path)
+    if how == "same":
+        raise SwtError(f"{out} is the input {src}: an output on an object store is written where it lies while the "
+                       f"input is still being read, so the input would be destroyed; write to a new name")
+    if how == "inside":
+        raise SwtError(f"{out} lies inside the input {src.path}: writing it would change the input; write outside it")
+    if how == "holds":
+        raise SwtError(f"{out} holds the input {src.path}: replacing it would delete the input; write to a new name")
 
 
 def check_space(path: str, nbytes: int) -> None:

@@ -78,9 +78,23 @@ def _locked(err: BaseException) -> bool:
     return "lock" in text and ("errno = 11" in text or "unavailable" in text or "unable to lock" in text)
 
 
-def open_file(path: str) -> h5py.File:
-    """``path`` opened for reading, or one line saying why not (missing, locked by a writer, not HDF5)."""
+#: Bytes an HDF5 file behind a URL is read by, at least: its metadata lies in small pieces all over the file.
+REMOTE_BLOCK = 2 << 20
+
+
+def open_file(where: str | Location) -> h5py.File:
+    """A file (a path, or a :class:`Location`, which may be a URL) opened for reading, or one line saying why
+    not (missing, locked by a writer, not HDF5). Behind a URL, through an fsspec file object that reads
+    what HDF5 asks for by ranged requests (never the whole file)."""
+    path = where if isinstance(where, str) else where.path
     try:
+        if not isinstance(where, str) and where.remote:
+            from ..storage import filesystem, remote_errors
+
+            with remote_errors(path):
+                fs, inner = filesystem(path, where.options)
+                source = fs.open(inner, "rb", block_size=REMOTE_BLOCK, cache_type="readahead")
+            return h5py.File(source, "r")
         return h5py.File(path, "r")
     except FileNotFoundError:
         raise SwtError(f"no such file: {path}") from None
@@ -133,7 +147,7 @@ def compression_name(dataset) -> str:
 def list_arrays(location: Location, allow_external: bool = False) -> list[dict]:
     """Every dataset in the file, as ``swt info`` lists them: name, path, shape, dtype, chunks, compression,
     attributes (metadata only: no data is read, no link followed out of the file)."""
-    h5file = open_file(location.path)
+    h5file = open_file(location)
     try:
         with h5file:
             return [{"name": "/" + p, "path": f"{location.path}:/{p}", "shape": list(o.shape or ()), "dtype": str(o.dtype),
@@ -222,9 +236,10 @@ class H5Reader(ArrayReader):
 
     def __init__(self, location: Location, allow_external: bool = False):
         self.location = location
-        self._raw: list | None = None  # the raw byte extents, once looked up ([]: read through HDF5)
+        # the raw byte extents, once looked up ([]: read through HDF5, as a file behind a URL always is)
+        self._raw: list | None = [] if location.remote else None
         self._fd: int | None = None
-        self._file = open_file(location.path)
+        self._file = open_file(location)
         try:
             self._members = _members(self._file)
             self._links = _links(self._file)

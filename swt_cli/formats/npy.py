@@ -122,12 +122,17 @@ class NpyReader(ArrayReader):
             raise SwtError(f"{location.path} is a folder, not a .npy file") from None
         self.shape, self._fortran, self.dtype = read_header(self._file, location.path)
         self._data_offset = self._file.tell()
-        expected = self._data_offset + math.prod(self.shape) * self.dtype.itemsize
-        actual = os.fstat(self._file.fileno()).st_size
-        if actual < expected:
+        try:
+            self._check_size(os.fstat(self._file.fileno()).st_size)
+        except SwtError:
             self._file.close()
+            raise
+
+    def _check_size(self, actual: int) -> None:
+        expected = self._data_offset + math.prod(self.shape) * self.dtype.itemsize
+        if actual < expected:
             raise SwtError(
-                f"{location.path} is truncated: its header promises {fmt_shape(self.shape)} {self.dtype} "
+                f"{self.location.path} is truncated: its header promises {fmt_shape(self.shape)} {self.dtype} "
                 f"({expected} bytes) but the file has {actual}"
             )
 
@@ -152,6 +157,50 @@ class NpyReader(ArrayReader):
 
     def close(self) -> None:
         self._file.close()
+
+
+class RemoteNpyReader(NpyReader):
+    """A .npy file behind a URL, read by ranged requests: the header, then each block's bytes (the file is
+    never downloaded whole)."""
+
+    def __init__(self, location: Location):
+        from ..storage import filesystem, remote_errors
+
+        self.location = location
+        self.attrs = {}
+        with remote_errors(location.path):
+            self._fs, self._inner = filesystem(location.path, location.options)
+            size = int(self._fs.size(self._inner))
+            head = self._fs.cat_file(self._inner, start=0, end=min(size, MAX_HEADER + 16))
+        stream = io.BytesIO(head)
+        self.shape, self._fortran, self.dtype = read_header(stream, location.path)
+        if self._fortran:
+            raise SwtError(f"{location.path} is stored in Fortran order, which swt reads only from local files: copy it "
+                           f"here first, or save it in C order")
+        self._data_offset = stream.tell()
+        self._check_size(size)
+
+    def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray:
+        from ..storage import remote_errors
+
+        offset, count = block_offset(self.shape, index)
+        shape = block_shape(self.shape, index)
+        if not out_fits(out, shape, self.dtype):
+            out = np.empty(shape, self.dtype)
+        size = count * self.dtype.itemsize
+        start = self._data_offset + offset * self.dtype.itemsize
+        with remote_errors(self.location.path):
+            data = self._fs.cat_file(self._inner, start=start, end=start + size) if size else b""
+        if len(data) > size:
+            raise SwtError(f"{self.location.path}: the server sent {len(data):,} bytes for a range of {size:,}: it does "
+                           f"not serve byte ranges, by which swt reads files in pieces; copy the file here first")
+        if len(data) != size:
+            raise SwtError(f"{self.location.path} changed while being read: got {len(data)} of {size} bytes")
+        _bytes(out)[:] = np.frombuffer(data, np.uint8)
+        return out
+
+    def close(self) -> None:
+        pass
 
 
 class NpyWriter(ArrayWriter):

@@ -61,13 +61,28 @@ def outside_links(root: str) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def _open_members(path: str, mode: str = "r", allow_external: bool = False) -> tuple[bool, list]:
+def store_of(location: Location, read_only: bool = True):
+    """What zarr opens for ``location``: its local path, or an fsspec store for a URL."""
+    if not location.remote:
+        return location.path
+    from ..storage import filesystem, remote_errors
+
+    filesystem(location.path, location.options)  # a missing driver or a bad option: one line naming the extra
+    with remote_errors(location.path):
+        return _zarr().storage.FsspecStore.from_url(location.path, storage_options=dict(location.options or {}),
+                                                    read_only=read_only)
+
+
+def _open_members(location: Location, mode: str = "r", allow_external: bool = False) -> tuple[bool, list]:
     """``(whether the store is a single array, [(path, is_array, node)] of everything in it)``.
 
     Each array's own metadata is read, never the store's consolidated copy: that copy is not updated by
     writers that resize an array or change its attributes later, and would then give a wrong shape.
     """
     zarr = _zarr()
+    path = location.path
+    if location.remote:
+        return _open_remote_members(location, mode)
     if not os.path.exists(path):
         raise SwtError(f"no such file: {path}")
     if not allow_external and os.path.isdir(path):
@@ -90,9 +105,33 @@ def _open_members(path: str, mode: str = "r", allow_external: bool = False) -> t
         raise SwtError(f"{path} is not a readable Zarr store ({first_line(err)})") from None
 
 
+def _open_remote_members(location: Location, mode: str) -> tuple[bool, list]:
+    """:func:`_open_members` of a store behind a URL (an object store has no links to check)."""
+    from ..storage import filesystem, remote_errors
+
+    zarr = _zarr()
+    path = location.path
+    with remote_errors(path):
+        fs, inner = filesystem(path, location.options)
+        if not fs.exists(inner + "/zarr.json"):
+            raise SwtError(f"no such Zarr store: {path} (no zarr.json there)")
+        store = store_of(location, read_only=mode == "r")
+        try:
+            node = zarr.open(store=store, mode=mode, use_consolidated=False)
+        except SwtError:
+            raise
+        except Exception as err:
+            if isinstance(err, (OSError, TimeoutError)) or "Credential" in type(err).__name__:
+                raise
+            raise SwtError(f"{path} is not a readable Zarr store ({first_line(err)})") from None
+        if isinstance(node, zarr.Array):
+            return True, [("", True, node)]
+        return False, [(p, isinstance(o, zarr.Array), o) for p, o in node.members(max_depth=None)]
+
+
 def open_array(location: Location, mode: str = "r", allow_external: bool = False):
     """The zarr Array at ``location`` (the only array in the store when no name is given), and the store's members."""
-    single, members = _open_members(location.path, mode, allow_external)
+    single, members = _open_members(location, mode, allow_external)
     if single:
         if location.name:
             raise SwtError(f"{location.path} is a single array, not a group: drop the :/{location.name}")
@@ -111,7 +150,7 @@ def list_arrays(location: Location, allow_external: bool = False) -> list[dict]:
     """Every array in the store, as ``swt info`` lists them: name, path, shape, dtype, chunks, compression,
     attributes (metadata only)."""
     out = []
-    for p, is_array, o in _open_members(location.path, allow_external=allow_external)[1]:
+    for p, is_array, o in _open_members(location, allow_external=allow_external)[1]:
         if not is_array:
             continue
         try:
@@ -140,12 +179,28 @@ class ZarrReader(ArrayReader):
         if self.attrs.get("swt_incomplete") and not allow_incomplete:  # a shard or worker never finished
             from ..records import incomplete_message
 
-            raise SwtError(incomplete_message(str(location), self.array_folder(), self.attrs))
+            raise SwtError(incomplete_message(str(location), self.array_folder(), self.attrs, self.fs))
+
+    @property
+    def fs(self):
+        """The fsspec filesystem of a store behind a URL (:meth:`array_folder` is a path in it); None for a local store."""
+        if not self.location.remote:
+            return None
+        from ..storage import filesystem
+
+        return filesystem(self.location.path, self.location.options)[0]
 
     def array_folder(self) -> str:
-        """The array's folder in the store (where a shared output keeps its markers)."""
+        """The array's folder in the store (where a shared output keeps its markers): a local path, or for a
+        store behind a URL the path inside :attr:`fs`."""
         path = getattr(self._array, "path", "") or ""
-        return os.path.join(self.location.path, path) if path else self.location.path
+        root = self.location.path
+        if self.location.remote:
+            from ..storage import filesystem
+
+            root = filesystem(root, self.location.options)[1]
+            return f"{root}/{path}" if path else root
+        return os.path.join(root, path) if path else root
 
     def read(self, index: tuple, out: np.ndarray | None = None) -> np.ndarray:  # zarr decodes into its own buffers
         try:
@@ -170,6 +225,9 @@ class ZarrWriter(ArrayWriter):
     parallel_safe = True
 
     def __init__(self, location: Location, shape, dtype, attrs=None, chunks=None, compression="zstd", overwrite=False):
+        if location.remote:  # jobs write Zarr outputs on object stores through shards.SharedOutput
+            raise SwtError(f"{location.path}: a Zarr output on an object store is written as a shared output (created "
+                           f"at its name, marked complete at the end), not through this writer")
         check_storable(dtype, location)
         self._start(location, overwrite, nbytes(shape, dtype) if compression == "none" else None)
         with self._creating():
