@@ -355,13 +355,13 @@ def _nearest_padding(params) -> tuple[int, ...] | None:
 
 
 def _nearest_stride(params) -> tuple[int, ...] | None:
-    """Per axis the largest stride up to the given one and the kernel with which the windows reach
-    everything (a longer stride leaves gaps, which only a short image may escape); one value for all axes
-    where the given strides agree and one value does as well. None where no stride does (an image smaller
-    than the window)."""
+    """Per axis the largest stride up to the given one with which the windows reach everything (beyond the
+    kernel only a short image escapes the gaps, so an axis that loses nothing keeps its stride); one value
+    for all axes where the given strides agree and one value does as well. None where no stride does (an
+    image smaller than the window)."""
     best = []
     for o, k, s, p, d in params:
-        found = next((t for t in range(min(s, k), 0, -1) if _axis_covered(o, k, t, p, d)), None)
+        found = next((t for t in range(s, 0, -1) if _axis_covered(o, k, t, p, d)), None)
         if found is None:
             return None
         best.append(found)
