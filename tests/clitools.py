@@ -17,6 +17,20 @@ def invoke(*args, input=None):
     return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
 
 
+def run_in_process(*args, input=None, cwd=None):
+    """``swt ARGS`` through CliRunner in ``cwd``, answered as :func:`run_swt` answers (``returncode``, bytes
+    ``stdout`` and ``stderr``): for tests of what swt does with files and names rather than of the process
+    (signals, file descriptors, environment, the console script), at a fraction of a process's start-up."""
+    before = os.getcwd()
+    os.chdir(cwd or before)
+    try:
+        result = invoke(*args, input=input)
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(["swt", *map(str, args)], result.exit_code, result.stdout_bytes,
+                                       result.stderr_bytes)
+
+
 def run_swt(*args, input=None, cwd=None, timeout=120, env=None):
     """Run the installed ``swt`` in a subprocess; bytes in, bytes out."""
     return subprocess.run([SWT, *map(str, args)], input=input, capture_output=True, cwd=cwd, timeout=timeout, env=env)

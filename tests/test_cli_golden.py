@@ -43,6 +43,7 @@ def _check(got, want):
     np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol, atol=tol)
 
 
+@pytest.mark.default_cases(".npy-.h5", ".h5-.zarr", ".zarr-.npy")  # each reader and writer once; all pairs slow
 @pytest.mark.parametrize("src,dst", list(itertools.product(FORMATS, FORMATS)))
 def test_every_case_through_every_format_pair(tmp_path, src, dst):
     for name, params, x, y in CASES:

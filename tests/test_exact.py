@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from clitools import invoke, run_swt
+from clitools import invoke, run_in_process, run_swt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import fold_window_order
@@ -406,24 +406,19 @@ def cli_data(tmp_path_factory):
     return folder, x
 
 
-def _env(path):
-    env = dict(os.environ)
-    env["SWT_KERNEL"] = path
-    return env
-
-
 @pytest.mark.parametrize("path", PATHS)
-def test_cli_settings_give_the_same_bits(cli_data, tmp_path, path):
+def test_cli_settings_give_the_same_bits(cli_data, tmp_path, monkeypatch, path):
     folder, x = cli_data
+    monkeypatch.setenv("SWT_KERNEL", path)  # read at each call: in process as in a real one
     want = _want(x, CLI_GEOMETRY)
     runs = {"default": [], "batch1": ["--batch-size", "1"], "threads1": ["--threads", "1"],
             "threads2": ["--threads", "2", "--batch-size", "4"]}
     for name, extra in runs.items():
         out = tmp_path / f"{name}.npy"
-        done = run_swt("fold", folder / "x.npy", out, *CLI_FLAGS, *extra, "-q", env=_env(path))
+        done = run_in_process("fold", folder / "x.npy", out, *CLI_FLAGS, *extra, "-q")
         assert done.returncode == 0, done.stderr
         assert np.array_equal(np.load(out), want), name
-    half = run_swt("fold", folder / "h.npy", tmp_path / "h.npy", *CLI_FLAGS, "--batch-size", "2", "-q", env=_env(path))
+    half = run_in_process("fold", folder / "h.npy", tmp_path / "h.npy", *CLI_FLAGS, "--batch-size", "2", "-q")
     assert half.returncode == 0, half.stderr
     assert np.array_equal(np.load(tmp_path / "h.npy"), _want(np.load(folder / "h.npy"), CLI_GEOMETRY))
 

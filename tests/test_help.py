@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import SWT, invoke, run_swt
+from clitools import SWT, invoke, run_in_process, run_swt
 
 from swt_cli import SwtError, sliding_window_transpose
 from swt_cli.cli import SECTIONS, cli
@@ -123,12 +123,12 @@ def test_plan_takes_its_file_as_a_positional_input_or_with_i(tiles):
 
 
 def test_plan_refuses_its_file_twice_and_asks_for_one_when_there_is_none(tiles):
-    both = run_swt("plan", tiles, "-i", tiles)
+    both = run_in_process("plan", tiles, "-i", tiles)
     assert both.returncode == 2
     assert both.stderr.decode() == ("Error: give the windows file once: as INPUT or with -i/--input, not both "
                                     "(see 'swt plan -h')\n")
     assert both.stdout == b""
-    neither = run_swt("plan", "-k", "3")
+    neither = run_in_process("plan", "-k", "3")
     assert neither.returncode == 2
     assert neither.stderr.decode() == ("Error: swt plan needs --output-size and --kernel, or a windows file (INPUT) "
                                        "(see 'swt plan -h')\n")
@@ -140,7 +140,7 @@ def test_plan_refuses_its_file_twice_and_asks_for_one_when_there_is_none(tiles):
 ])
 def test_an_integer_dtype_for_fractional_results_is_a_usage_error_naming_dtype(tiles, args, what):
     for command in (("fold", tiles, tiles.parent / "out.npy"), ("plan", tiles)):
-        done = run_swt(*command, *args)
+        done = run_in_process(*command, *args)
         assert done.returncode == 2, done.stderr
         assert done.stderr.decode() == f"Error: Invalid value for '--dtype': {what} (see 'swt {command[0]} -h')\n"
     assert not (tiles.parent / "out.npy").exists()
@@ -181,7 +181,7 @@ def test_an_interrupted_bar_does_not_claim_to_be_done():
 def test_preview_of_a_windows_file_names_the_windows_axes(tiles):
     pytest.importorskip("PIL.Image")
     png = tiles.parent / "w.png"
-    done = run_swt("preview", tiles, png, "--index", "50")
+    done = run_in_process("preview", tiles, png, "--index", "50")
     assert done.returncode == 0, done.stderr
     assert done.stderr.decode() == (
         f"swt: wrote {png}: window 50 of 243 (item 0, channel 0, window row 5, window column 5; --index counts windows "
@@ -190,12 +190,12 @@ def test_preview_of_a_windows_file_names_the_windows_axes(tiles):
 
     with Image.open(png) as im:
         assert im.mode == "L" and im.size == (4, 4)
-    channel = run_swt("preview", tiles, png, "--channel", "1", "--overwrite")
+    channel = run_in_process("preview", tiles, png, "--channel", "1", "--overwrite")
     assert channel.returncode == 1
     assert channel.stderr.decode() == (
         f"Error: {tiles} holds windows (1, 3, 9, 9, 4, 4): each picture is one window in grey, so --channel does not "
         "apply; --index counts windows over item, channel, window row, window column\n")
-    beyond = run_swt("preview", tiles, png, "--index", "243", "--overwrite")
+    beyond = run_in_process("preview", tiles, png, "--index", "243", "--overwrite")
     assert beyond.returncode == 1
     assert beyond.stderr.decode() == f"Error: {tiles} holds 243 windows of shape (4, 4): no index 243\n"
 

@@ -226,6 +226,9 @@ def test_overflow_is_refused_from_any_thread(path):
             sliding_window_transpose(small, 4, 2)
 
 
+# complex128 through numba (one more compile of each kernel: seconds on a fresh install) in the slow run only;
+# the default run takes complex through numba as complex64
+@pytest.mark.default_cases("complex64-numpy", "complex64-numba", "complex128-numpy")
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
 def test_complex(path, dtype):

@@ -193,6 +193,8 @@ def run_caught_mid_write(tmp_path, fmt, overwrite):
     return out, before, run, temp
 
 
+# the default run: each signal, format and kind of output once; the slow run: every combination
+@pytest.mark.default_cases("SIGINT-npy-new", "SIGTERM-h5-new", "SIGINT-zarr-overwrite")
 @pytest.mark.parametrize("overwrite", [False, True], ids=["new", "overwrite"])
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
@@ -205,6 +207,7 @@ def test_interrupt_mid_write_leaves_nothing(tmp_path, fmt, overwrite, sig, code)
     assert fingerprint(out) == before
 
 
+@pytest.mark.default_cases("npy-new", "h5-overwrite", "zarr-new")  # each format and kind of output once; all in the slow run
 @pytest.mark.parametrize("overwrite", [False, True], ids=["new", "overwrite"])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_sigkill_mid_write_leaves_a_named_temp_that_later_runs_ignore(tmp_path, fmt, overwrite):
@@ -355,6 +358,8 @@ def tiny_disk(tmp_path):
     _umount(folder)
 
 
+# refused up front, ENOSPC inside HDF5 and in Zarr (new and over an old output); all in the slow run
+@pytest.mark.default_cases("npy-new", "h5-gzip-overwrite", "zarr-new")
 @pytest.mark.parametrize("overwrite", [False, True], ids=["new", "overwrite"])
 @pytest.mark.parametrize("fmt,options", [
     ("npy", []),  # refused up front: the free space is checked against the exact size
@@ -429,6 +434,7 @@ def test_read_only_mount(tmp_path, image, fmt):
         _umount(folder)
 
 
+@pytest.mark.default_cases("zarr")  # one format here, all three in the slow run
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_immutable_folder(tmp_path, image, fmt):
     """chattr +i: a folder that even root cannot add to (root ignores permission bits)."""

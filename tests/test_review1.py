@@ -1,6 +1,7 @@
 """A hostile review of issues 11 and 12: the holes it found, each pinned by a test that failed before its fix.
 
-Real files, the installed ``swt`` in real processes (``run_swt``), and the library beside it.
+Real files, ``swt`` in real processes (``run_swt``) or in process where the process is not the point
+(``run_in_process``), and the library beside it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import h5py
 import numpy as np
 import pytest
-from clitools import run_swt
+from clitools import run_in_process, run_swt
 
 from swt_cli.errors import SwtError
 from swt_cli.formats import open_reader
@@ -50,7 +51,7 @@ def test_soft_links_through_external_links_are_refused(linked, tmp_path, name):
     """A soft link whose target passes through an external link reads another file just as the external link
     does; before, only the named path's own steps were looked at, so /s -> /ext -> other.h5 was read."""
     out = tmp_path / "o.npy"
-    result = run_swt("fold", f"{linked}:/{name}", out, "-k", 2, cwd=tmp_path)
+    result = run_in_process("fold", f"{linked}:/{name}", out, "-k", 2, cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     line = _one_line(result.stderr)
     assert "external link to other.h5" in line and "--allow-external" in line and f"/{name}" in line, line
@@ -59,7 +60,7 @@ def test_soft_links_through_external_links_are_refused(linked, tmp_path, name):
         open_reader(f"{linked}:/{name}")
     with open_reader(f"{linked}:/{name}", allow_external=True) as reader:
         np.testing.assert_array_equal(reader.read(()), WINDOWS)
-    result = run_swt("fold", f"{linked}:/{name}", out, "-k", 2, "-q", "--allow-external", cwd=tmp_path)
+    result = run_in_process("fold", f"{linked}:/{name}", out, "-k", 2, "-q", "--allow-external", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 
 
@@ -82,9 +83,9 @@ def test_virtual_dataset_naming_its_own_file_is_read(tmp_path, how):
         layout[...] = h5py.VirtualSource(name, "src", shape=WINDOWS.shape)
         f.create_virtual_dataset("v", layout)
     os.makedirs(tmp_path / "elsewhere")
-    result = run_swt("fold", f"{path}:/v", tmp_path / "o.npy", "-k", 2, "-q", cwd=tmp_path / "elsewhere")
+    result = run_in_process("fold", f"{path}:/v", tmp_path / "o.npy", "-k", 2, "-q", cwd=tmp_path / "elsewhere")
     assert result.returncode == 0, result.stderr
-    want = run_swt("fold", f"{path}:/src", tmp_path / "w.npy", "-k", 2, "-q")
+    want = run_in_process("fold", f"{path}:/src", tmp_path / "w.npy", "-k", 2, "-q")
     assert want.returncode == 0, want.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), np.load(tmp_path / "w.npy"))
 
@@ -101,7 +102,7 @@ def test_virtual_dataset_over_a_file_of_the_same_base_name_elsewhere_is_refused(
         layout = h5py.VirtualLayout(shape=WINDOWS.shape, dtype=WINDOWS.dtype)
         layout[...] = h5py.VirtualSource(str(tmp_path / "b" / "vds.h5"), "src", shape=WINDOWS.shape)
         f.create_virtual_dataset("v", layout)
-    result = run_swt("fold", f"{path}:/v", tmp_path / "o.npy", "-k", 2)
+    result = run_in_process("fold", f"{path}:/v", tmp_path / "o.npy", "-k", 2)
     assert result.returncode == 1
     assert "virtual dataset" in _one_line(result.stderr)
 
@@ -121,14 +122,14 @@ def test_fill_advice_names_a_dtype_that_holds_the_data_too(tmp_path, data, fill,
     x[0] = info.min
     np.save(tmp_path / "w.npy", x)
     args = ("fold", tmp_path / "w.npy", tmp_path / "o.npy", "-k", 2, "-s", 2, "--output-size", 5, "--fill", fill)
-    result = run_swt(*args)
+    result = run_in_process(*args)
     assert result.returncode == 1
     line = _one_line(result.stderr)
     if advice is None:
         assert "no integer dtype holds both" in line and "float64" in line, line
         return
     assert line.endswith(f"use dtype {advice}"), line
-    result = run_swt(*args, "--dtype", advice, "-q")  # the advice works
+    result = run_in_process(*args, "--dtype", advice, "-q")  # the advice works
     assert result.returncode == 0, result.stderr
     out = np.load(tmp_path / "o.npy")
     assert out.dtype == advice and out[0, -1, -1] == fill and out[1, 0, 0] == info.max and out[0, 0, 0] == info.min
@@ -161,7 +162,7 @@ def test_weighted_sum_whose_weights_add_up_beyond_the_dtype_is_refused(tmp_path,
     np.save(tmp_path / "w.npy", x)
     np.save(tmp_path / "weight.npy", weight)
     args = ["fold", tmp_path / "w.npy", tmp_path / "o.npy", "-k", 2, "-q", "--weight", tmp_path / "weight.npy"]
-    result = run_swt(*args, *(["--dtype", dtype] if dtype else []))
+    result = run_in_process(*args, *(["--dtype", dtype] if dtype else []))
     assert result.returncode == 1 and "adds up to" in _one_line(result.stderr)
     assert not (tmp_path / "o.npy").exists() and not list(tmp_path.glob(".o.npy*"))
 
@@ -214,9 +215,9 @@ def test_overwrite_of_a_zarr_output_by_the_cli_keeps_only_the_new_store(tmp_path
     out = tmp_path / "o.zarr"
     for scale in (1, 2):
         np.save(tmp_path / "w.npy", WINDOWS * scale)
-        result = run_swt("fold", tmp_path / "w.npy", out, "-k", 2, "-q", "--overwrite")
+        result = run_in_process("fold", tmp_path / "w.npy", out, "-k", 2, "-q", "--overwrite")
         assert result.returncode == 0, result.stderr
-    want = run_swt("fold", tmp_path / "w.npy", tmp_path / "want.npy", "-k", 2, "-q")
+    want = run_in_process("fold", tmp_path / "w.npy", tmp_path / "want.npy", "-k", 2, "-q")
     assert want.returncode == 0, want.stderr
     with open_reader(str(out)) as reader:
         np.testing.assert_array_equal(reader.read(()), np.load(tmp_path / "want.npy"))
@@ -246,7 +247,7 @@ def test_virtual_dataset_own_name_under_a_vds_prefix_elsewhere_is_refused(tmp_pa
 def test_cli_fill_text_beyond_float64_is_a_usage_error(tmp_path):
     """--fill reads its text as the library does: 1e400 is refused (exit 2), not turned into inf."""
     np.save(tmp_path / "w.npy", np.ones((1, 3, 3, 2, 2), np.float32))
-    done = run_swt("fold", tmp_path / "w.npy", tmp_path / "o.npy", "-k", 2, "--fill", "1e400")
+    done = run_in_process("fold", tmp_path / "w.npy", tmp_path / "o.npy", "-k", 2, "--fill", "1e400")
     assert done.returncode == 2, done.stderr
     assert b"beyond the range of every float dtype" in done.stderr
     assert not (tmp_path / "o.npy").exists()
@@ -256,8 +257,8 @@ def test_shards_of_an_empty_input_all_finish(tmp_path):
     """An input with no items: every shard of it succeeds and the output is complete and empty."""
     np.save(tmp_path / "e.npy", np.zeros((0, 3, 3, 2, 2), np.float32))
     for part in ("0/2", "1/2"):
-        done = run_swt("fold", tmp_path / "e.npy", tmp_path / "o.zarr", "-k", 2, "--shard", part, "-q")
+        done = run_in_process("fold", tmp_path / "e.npy", tmp_path / "o.zarr", "-k", 2, "--shard", part, "-q")
         assert done.returncode == 0, (part, done.stderr)
-    info = run_swt("info", tmp_path / "o.zarr", "--json")
+    info = run_in_process("info", tmp_path / "o.zarr", "--json")
     assert info.returncode == 0, info.stderr
     assert b'"shape": [\n    0,' in info.stdout or b'"shape": [0' in info.stdout, info.stdout

@@ -14,7 +14,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from clitools import SWT, invoke, run_swt, write_array
+from clitools import SWT, invoke, run_in_process, run_swt, write_array
 from reference import fold_loops
 
 from swt_cli.errors import SwtError
@@ -149,6 +149,7 @@ def test_empty_folder_that_appears_is_not_replaced_by_a_zarr_output(tmp_path):
     assert len(temps_of(tmp_path, out.name)) == 1
 
 
+@pytest.mark.default_cases("zarr")  # one format in the default run, all three in the slow one
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_overwrite_still_replaces_an_output_that_appeared(tmp_path, fmt):
     out = tmp_path / f"out.{fmt}"
@@ -162,6 +163,7 @@ def test_overwrite_still_replaces_an_output_that_appeared(tmp_path, fmt):
     assert not temps_of(tmp_path, out.name)
 
 
+@pytest.mark.default_cases("h5")  # one format in the default run, all three in the slow one
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_two_concurrent_runs_to_one_output_exactly_one_wins(tmp_path, fmt):
     """Two real swt processes past their start-up checks, finishing together: one output, one refusal."""
@@ -180,6 +182,7 @@ def test_two_concurrent_runs_to_one_output_exactly_one_wins(tmp_path, fmt):
     assert len(temps_of(tmp_path, out.name)) == 1  # the loser's finished result, as its message says
 
 
+@pytest.mark.default_cases("npy")  # one format in the default run, all three in the slow one
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_two_runs_started_together_one_wins_the_other_says_so(tmp_path, fmt):
     """Both outcomes of a real race: the second is refused at start or at commit, never exit 0."""
@@ -245,7 +248,7 @@ def test_output_names_up_to_the_name_limit(tmp_path, fmt, length):
     np.save(src, windows(6))
     ext = {"npy": ".npy", "h5": ".h5", "zarr": ".zarr"}[fmt]
     name = "o" * (length - len(ext)) + ext
-    result = run_swt("fold", src, name, "-k", KERNEL, "-q", cwd=tmp_path)
+    result = run_in_process("fold", src, name, "-k", KERNEL, "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == b""
     np.testing.assert_allclose(read_any(str(tmp_path / name)), folded(windows(6)), rtol=1e-5)
@@ -303,9 +306,9 @@ def other_file(tmp_path):
 
 def test_hdf5_external_storage_is_refused_unless_allowed(tmp_path, external_storage):
     for cmd in (["info", external_storage], ["unfold", external_storage, tmp_path / "o.npy", "-k", 3]):
-        refused(run_swt(*cmd, cwd=tmp_path), "secret.bin", "external storage", "--allow-external")
+        refused(run_in_process(*cmd, cwd=tmp_path), "secret.bin", "external storage", "--allow-external")
     assert not (tmp_path / "o.npy").exists()
-    unfolds_right(run_swt("unfold", external_storage, tmp_path / "o.npy", "-k", 3, "--allow-external", cwd=tmp_path),
+    unfolds_right(run_in_process("unfold", external_storage, tmp_path / "o.npy", "-k", 3, "--allow-external", cwd=tmp_path),
                   tmp_path / "o.npy")
     # in process too, where open_reader takes the flag
     inproc = invoke("info", external_storage, "--json")
@@ -323,21 +326,21 @@ def test_hdf5_virtual_dataset_over_another_file_is_refused_unless_allowed(tmp_pa
     layout[...] = h5py.VirtualSource(str(other_file), "x", shape=(2, 5, 5))
     with h5py.File(tmp_path / "vds.h5", "w") as f:
         f.create_virtual_dataset("v", layout)
-    refused(run_swt("unfold", tmp_path / "vds.h5", tmp_path / "o.npy", "-k", 3, cwd=tmp_path),
+    refused(run_in_process("unfold", tmp_path / "vds.h5", tmp_path / "o.npy", "-k", 3, cwd=tmp_path),
             "virtual dataset", "other.h5", "--allow-external")
-    refused(run_swt("preview", tmp_path / "vds.h5", tmp_path / "o.png", cwd=tmp_path), "virtual dataset")
-    unfolds_right(run_swt("unfold", tmp_path / "vds.h5", tmp_path / "o.npy", "-k", 3, "--allow-external", cwd=tmp_path),
+    refused(run_in_process("preview", tmp_path / "vds.h5", tmp_path / "o.png", cwd=tmp_path), "virtual dataset")
+    unfolds_right(run_in_process("unfold", tmp_path / "vds.h5", tmp_path / "o.npy", "-k", 3, "--allow-external", cwd=tmp_path),
                   tmp_path / "o.npy")
 
 
 def test_hdf5_external_link_is_not_followed_unless_allowed(tmp_path, other_file):
     with h5py.File(tmp_path / "links.h5", "w") as f:
         f["w"] = h5py.ExternalLink("other.h5", "/x")
-    line = refused(run_swt("unfold", f"{tmp_path}/links.h5:/w", tmp_path / "o.npy", "-k", 3, cwd=tmp_path),
+    line = refused(run_in_process("unfold", f"{tmp_path}/links.h5:/w", tmp_path / "o.npy", "-k", 3, cwd=tmp_path),
                    "external link to other.h5:/x", "--allow-external")
     assert "does not follow" in line
-    refused(run_swt("info", tmp_path / "links.h5", cwd=tmp_path), "holds no arrays", "/w is an external link to other.h5:/x")
-    unfolds_right(run_swt("unfold", f"{tmp_path}/links.h5:/w", tmp_path / "o.npy", "-k", 3, "--allow-external",
+    refused(run_in_process("info", tmp_path / "links.h5", cwd=tmp_path), "holds no arrays", "/w is an external link to other.h5:/x")
+    unfolds_right(run_in_process("unfold", f"{tmp_path}/links.h5:/w", tmp_path / "o.npy", "-k", 3, "--allow-external",
                           cwd=tmp_path), tmp_path / "o.npy")
 
 
@@ -349,14 +352,14 @@ def test_hdf5_soft_links_and_second_hard_links_are_followed_and_named(tmp_path):
         f["g/h"] = f["x"]  # a second hard link
         f["dangling"] = h5py.SoftLink("/nowhere")
     for name in ("s", "g/h", "x"):
-        unfolds_right(run_swt("unfold", f"{tmp_path}/a.h5:/{name}", tmp_path / "o.npy", "-k", 3, "--overwrite"),
+        unfolds_right(run_in_process("unfold", f"{tmp_path}/a.h5:/{name}", tmp_path / "o.npy", "-k", 3, "--overwrite"),
                       tmp_path / "o.npy")
-    refused(run_swt("info", f"{tmp_path}/a.h5:/dangling"), "is a soft link to /nowhere, which does not exist")
-    listing = run_swt("info", tmp_path / "a.h5")  # a file of several arrays is listed (issue 13), links not doubled
+    refused(run_in_process("info", f"{tmp_path}/a.h5:/dangling"), "is a soft link to /nowhere, which does not exist")
+    listing = run_in_process("info", tmp_path / "a.h5")  # a file of several arrays is listed (issue 13), links not doubled
     assert listing.returncode == 0, listing.stderr
     names = [line.split()[0] for line in listing.stdout.decode().splitlines()[1:]]
     assert sorted(names) in (["/g/h", "/y"], ["/x", "/y"]), listing.stdout
-    line = refused(run_swt("info", f"{tmp_path}/a.h5:/nope"), "has no array /nope")
+    line = refused(run_in_process("info", f"{tmp_path}/a.h5:/nope"), "has no array /nope")
     assert "/s is a soft link to /x" in line
     listed = invoke("info", f"{tmp_path}/a.h5:/x", "--json")
     assert listed.exit_code == 0, listed.stderr
@@ -394,9 +397,9 @@ def test_zarr_symlink_out_of_the_store_is_refused_unless_allowed(tmp_path):
     outside = tmp_path / "elsewhere.bin"
     os.rename(chunk, outside)
     chunk.symlink_to(outside)
-    line = refused(run_swt("unfold", store, tmp_path / "o.npy", "-k", 3), "symbolic link", "outside", "--allow-external")
+    line = refused(run_in_process("unfold", store, tmp_path / "o.npy", "-k", 3), "symbolic link", "outside", "--allow-external")
     assert str(outside) in line
-    unfolds_right(run_swt("unfold", store, tmp_path / "o.npy", "-k", 3, "--allow-external"), tmp_path / "o.npy")
+    unfolds_right(run_in_process("unfold", store, tmp_path / "o.npy", "-k", 3, "--allow-external"), tmp_path / "o.npy")
 
 
 def test_zarr_symlink_inside_the_store_is_read(tmp_path):
@@ -405,7 +408,7 @@ def test_zarr_symlink_inside_the_store_is_read(tmp_path):
     chunk = next(p for p in store.rglob("*") if p.is_file() and p.name != "zarr.json")
     os.rename(chunk, store / "moved")
     chunk.symlink_to(store / "moved")
-    unfolds_right(run_swt("unfold", store, tmp_path / "o.npy", "-k", 3), tmp_path / "o.npy")
+    unfolds_right(run_in_process("unfold", store, tmp_path / "o.npy", "-k", 3), tmp_path / "o.npy")
 
 
 def test_zarr_consolidated_metadata_that_disagrees_is_not_read(tmp_path):
@@ -423,8 +426,8 @@ def test_zarr_consolidated_metadata_that_disagrees_is_not_read(tmp_path):
     arr = zarr.open_array(str(store / "a"), mode="r+")
     arr.resize((2, 5, 5))  # after consolidation: the root's copy still says (1, 5, 5)
     arr[1:] = image_data()[1:]
-    unfolds_right(run_swt("unfold", f"{store}:/a", tmp_path / "o.npy", "-k", 3), tmp_path / "o.npy")
-    info = run_swt("info", f"{store}:/a", "--json")
+    unfolds_right(run_in_process("unfold", f"{store}:/a", tmp_path / "o.npy", "-k", 3), tmp_path / "o.npy")
+    info = run_in_process("info", f"{store}:/a", "--json")
     assert info.returncode == 0 and '"shape": [\n    2,' in info.stdout.decode(), info
 
 
@@ -529,7 +532,7 @@ def test_named_pipe_called_npy_as_output(tmp_path):
 
 @pytest.mark.parametrize("spec", ["o.h5:/a/../b", "o.zarr:/a/./b", "o.h5:/a//b", "o.zarr:/..", "o.h5/"])
 def test_output_names_with_dot_components_are_usage_errors(tmp_path, img, spec):
-    result = run_swt("unfold", img, spec, "-k", 3, cwd=tmp_path)
+    result = run_in_process("unfold", img, spec, "-k", 3, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     line = one_error_line(result.stderr)
     assert "component" in line or "ends with a slash" in line, line
@@ -539,9 +542,9 @@ def test_output_names_with_dot_components_are_usage_errors(tmp_path, img, spec):
 @pytest.mark.parametrize("spec,read_as", [("o.zarr:/a/", "o.zarr:/a"), ("o.h5:/g/a/", "o.h5:/g/a"),
                                           ("o.zarr/", "o.zarr"), ("o.zarr/:/a", "o.zarr:/a")])
 def test_trailing_slashes_name_the_same_output(tmp_path, img, spec, read_as):
-    result = run_swt("unfold", img, spec, "-k", 3, "-q", cwd=tmp_path)
+    result = run_in_process("unfold", img, spec, "-k", 3, "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    info = run_swt("info", spec, cwd=tmp_path)  # the same spelling reads it back
+    info = run_in_process("info", spec, cwd=tmp_path)  # the same spelling reads it back
     assert info.returncode == 0, info.stderr
     x = image_data()
     with open_reader(str(tmp_path / read_as)) as r:
@@ -553,10 +556,10 @@ def test_dtype_zarr_cannot_store_is_refused_before_anything_is_created(tmp_path,
     if np.dtype(dtype).itemsize <= np.dtype(dtype.replace("128", "64").replace("256", "128")).itemsize:
         pytest.skip(f"{dtype} is not wider than double on this platform")
     np.save(tmp_path / "w.npy", windows(11).astype(dtype))
-    result = run_swt("fold", "w.npy", "o.zarr", "-k", KERNEL, "-q", cwd=tmp_path)
+    result = run_in_process("fold", "w.npy", "o.zarr", "-k", KERNEL, "-q", cwd=tmp_path)
     refused(result, f"Zarr cannot store {dtype}", "--dtype")
     assert sorted(os.listdir(tmp_path)) == ["w.npy"]
-    result = run_swt("fold", "w.npy", "o.zarr", "-k", KERNEL, "--dtype", "complex128" if "complex" in dtype else "float64",
+    result = run_in_process("fold", "w.npy", "o.zarr", "-k", KERNEL, "--dtype", "complex128" if "complex" in dtype else "float64",
                      "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 
@@ -565,16 +568,16 @@ def test_dtype_zarr_cannot_store_is_refused_before_anything_is_created(tmp_path,
 def test_preview_of_an_empty_image_is_one_line(tmp_path, shape):
     pytest.importorskip("PIL")
     np.save(tmp_path / "e.npy", np.zeros(shape, "f4"))
-    result = run_swt("preview", "e.npy", "p.png", cwd=tmp_path)
+    result = run_in_process("preview", "e.npy", "p.png", cwd=tmp_path)
     refused(result, "e.npy")
     assert not (tmp_path / "p.png").exists()
 
 
 def test_uint64_result_that_does_not_fit_suggests_uint64(tmp_path):
     np.save(tmp_path / "u.npy", np.full((1, 3, 3, 2, 2), 2**61, np.uint64))  # sums up to 2**63: past int64
-    line = refused(run_swt("fold", "u.npy", "o.npy", "-k", 2, "-o", 4, "--dtype", "int64", cwd=tmp_path), "does not fit int64")
+    line = refused(run_in_process("fold", "u.npy", "o.npy", "-k", 2, "-o", 4, "--dtype", "int64", cwd=tmp_path), "does not fit int64")
     assert line.endswith("use dtype uint64"), line
-    ok = run_swt("fold", "u.npy", "o.npy", "-k", 2, "-o", 4, "--dtype", "uint64", cwd=tmp_path)
+    ok = run_in_process("fold", "u.npy", "o.npy", "-k", 2, "-o", 4, "--dtype", "uint64", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert np.load(tmp_path / "o.npy").max() == 2**63
 

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 import zarr
-from clitools import invoke, run_swt
+from clitools import invoke, run_in_process, run_swt
 from reference import fold_loops
 from test_reliability import fingerprint, one_error_line
 
@@ -119,7 +119,7 @@ def test_plain_run_onto_the_input_gives_the_fold_of_the_input_as_it_was(tmp_path
     os.symlink(f"w.{fmt}", tmp_path / f"l.{fmt}")
     os.symlink(".", tmp_path / "link")
     out = {"same": f"w.{fmt}", "symlink": f"l.{fmt}", "symlinked-folder": f"link/w.{fmt}"}[route]
-    done = run_swt("fold", f"w.{fmt}", out, "-k", "3", "-q", "--overwrite", cwd=tmp_path)
+    done = run_in_process("fold", f"w.{fmt}", out, "-k", "3", "-q", "--overwrite", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose(_read(tmp_path / out), _folded(w), rtol=1e-12, atol=1e-6)
     assert [n for n in os.listdir(tmp_path) if "swt-tmp" in n] == []
@@ -132,7 +132,7 @@ def test_output_inside_the_input_store_is_refused(tmp_path, out):
     group.create_array("a", data=_windows())
     src = "g.zarr:/a" if out.startswith("g.zarr") else "w.zarr"
     before = fingerprint(tmp_path / src.split(":")[0])
-    done = run_swt("fold", src, out, "-k", "3", "-q", cwd=tmp_path)
+    done = run_in_process("fold", src, out, "-k", "3", "-q", cwd=tmp_path)
     assert done.returncode == 1
     assert "inside the input" in one_error_line(done.stderr)
     assert fingerprint(tmp_path / src.split(":")[0]) == before
@@ -179,7 +179,7 @@ def test_overwrite_of_the_input_h5_that_holds_more_is_refused_naming_it(tmp_path
     _h5_with(path, extra)
     name = "g/w" if extra == "group-attrs" else "w"
     before = fingerprint(path)
-    done = run_swt("fold", f"a.h5:/{name}", f"a.h5:/{name}", "-k", "3", "-q", "--overwrite", cwd=tmp_path)
+    done = run_in_process("fold", f"a.h5:/{name}", f"a.h5:/{name}", "-k", "3", "-q", "--overwrite", cwd=tmp_path)
     assert done.returncode == 1
     line = one_error_line(done.stderr)
     assert named in line and "would be lost" in line
@@ -201,7 +201,7 @@ def test_overwrite_of_the_input_zarr_that_holds_more_is_refused_naming_it(tmp_pa
     else:
         (store / "a" / "notes.txt").write_text("keep me")
     before = fingerprint(store)
-    done = run_swt("fold", "g.zarr:/a", "g.zarr:/a", "-k", "3", "-q", "--overwrite", cwd=tmp_path)
+    done = run_in_process("fold", "g.zarr:/a", "g.zarr:/a", "-k", "3", "-q", "--overwrite", cwd=tmp_path)
     assert done.returncode == 1
     line = one_error_line(done.stderr)
     assert named in line and "would be lost" in line
