@@ -707,7 +707,8 @@ def plan(input, input_option, kernel, stride, padding, dilation, ndim, output_si
                                + (" (read from torch's layout)" if facts["layout"] == "torch" else "")))
     lines += [
         ("window grid", f"{fmt_dims(grid)} ({math.prod(grid)} window{'s' if math.prod(grid) != 1 else ''})"),
-        ("output size", fmt_dims(size)),
+        ("output size", fmt_dims(size) if "cropped_to" not in facts else  # as --json: output_size and cropped_to
+         f"{fmt_dims(facts['cropped_to'])} (folded at {fmt_dims(size)}, the size swt unfold --cover padded to, then cropped)"),
         ("valid sizes", " x ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in ranges) + " (for this grid)"),
         ("overlap", f"{result.min_overlap} to {result.max_overlap} windows per element"),
         ("uncovered", f"{result.uncovered_pixels} of {result.total_pixels} elements "
