@@ -751,7 +751,8 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
     FILE holds images (..., C, H, W): the axis before the image is the channels, all before it the batch
     (--index). 1 channel is grey, 3 are RGB, any other number shows --channel in grey. With --ndim 3 the
     images are volumes (..., C, D, H, W) and the middle D slice is shown; with --ndim 1 a signal is one row.
-    A windows file written by swt unfold (..., C, IH, IW, KH, KW) shows one window in grey.
+    A windows file written by swt unfold (..., C, IH, IW, KH, KW) shows one window in grey; so does an
+    array of 2*ndim+2 axes without a swt record (a .npy), unless --channel is given.
     Needs Pillow (pip install 'swt-cli[preview]').
 
     \b
