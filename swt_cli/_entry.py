@@ -45,10 +45,10 @@ def fast_answer(args: list[str]) -> tuple[str, int] | None:
     if args and not (len(args) == 1 and args[0] in _help_text.HELP_OPTIONS):
         return None
     width = min(terminal_columns(), _help_text.MAX_CONTENT_WIDTH) - 2  # Click's HelpFormatter, above its minimum of 50
-    text = next((text for low, high, text in _help_text.HELP if low <= width <= high), None)
-    if text is None:
+    middle = next((text for low, high, text in _help_text.MIDDLE if low <= width <= high), None)
+    if middle is None:
         return None
-    return text + "\n", 0 if args else 2
+    return _help_text.HEAD + middle + _help_text.TAIL + "\n", 0 if args else 2
 
 
 def main() -> None:

@@ -49,7 +49,15 @@ def source() -> str:
             variants[-1][1] = width
         else:
             variants.append([width, width, text])
+    # The widths differ only in how the description's paragraphs wrap: what every width shares is stored once.
+    split = [text.splitlines(keepends=True) for _, _, text in variants]
+    head = next((i for i in range(min(map(len, split))) if len({lines[i] for lines in split}) > 1), 0)
+    tail = next((i for i in range(1, min(map(len, split)) - head) if len({lines[-i] for lines in split}) > 1), 1) - 1
     version = next(p for p in cli.params if isinstance(p, click.Option) and "--version" in p.opts)
+
+    def literal(lines: list[str], indent: str) -> list[str]:
+        return [f"{indent}{line!r}" for line in lines] or [f"{indent}''"]
+
     lines = [
         '"""swt\'s top-level help as Click prints it, for the fast ``swt --help`` of :mod:`swt_cli._entry`.',
         "",
@@ -62,15 +70,18 @@ def source() -> str:
         f"VERSION_OPTIONS = {tuple(version.opts + version.secondary_opts)!r}",
         "#: Set by a shell asking Click for completions.",
         f"COMPLETE_VAR = {'_SWT_COMPLETE'!r}",
-        f"#: (narrowest, widest text width, the help): for terminals of {NARROWEST} columns and more.",
-        "HELP = (",
+        f"#: The help, for terminals of {NARROWEST} columns and more: HEAD, then the MIDDLE of the text's width, then TAIL.",
+        "HEAD = (",
+        *literal(split[0][:head], "    "),
+        ")",
+        "#: (narrowest, widest text width, the lines between HEAD and TAIL at those widths).",
+        "MIDDLE = (",
     ]
-    for low, high, text in variants:
+    for (low, high, _), text_lines in zip(variants, split):
         lines.append(f"    ({low}, {high}, (")
-        lines += [f"        {line + chr(10)!r}" for line in text.split("\n")[:-1]]
-        lines.append(f"        {text.split(chr(10))[-1]!r}")
+        lines += literal(text_lines[head:len(text_lines) - tail], "        ")
         lines.append("    )),")
-    lines.append(")")
+    lines += [")", "TAIL = (", *literal(split[0][len(split[0]) - tail:], "    "), ")"]
     return "\n".join(lines) + "\n"
 
 
