@@ -52,6 +52,8 @@ def reader_gone() -> bool:
     """
     import select
 
+    if not hasattr(select, "poll"):  # Windows: no way to ask; the broken pipe stays an error
+        return False
     poll = select.poll()
     for fd in (1, 2):
         poll.register(fd, select.POLLOUT)
