@@ -109,7 +109,7 @@ def _in_terminal(entry: str, args, columns: int) -> tuple[int, bytes]:
         os.close(leader)
 
 
-@pytest.mark.parametrize("columns", [120, 88])
+@pytest.mark.parametrize("columns", [120, pytest.param(88, marks=pytest.mark.slow)])
 def test_fast_help_in_a_terminal(columns):
     """The terminal's own width (no COLUMNS), as Click reads it from stdout."""
     fast = _in_terminal("_entry", ["--help"], columns)
@@ -173,8 +173,8 @@ def _into_a_closed_pipe(entry: str, args, cwd=None) -> tuple:
     return done.returncode, done.stderr
 
 
-@pytest.mark.parametrize("args", [["--version"], ["--help"], ["plan", "-o", "64", "-k", "3"], ["plan", "--help"]],
-                         ids=" ".join)
+@pytest.mark.parametrize("args", [pytest.param(["--version"], marks=pytest.mark.slow), ["--help"],
+                                  ["plan", "-o", "64", "-k", "3"], ["plan", "--help"]], ids=" ".join)
 def test_a_reader_that_has_gone_ends_swt_quietly(args):
     """141 (128 + SIGPIPE, what a shell reports for cat or git there) and nothing on stderr, on either path."""
     assert _into_a_closed_pipe("_entry", args) == (141, b"")
