@@ -1,13 +1,15 @@
 """Time how long swt takes to start: ``swt --version``, ``swt --help`` and a ``swt plan`` without a file.
 
-Run from the repository root, with ``swt`` installed (or on PATH)::
+Run from the repository root, with ``swt`` installed (or on PATH), by the Python that swt is installed for
+(its ``python -c ...`` rows use the same interpreter), and with ``PYTHONDONTWRITEBYTECODE`` unset::
 
     python benchmarks/bench_startup.py --repeat 10
 
 Each command runs ``--repeat`` times as a fresh process (after one untimed run, so that every command
 finds its files in the page cache), the commands taking turns so that a change in the machine's load
 falls on all of them alike. It prints the median and the fastest wall-clock time of each, beside
-``python -c pass`` (the interpreter's own start) and ``python -c "import numpy"``, with the ratio of
+``python -c pass`` (the interpreter's own start), ``python -c "import click"`` (which ``--version`` and
+``--help`` no longer pay, swt_cli._entry) and ``python -c "import numpy"``, with the ratio of
 the median to ``python -c pass`` and the target of issue 13 (``--version`` and ``--help`` in at most
 0.1 s, ``plan`` in at most 0.2 s on a quiet 2-core machine), and names the machine: platform, Python,
 CPU count and load average before and after. Load from other processes slows every row: compare the
@@ -31,6 +33,7 @@ def commands(swt: list[str]) -> list[tuple[str, list[str], float | None]]:
     python = sys.executable
     return [
         ("python -c pass", [python, "-c", "pass"], None),
+        ('python -c "import click"', [python, "-c", "import click"], None),
         ('python -c "import numpy"', [python, "-c", "import numpy"], None),
         ("swt --version", [*swt, "--version"], 0.1),
         ("swt --help", [*swt, "--help"], 0.1),

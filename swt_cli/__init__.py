@@ -13,9 +13,10 @@ this package first) loads neither NumPy nor the file formats until something nee
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 from ._version import __version__
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: `swt --help` starts here (swt_cli._entry)
 
 #: Each public name and the module it comes from.
 _SOURCES = {

@@ -1,6 +1,6 @@
 """``python -m swt_cli`` is the ``swt`` command."""
 
-from .cli import main
+from ._entry import main
 
 if __name__ == "__main__":
     main()

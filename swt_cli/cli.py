@@ -22,6 +22,7 @@ from ._version import __version__
 from .choices import COMPRESSIONS, DEFAULT_MAX_MEMORY, LAYOUTS, REDUCES, WINDOWS, parse_size
 from .errors import OptionError, SwtError
 from .geometry import fmt_shape
+from .stdio import READER_GONE, reader_gone
 
 if TYPE_CHECKING:
     from . import jobs
@@ -37,6 +38,11 @@ class Interrupted(Exception):
     def __init__(self, code: int, what: str):
         super().__init__(what)
         self.code = code
+
+
+class ReaderGone(Exception):
+    """The reader of swt's stdout or stderr went away (``swt info x | head -1``): exit quietly with
+    :data:`swt_cli.stdio.READER_GONE`, as ``cat`` and ``git`` do."""
 
 
 def _one_line(text: str) -> str:
@@ -105,12 +111,22 @@ class SwtGroup(click.Group):
         except Interrupted as err:
             click.echo(_one_line(f"Error: {err}"), err=True)
             code = err.code
+        except ReaderGone:
+            code = READER_GONE
         except click.Abort:
             click.echo("Error: interrupted", err=True)
             code = 130
         if standalone_mode:
             sys.exit(code)
         return code
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:  # where --help and --version print (Click would exit 1 on a closed pipe)
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError:
+            if reader_gone():
+                raise ReaderGone() from None
+            raise
 
     def invoke(self, ctx):
         ctx.meta["swt.argv"] = getattr(self, "argv", ["swt"])
@@ -135,6 +151,8 @@ class SwtGroup(click.Group):
                 raise
             raise click.ClickException(str(err)) from None
         except OSError as err:
+            if isinstance(err, BrokenPipeError) and reader_gone():
+                raise ReaderGone() from None  # not an error: the reader has all it wanted (| head)
             if ctx.meta.get("swt.debug"):
                 raise
             where = f"{err.filename}: " if err.filename else ""
@@ -706,7 +724,8 @@ def plan(input, input_option, kernel, stride, padding, dilation, ndim, output_si
                                + (" (read from torch's layout)" if facts["layout"] == "torch" else "")))
     lines += [
         ("window grid", f"{fmt_dims(grid)} ({math.prod(grid)} window{'s' if math.prod(grid) != 1 else ''})"),
-        ("output size", fmt_dims(size)),
+        ("output size", fmt_dims(size) if "cropped_to" not in facts else  # as --json: output_size and cropped_to
+         f"{fmt_dims(facts['cropped_to'])} (folded at {fmt_dims(size)}, the size swt unfold --cover padded to, then cropped)"),
         ("valid sizes", " x ".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in ranges) + " (for this grid)"),
         ("overlap", f"{result.min_overlap} to {result.max_overlap} windows per element"),
         ("uncovered", f"{result.uncovered_pixels} of {result.total_pixels} elements "
@@ -749,7 +768,8 @@ def preview(input, output, index, channel, coverage, kernel, stride, padding, di
     FILE holds images (..., C, H, W): the axis before the image is the channels, all before it the batch
     (--index). 1 channel is grey, 3 are RGB, any other number shows --channel in grey. With --ndim 3 the
     images are volumes (..., C, D, H, W) and the middle D slice is shown; with --ndim 1 a signal is one row.
-    A windows file written by swt unfold (..., C, IH, IW, KH, KW) shows one window in grey.
+    A windows file written by swt unfold (..., C, IH, IW, KH, KW) shows one window in grey; so does an
+    array of 2*ndim+2 axes without a swt record (a .npy), unless --channel is given.
     Needs Pillow (pip install 'swt-cli[preview]').
 
     \b
@@ -787,7 +807,12 @@ def main():
     from .stdio import guard_standard_fds
 
     guard_standard_fds()  # first: a closed 0, 1 or 2 must not become the number of a file swt opens
-    cli.main(prog_name="swt")
+    try:
+        cli.main(prog_name="swt")
+    except BrokenPipeError:  # a message for a stderr whose reader has gone
+        if reader_gone():
+            sys.exit(READER_GONE)
+        raise
 
 
 if __name__ == "__main__":

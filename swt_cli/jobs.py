@@ -24,11 +24,12 @@ import contextlib
 import functools
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ._version import __version__
 from .choices import COMPRESSIONS, LAYOUTS
@@ -70,6 +71,19 @@ def __getattr__(name: str):
 
         return getattr(protocols, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: A path as the functions below take it: a str as on the command line, or any ``os.PathLike`` (``pathlib.Path``).
+PathArg = str | os.PathLike[str]
+
+
+@overload
+def _spec(value: PathArg) -> str: ...
+@overload
+def _spec(value: None) -> None: ...
+def _spec(value):
+    """``value`` as a str (``os.fspath`` of a ``pathlib.Path``), None as None."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 def open_input(spec: str | Location, allow_external: bool = False, storage_options: dict | None = None):
@@ -439,7 +453,7 @@ def _output_dtype(dtype):
     return check_dtype(np.dtype(dtype), "output")
 
 
-def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None, dilation=None, output_size=None,
+def fold_file(input: PathArg, output: PathArg, *, kernel=None, stride=None, padding=None, dilation=None, output_size=None,
               ndim: int | None = None, reduce: str = "sum", weight=None, fill: float = 0, dtype=None,
               layout: str | None = None, cover: bool = False, max_memory: int | str | None = None, batch_size: int | None = None,
               threads: int | None = None, device: str = "cpu", compression: str | None = None, overwrite: bool = False,
@@ -455,7 +469,7 @@ def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None
 
     Parameters
     ----------
-    input, output : str
+    input, output : str or os.PathLike
         Paths: .npy, .h5/.hdf5 (``file.h5:/name`` for an array inside) or .zarr, as on the command line.
     kernel, stride, padding, dilation : int or tuple of int, optional
         The geometry, as :func:`~swt_cli.api.sliding_window_transpose` takes it. Left out: what
@@ -510,6 +524,7 @@ def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None
     ((2, 3, 64, 64), 'float32', 'default')
     """
     start = time.monotonic()
+    input, output = _spec(input), _spec(output)
     opts = _options(options, quiet, note, max_memory=max_memory, batch_size=batch_size, threads=threads, device=device,
                     compression=compression, overwrite=overwrite, progress=progress, scheduler=scheduler, shard=shard,
                     resume=resume, allow_external=allow_external, storage_options=storage_options,
@@ -528,7 +543,7 @@ def fold_file(input: str, output: str, *, kernel=None, stride=None, padding=None
     return _result("fold", out_loc, transform, setup.choice, setup.layout, items, start)
 
 
-def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=None, dilation=None,
+def unfold_file(input: PathArg, output: PathArg, *, kernel=None, stride=None, padding=None, dilation=None,
                 ndim: int | None = None, dtype=None, layout: str | None = None, cover: bool = False, pad_value=0,
                 strict: bool = False, max_memory: int | str | None = None,
                 batch_size: int | None = None, threads: int | None = None, device: str = "cpu",
@@ -545,7 +560,7 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
 
     Parameters
     ----------
-    input, output : str
+    input, output : str or os.PathLike
         Paths: .npy, .h5/.hdf5 (``file.h5:/name`` for an array inside) or .zarr.
     kernel : int or tuple of int
         Window size (required).
@@ -601,6 +616,7 @@ def unfold_file(input: str, output: str, *, kernel=None, stride=None, padding=No
     from .layouts import create_torch_writer, torch_shape
 
     start = time.monotonic()
+    input, output = _spec(input), _spec(output)
     _check_layout(layout)
     opts = _options(options, quiet, note, max_memory=max_memory, batch_size=batch_size, threads=threads, device=device,
                     compression=compression, overwrite=overwrite, progress=progress, scheduler=scheduler, shard=shard,
@@ -707,7 +723,7 @@ class Plan:
         }
 
 
-def plan(input: str | None = None, *, kernel=None, stride=None, padding=None, dilation=None, ndim: int | None = None,
+def plan(input: PathArg | None = None, *, kernel=None, stride=None, padding=None, dilation=None, ndim: int | None = None,
          output_size=None, reduce: str = "sum", weight=None, layout: str | None = None, dtype=None,
          max_memory: int | str | None = None, batch_size: int | None = None, allow_external: bool = False,
          storage_options: dict | None = None, note: Callable[[str], Any] | None = None) -> Plan:
@@ -719,7 +735,7 @@ def plan(input: str | None = None, *, kernel=None, stride=None, padding=None, di
 
     Parameters
     ----------
-    input : str, optional
+    input : str or os.PathLike, optional
         A windows file; without it, ``output_size`` and ``kernel`` are required.
     kernel, stride, padding, dilation, ndim, output_size, layout
         As :func:`fold_file` takes them.
@@ -754,6 +770,7 @@ def plan(input: str | None = None, *, kernel=None, stride=None, padding=None, di
     ((31, 31), [(63, 64), (63, 64)], 4, 127)
     """
     facts: dict = {}
+    input = _spec(input)
     if input is not None or max_memory is not None or batch_size is not None:
         # Without a file there is no memory to plan and no default budget to read (from the cgroup, through the
         # pipeline and NumPy): a budget given is still checked.
@@ -861,17 +878,18 @@ def list_arrays(input: str | Location, allow_external: bool = False, storage_opt
     return arrays
 
 
-def info(input: str, *, allow_external: bool = False, storage_options: dict | None = None) -> dict:
+def info(input: PathArg, *, allow_external: bool = False, storage_options: dict | None = None) -> dict:
     """``swt info --json``: an array file's path, format, shape, dtype, chunks, compression, arrays, attributes,
     recorded swt ``geometry`` and, for a shared output, its ``job`` status, as strict JSON (see :func:`strict_json`).
     An incomplete output of a sharded run can still be described.
 
     An HDF5 file or Zarr store of several arrays, not naming one, gives ``{"path", "format", "arrays"}``
     instead: every array's ``name``, ``path``, ``shape``, ``dtype``, ``chunks``, ``compression`` and
-    recorded swt ``geometry`` (see :func:`list_arrays`). ``storage_options``: fsspec's, for a URL."""
+    recorded swt ``geometry`` (see :func:`list_arrays`). ``input`` is a path (str or ``os.PathLike``) as on the
+    command line; ``storage_options``: fsspec's, for a URL."""
     from .formats import Location
 
-    loc = Location.parse(input, storage_options)
+    loc = Location.parse(_spec(input), storage_options)
     if loc.name is None:
         arrays = list_arrays(loc, allow_external)
         if arrays is not None and len(arrays) > 1:

@@ -87,15 +87,23 @@ def window_axis_names(lead: int, ndim: int) -> tuple[str, ...]:
     return tuple(f"batch axis {i}" for i in range(lead - len(names))) + names
 
 
-def _windows_ndim(reader, shape: tuple) -> int | None:
-    """The spatial axes of a windows file in MegEngine's layout (as ``swt unfold`` records it), else None."""
+def _windows_ndim(reader, shape: tuple, ndim: int, channel: int | None) -> tuple[int | None, bool]:
+    """The spatial axes of a windows file in MegEngine's layout (None for images), and whether that was read
+    from the shape alone.
+
+    A file ``swt unfold`` recorded says so. An array without any swt record (a .npy, which keeps none) is
+    windows where it has the ``2 * ndim + 2`` axes ``(N, C, I1..ID, K1..KD)`` of ``swt unfold``'s output and
+    no ``channel`` was asked for (which reads it as images).
+    """
     from .jobs import recorded_geometry
 
     record = recorded_geometry(reader)
+    if not record:
+        return (ndim, True) if channel is None and len(shape) == 2 * ndim + 2 else (None, False)
     kernel = tuple(record.get("kernel_size") or ())
     if record.get("op") != "unfold" or record.get("layout", "megengine") != "megengine" or not 1 <= len(kernel) <= 3:
-        return None
-    return len(kernel) if len(shape) >= 2 * len(kernel) and shape[-len(kernel):] == kernel else None
+        return None, False
+    return (len(kernel) if len(shape) >= 2 * len(kernel) and shape[-len(kernel):] == kernel else None), False
 
 
 def read_image(path: str | Location, index: int = 0, channel: int | None = None, ndim: int = 2, allow_external: bool = False):
@@ -104,11 +112,11 @@ def read_image(path: str | Location, index: int = 0, channel: int | None = None,
 
     A windows file written by ``swt unfold`` (``(N, C, IH, IW, KH, KW)``) shows one window in grey: ``index``
     counts its windows row-major over item, channel, window row and window column, and the description
-    names each.
+    names each. So does an array of that many axes without a swt record (a .npy) unless ``channel`` is given.
     """
     with open_reader(path, allow_external) as reader:
         shape = tuple(reader.shape)
-        windows = _windows_ndim(reader, shape)
+        windows, by_shape = _windows_ndim(reader, shape, ndim, channel)
         if windows is not None:
             if channel is not None:
                 names = ", ".join(window_axis_names(len(shape) - windows, windows))
@@ -151,8 +159,10 @@ def read_image(path: str | Location, index: int = 0, channel: int | None = None,
         if windows is not None:
             axes = window_axis_names(len(batch), windows)
             where = ", ".join(f"{name} {i}" for name, i in zip(axes, np.unravel_index(index, batch)))
+            guessed = (f"; no swt record: its {len(shape)} axes read as windows, --channel reads them as images"
+                       if by_shape else "")
             return block, (f"window {index} of {count} ({where}; --index counts windows row-major over "
-                           f"{', '.join(axes)})")
+                           f"{', '.join(axes)}{guessed})")
         what = f"image {index} of {fmt_shape(batch)}" if batch else "the image"
         if rgb:
             what += " (RGB)"

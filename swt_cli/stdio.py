@@ -33,3 +33,34 @@ def guard_standard_fds() -> None:
             CLOSED_AT_START.add(fd)
             if fd and getattr(sys, ("stdout", "stderr")[fd - 1]) is None:  # Python leaves closed ones None
                 setattr(sys, ("stdout", "stderr")[fd - 1], open(fd, "w", closefd=False))
+
+
+#: The exit status when the reader of swt's output has gone (``swt info x | head -1``): 128 + SIGPIPE, what a
+#: shell reports for ``cat`` or ``git`` there, which SIGPIPE ends. Python ignores SIGPIPE (a write fails with
+#: BrokenPipeError instead), so swt exits with that status itself, quietly, after its cleanup has run: a
+#: ``set -o pipefail`` script sees what it sees with those tools, and nothing is said on stderr, which is
+#: often the same closed pipe.
+READER_GONE = 141
+
+
+def reader_gone() -> bool:
+    """Whether the reader of stdout or stderr has gone (a pipe's reading end closed); if so, point those at
+    /dev/null, so that the interpreter's last flush of what is still buffered for them is not another error.
+
+    Called on a BrokenPipeError: it tells a closed pipe on swt's own output, which ends swt quietly with
+    :data:`READER_GONE`, from one on a file or socket swt was writing, which is an error to report.
+    """
+    import select
+
+    if not hasattr(select, "poll"):  # Windows: no way to ask; the broken pipe stays an error
+        return False
+    poll = select.poll()
+    for fd in (1, 2):
+        poll.register(fd, select.POLLOUT)
+    gone = [fd for fd, events in poll.poll(0) if events & (select.POLLERR | select.POLLHUP)]
+    if gone:
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in gone:
+            os.dup2(null, fd)
+        os.close(null)
+    return bool(gone)

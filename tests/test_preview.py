@@ -164,3 +164,33 @@ def test_the_walkthrough_runs_end_to_end(tmp_path):
     assert "piped.npy equals blended.npy" in proc.stdout
     for name in ("original", "before", "summed", "mean", "after", "coverage"):
         assert _png(tmp_path / "walk" / f"{name}.png")[:2] == ("RGB", (96, 112))
+
+
+def test_a_npy_of_windows_without_a_record_is_read_as_windows(tmp_path):
+    """``swt unfold img.npy w.npy`` keeps no record (.npy has no attributes): its 6 axes (N, C, IH, IW, KH, KW)
+    make it windows all the same, and the note names the window's place in words; --channel reads it as images."""
+    x = np.random.default_rng().uniform(-5, 5, (2, 3, 11, 10)).astype(np.float32)
+    np.save(tmp_path / "img.npy", x)
+    assert invoke("unfold", tmp_path / "img.npy", tmp_path / "w.npy", "-k", "4", "-s", "3", "-q").exit_code == 0
+    windows = np.load(tmp_path / "w.npy")
+    assert windows.shape == (2, 3, 3, 3, 4, 4)
+    n, c, i, j = 1, 2, 0, 2
+    index = ((n * 3 + c) * 3 + i) * 3 + j
+    result = invoke("preview", tmp_path / "w.npy", tmp_path / "p.png", "-n", index)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == (
+        f"swt: wrote {tmp_path / 'p.png'}: window {index} of 54 (item {n}, channel {c}, window row {i}, window column {j}; "
+        "--index counts windows row-major over item, channel, window row, window column; no swt record: its 6 axes read "
+        "as windows, --channel reads them as images), 4x4 pixels\n")
+    mode, size, pixels = _png(tmp_path / "p.png")
+    assert (mode, size) == ("L", (4, 4))
+    np.testing.assert_array_equal(pixels, _scaled(x[n, c, 3 * i:3 * i + 4, 3 * j:3 * j + 4]))
+    # Asked for a channel, the same file is a batch (2, 3, 3) of 3-channel images (KH, KW).
+    images = invoke("preview", tmp_path / "w.npy", tmp_path / "q.png", "-n", "5", "-c", "1")
+    assert images.exit_code == 0, images.stderr
+    assert images.stderr == f"swt: wrote {tmp_path / 'q.png'}: image 5 of (2, 3, 3) channel 1 of 3, 4x4 pixels\n"
+    np.testing.assert_array_equal(_png(tmp_path / "q.png")[2], _scaled(windows[0, 1, 2, 1]))
+    # Five axes are images, as before (a batch of RGB images here).
+    np.save(tmp_path / "five.npy", windows[0])
+    five = invoke("preview", tmp_path / "five.npy", tmp_path / "r.png", "-n", "4")
+    assert five.stderr == f"swt: wrote {tmp_path / 'r.png'}: image 4 of (3, 3) (RGB), 4x4 pixels\n"

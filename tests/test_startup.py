@@ -28,6 +28,11 @@ def test_importing_the_command_line_imports_no_heavy_library():
     assert heavy_modules_after("import swt_cli.cli") == []
 
 
+def test_the_entry_point_imports_no_heavy_library():
+    """Nor Click: swt_cli._entry answers --help and --version with the standard library (tests/test_entry.py)."""
+    assert heavy_modules_after("import swt_cli._entry\nimport sys\nassert 'click' not in sys.modules") == []
+
+
 def test_importing_the_package_imports_no_heavy_library():
     assert heavy_modules_after("import swt_cli; swt_cli.__version__; swt_cli.Geometry; swt_cli.SwtError") == []
 
