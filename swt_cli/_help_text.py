@@ -16,31 +16,57 @@ HEAD = (
 )
 #: (narrowest, widest text width, the lines between HEAD and TAIL at those widths).
 MIDDLE = (
-    (78, 82, (
+    (78, 81, (
         '  swt: fold windows back into images (sliding-window transpose) and cut images\n'
         '  into windows.\n'
         '\n'
         '  Files: .npy, HDF5 (.h5, .hdf5) and Zarr v3 (.zarr); name an array inside as\n'
-        '  file.h5:/group/name; - is a .npy stream on stdin or stdout.\n'
+        '  file.h5:/group/name; - is a .npy stream on stdin or stdout; s3://, gs://,\n'
+        '  az://, https:// URLs go through fsspec.\n'
     )),
-    (83, 91, (
+    (82, 82, (
+        '  swt: fold windows back into images (sliding-window transpose) and cut images\n'
+        '  into windows.\n'
+        '\n'
+        '  Files: .npy, HDF5 (.h5, .hdf5) and Zarr v3 (.zarr); name an array inside as\n'
+        '  file.h5:/group/name; - is a .npy stream on stdin or stdout; s3://, gs://, az://,\n'
+        '  https:// URLs go through fsspec.\n'
+    )),
+    (83, 90, (
         '  swt: fold windows back into images (sliding-window transpose) and cut images into\n'
         '  windows.\n'
         '\n'
         '  Files: .npy, HDF5 (.h5, .hdf5) and Zarr v3 (.zarr); name an array inside as\n'
-        '  file.h5:/group/name; - is a .npy stream on stdin or stdout.\n'
+        '  file.h5:/group/name; - is a .npy stream on stdin or stdout; s3://, gs://, az://,\n'
+        '  https:// URLs go through fsspec.\n'
     )),
-    (92, 97, (
+    (91, 91, (
+        '  swt: fold windows back into images (sliding-window transpose) and cut images into\n'
+        '  windows.\n'
+        '\n'
+        '  Files: .npy, HDF5 (.h5, .hdf5) and Zarr v3 (.zarr); name an array inside as\n'
+        '  file.h5:/group/name; - is a .npy stream on stdin or stdout; s3://, gs://, az://, https://\n'
+        '  URLs go through fsspec.\n'
+    )),
+    (92, 95, (
         '  swt: fold windows back into images (sliding-window transpose) and cut images into windows.\n'
         '\n'
         '  Files: .npy, HDF5 (.h5, .hdf5) and Zarr v3 (.zarr); name an array inside as\n'
-        '  file.h5:/group/name; - is a .npy stream on stdin or stdout.\n'
+        '  file.h5:/group/name; - is a .npy stream on stdin or stdout; s3://, gs://, az://, https://\n'
+        '  URLs go through fsspec.\n'
+    )),
+    (96, 97, (
+        '  swt: fold windows back into images (sliding-window transpose) and cut images into windows.\n'
+        '\n'
+        '  Files: .npy, HDF5 (.h5, .hdf5) and Zarr v3 (.zarr); name an array inside as\n'
+        '  file.h5:/group/name; - is a .npy stream on stdin or stdout; s3://, gs://, az://, https:// URLs\n'
+        '  go through fsspec.\n'
     )),
     (98, 98, (
         '  swt: fold windows back into images (sliding-window transpose) and cut images into windows.\n'
         '\n'
         '  Files: .npy, HDF5 (.h5, .hdf5) and Zarr v3 (.zarr); name an array inside as file.h5:/group/name;\n'
-        '  - is a .npy stream on stdin or stdout.\n'
+        '  - is a .npy stream on stdin or stdout; s3://, gs://, az://, https:// URLs go through fsspec.\n'
     )),
 )
 TAIL = (
