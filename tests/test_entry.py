@@ -5,6 +5,7 @@ swt's output into a pipe whose reader has gone ends quietly with 141, as cat and
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import os
 import pathlib
 import pty
@@ -141,7 +142,9 @@ def test_everything_else_is_clicks():
 
 
 def test_the_console_script_and_python_m_use_the_entry():
-    assert 'swt = "swt_cli._entry:main"' in (ROOT / "pyproject.toml").read_text()
+    # The installed console script's entry point (an installed package has no pyproject.toml beside it).
+    (script,) = importlib.metadata.entry_points(group="console_scripts", name="swt")
+    assert script.value == "swt_cli._entry:main"
     done = subprocess.run([sys.executable, "-m", "swt_cli", "--version"], capture_output=True, env=_env(), timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (0, f"swt {swt_cli.__version__}\n".encode(), b"")
 
