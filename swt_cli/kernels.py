@@ -32,10 +32,11 @@ Unfold (and the fold of windows that tile the output) only copies: numba copies 
 where rows allow), NumPy copies undilated window rows as a few wide unsigned integers (:func:`_row_chunks`).
 
 The environment variable ``SWT_KERNEL=numpy|numba`` picks one (read at each call). By default a call
-whose work, or the work its job announced (:func:`expect_work`), is large enough to repay loading numba
-has numba and its kernels for that call's dtypes and geometry loaded on a background thread, and takes
-the NumPy path until they are ready; from then on calls like it take numba (the blocks of a streamed
-job switch part-way, which changes no bit). Small work never starts the load. Where numba cannot be
+that follows enough work on arrays in this process, or whose job announced enough (:func:`expect_work`),
+to repay loading numba has numba and its kernels for that call's dtypes and geometry loaded on a
+background thread, and takes the NumPy path until they are ready; from then on calls like it take numba
+(the blocks of a streamed job switch part-way, which changes no bit). Small work, and a single call
+however large, never start the load. Where numba cannot be
 imported or compiled, every call takes the NumPy path, silently. 64-bit integer sums always take the
 NumPy path, which refuses to overflow. CuPy
 arrays take the NumPy path's array operations on the GPU: whole-array adds in the same order, no atomics.
@@ -73,11 +74,16 @@ _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
 _jit_module = None
 _jit_error: str | None = None
-#: Loading numba and its cached kernels costs about 0.45 s of CPU and about 110 MB; on arrays in memory
-#: its kernels save about 0.3 s of CPU per GB of fold input. Work is counted as input plus output bytes;
-#: once the calls of this process add up to this much, numba loads on a background thread. Both paths
-#: give the same bits, so the choice only changes speed.
-_JIT_WORTH_BYTES = 2 << 30
+#: Loading numba and its cached kernels costs about 0.45 s of CPU and 65-110 MB, mostly holding the GIL:
+#: NumPy calls running meanwhile (on two cores) take 2-4x their time, so the load costs them about 0.4 s
+#: of wall time, once; afterwards numba's kernels take a third to a half of the NumPy kernels' time.
+#: A call on NumPy arrays starts the load once the calls before it in this process add up to this much
+#: work (input plus output bytes), so that: a script whose calls add up to less (ten calls of 80 MB, the
+#: README's examples) never loads numba; repeated calls reach it after about 0.2 s of NumPy work and
+#: take numba about half a second later; and a single call, however large, never pays for a load it
+#: could not use (a call keeps the path it started on). Both paths give the same bits, so the choice
+#: only changes speed (BENCHMARKS.md, "When numba loads").
+_JIT_WORTH_BYTES = 1 << 30
 #: The same for a job streamed through files, which announces its work (``expect_work``): there the
 #: kernel shares the cores with reading and writing, and numba saved about 0.1 s of CPU per GB of input,
 #: so that a 3.5 GB fold (5 GB of work) spent more CPU with numba's load than without it (BENCHMARKS.md,
@@ -203,8 +209,8 @@ def kernel_name(nbytes: int | None = None) -> str:
     """``'numba'`` or ``'numpy'``: the path NumPy-array calls take now (where their kernels are ready).
 
     ``SWT_KERNEL`` where set (``numba``: imported now, or an error that says how to install it); else
-    ``'numba'`` once the background load (started when this process's calls add up to
-    ``_JIT_WORTH_BYTES`` of work, or a job announces ``_JOB_JIT_WORTH_BYTES``, see :func:`expect_work`)
+    ``'numba'`` once the background load (started by a call when the calls before it in this process add
+    up to ``_JIT_WORTH_BYTES`` of work, or a job announces ``_JOB_JIT_WORTH_BYTES``, see :func:`expect_work`)
     has imported numba, ``'numpy'`` before or where it failed. ``nbytes`` is accepted for compatibility and does not
     enter the answer. Both paths give the same bits.
     """
@@ -236,8 +242,8 @@ def _take_numba(plan, in_dtype, out_dtype, nbytes: int) -> bool:
     if _expected_work is not None:  # a job: its announced total decides, not the blocks seen so far
         worth = _expected_work >= _JOB_JIT_WORTH_BYTES
     else:
+        worth = _work_seen >= _JIT_WORTH_BYTES  # the calls before this one: repeated work, not one call
         _work_seen += nbytes
-        worth = _work_seen >= _JIT_WORTH_BYTES
     if worth and _jit_error is None and key not in _asked:
         warm = _one_plane(plan, in_dtype, out_dtype)
         if warm is not None:
