@@ -21,12 +21,12 @@ from swt_cli import sliding_window_transpose
 REPO = Path(__file__).parents[1]
 GEOMETRY = dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1), output=(19, 19))
 
-#: Counts which path each fold took, and makes the switch happen at a known point: after the first
-#: NumPy fold the process waits for the background load to finish, so the next fold takes numba.
-SWITCH = """
+#: Counts which path each fold took, and makes the switch happen at a known point: after the NumPy
+#: fold that started the background load the process waits for the load to finish, so the next fold
+#: takes numba.
+COUNT = """
 import sys, threading, numpy as np
 from swt_cli import kernels
-kernels._JIT_WORTH_BYTES = kernels._JOB_JIT_WORTH_BYTES = 1  # any work repays the load: the first call starts it
 taken = []
 numpy_fold, numba_fold = kernels._fold_numpy, kernels._fold_numba
 def counted_numpy(*args):
@@ -40,6 +40,8 @@ def counted_numba(*args):
     numba_fold(*args)
 kernels._fold_numpy, kernels._fold_numba = counted_numpy, counted_numba
 """
+#: The same where any work repays the load: the first call starts it.
+SWITCH = COUNT + "kernels._JIT_WORTH_BYTES = kernels._JOB_JIT_WORTH_BYTES = 0\n"
 
 
 def _python(code, *args, block_numba=False, timeout=300):
@@ -77,6 +79,56 @@ def test_calls_switch_to_numba_when_it_is_ready(tmp_path):
         assert np.array_equal(got, _want(x))
 
 
+def test_repeated_calls_load_numba_after_the_threshold(tmp_path):
+    """With the package's threshold: calls run on NumPy, numba not even imported, until the calls before
+    one add up to ``_JIT_WORTH_BYTES``; that call starts the load, and once it is done the next call
+    takes numba, with the same bits as the NumPy calls and the plain loops."""
+    x = cancelling((6000, 2, 10, 10, 3, 3), np.float32, seed=25)  # 60 MB of work a call: 18 calls reach 1 GiB
+    np.save(tmp_path / "x.npy", x)
+    code = COUNT + (
+        "from swt_cli import sliding_window_transpose as f\n"
+        "x = np.load(sys.argv[1])\n"
+        "work = x.nbytes + x.shape[0] * 2 * 19 * 19 * 4\n"
+        "before = -(-kernels._JIT_WORTH_BYTES // work)  # calls whose work starts the load at the next one\n"
+        "first = f(x, 19, 3, padding=1, stride=2)\n"
+        "for _ in range(before - 1):\n"
+        "    assert np.array_equal(f(x, 19, 3, padding=1, stride=2), first)\n"
+        "assert not kernels._asked and 'numba' not in sys.modules, 'the load started early'\n"
+        "assert np.array_equal(f(x, 19, 3, padding=1, stride=2), first)  # starts the load, waits for it\n"
+        "assert kernels._asked and kernels.kernel_name() == 'numba', kernels._jit_error\n"
+        "y = f(x, 19, 3, padding=1, stride=2)\n"
+        "assert taken == ['numpy'] * (before + 1) + ['numba'], taken\n"
+        "assert np.array_equal(y, first)\n"
+        "np.save(sys.argv[2], y)\n"
+    )
+    done = _python(code, tmp_path / "x.npy", tmp_path / "y.npy")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert np.array_equal(np.load(tmp_path / "y.npy"), _want(x))
+
+
+def test_one_call_however_large_never_starts_the_load():
+    """The first call's work, even beyond the threshold, does not start the load (that call could not use
+    it); the next call does. A script of small calls (a few MB, like the README's examples) never does."""
+    code = (
+        "import sys, numpy as np\n"
+        "from swt_cli import kernels, sliding_window, sliding_window_transpose as f\n"
+        "x = np.ones((4, 2, 10, 10, 3, 3), np.float32)\n"
+        "for _ in range(200):  # 16 MB of work in all, on fold and unfold\n"
+        "    f(x, 19, 3, padding=1, stride=2); sliding_window(np.ones((4, 2, 19, 19), np.float32), 3, padding=1, stride=2)\n"
+        "assert not kernels._asked and 'numba' not in sys.modules, 'small work started the load'\n"
+        "kernels._work_seen = 0  # a fresh start, where one call's work exceeds the threshold\n"
+        "kernels._JIT_WORTH_BYTES = x.nbytes\n"
+        "f(x, 19, 3, padding=1, stride=2)\n"
+        "assert not kernels._asked, 'a single call started the load'\n"
+        "f(x, 19, 3, padding=1, stride=2)\n"
+        "assert kernels._asked\n"
+    )
+    done = _python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
 def test_a_job_that_switches_part_way_gives_the_same_bits(tmp_path):
     """A streamed fold whose first block runs on NumPy and the rest on numba writes the same file as an
     all-NumPy and an all-numba run, and the plain loops' bits."""
@@ -112,7 +164,7 @@ def test_without_numba_everything_runs_on_numpy_silently(tmp_path):
     code = (
         "import os, numpy as np\n"
         "from swt_cli import kernels, sliding_window, sliding_window_transpose as f\n"
-        "kernels._JIT_WORTH_BYTES = kernels._JOB_JIT_WORTH_BYTES = 1\n"
+        "kernels._JIT_WORTH_BYTES = kernels._JOB_JIT_WORTH_BYTES = 0\n"
         "x, image = np.load(sys.argv[1]), np.load(sys.argv[2])\n"
         "y = [f(x, 19, 3, padding=1, stride=2) for _ in range(3)]\n"
         "w = sliding_window(image, 3, stride=2, padding=1)\n"
