@@ -51,6 +51,15 @@ def _python(code, *args, block_numba=False, timeout=300):
                           env=env, timeout=timeout, cwd=REPO)
 
 
+def _fold_script(code, x, tmp_path):
+    """Run ``code`` with ``x`` saved at ``sys.argv[1]``; it saves its folds at ``sys.argv[2]``: returns them."""
+    np.save(tmp_path / "x.npy", x)
+    done = _python(code, tmp_path / "x.npy", tmp_path / "y.npy")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    return np.load(tmp_path / "y.npy")
+
+
 def _want(x):
     g = GEOMETRY
     return fold_window_order(x, g["output"], g["kernel"], g["stride"], g["padding"], g["dilation"])
@@ -60,7 +69,6 @@ def test_calls_switch_to_numba_when_it_is_ready(tmp_path):
     """The first call starts the load and runs on NumPy; once numba is ready the same call takes it and
     gives the same bits; a small call of another dtype does not start compiling (it stays on NumPy)."""
     x = cancelling((3, 2, 10, 10, 3, 3), np.float32, seed=21)
-    np.save(tmp_path / "x.npy", x)
     code = SWITCH + (
         "from swt_cli import sliding_window_transpose as f\n"
         "x = np.load(sys.argv[1])\n"
@@ -72,10 +80,7 @@ def test_calls_switch_to_numba_when_it_is_ready(tmp_path):
         "assert taken == ['numpy', 'numba', 'numpy'], taken\n"
         "np.save(sys.argv[2], np.stack(y))\n"
     )
-    done = _python(code, tmp_path / "x.npy", tmp_path / "y.npy")
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
-    for got in np.load(tmp_path / "y.npy"):
+    for got in _fold_script(code, x, tmp_path):
         assert np.array_equal(got, _want(x))
 
 
@@ -84,7 +89,6 @@ def test_repeated_calls_load_numba_after_the_threshold(tmp_path):
     one add up to ``_JIT_WORTH_BYTES``; that call starts the load, and once it is done the next call
     takes numba, with the same bits as the NumPy calls and the plain loops."""
     x = cancelling((6000, 2, 10, 10, 3, 3), np.float32, seed=25)  # 60 MB of work a call: 18 calls reach 1 GiB
-    np.save(tmp_path / "x.npy", x)
     code = COUNT + (
         "from swt_cli import sliding_window_transpose as f\n"
         "x = np.load(sys.argv[1])\n"
@@ -101,10 +105,7 @@ def test_repeated_calls_load_numba_after_the_threshold(tmp_path):
         "assert np.array_equal(y, first)\n"
         "np.save(sys.argv[2], y)\n"
     )
-    done = _python(code, tmp_path / "x.npy", tmp_path / "y.npy")
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
-    assert np.array_equal(np.load(tmp_path / "y.npy"), _want(x))
+    assert np.array_equal(_fold_script(code, x, tmp_path), _want(x))
 
 
 def test_one_call_however_large_never_starts_the_load():
