@@ -80,7 +80,7 @@ _jit_error: str | None = None
 #: A call on NumPy arrays starts the load once the calls before it in this process add up to this much
 #: work (input plus output bytes), so that: a script whose calls add up to less (ten calls of 80 MB, the
 #: README's examples) never loads numba; repeated calls reach it after about 0.2 s of NumPy work and
-#: take numba about half a second later; and a single call, however large, never pays for a load it
+#: take numba half a second to a second later; and a single call, however large, never pays for a load it
 #: could not use (a call keeps the path it started on). Both paths give the same bits, so the choice
 #: only changes speed (BENCHMARKS.md, "When numba loads").
 _JIT_WORTH_BYTES = 1 << 30
