@@ -216,11 +216,80 @@ def fold_planes_tiled(x, out, lo, hi, geo):
 
 
 @njit(**_OPTS)
+def _copy_window_rows(xf, of, xi, oi, count, s2, kk, k2, d2):
+    """Copy one window row (``k2`` elements ``d2`` apart) of ``count`` windows: window ``j`` from
+    ``xf[xi + j*s2:]`` to ``of[oi + j*kk:]``, every element inside the image.
+
+    Short rows are spelled out, a window's elements loaded and stored together; longer ones go offset by
+    offset, each a strided run.
+    """
+    us2 = np.uint64(s2)
+    ukk = np.uint64(kk)
+    ud = np.uint64(d2)
+    one = np.uint64(1)
+    xi = np.uint64(xi)
+    oi = np.uint64(oi)
+    if k2 == 2:
+        for _ in range(count):
+            a = xf[xi]
+            b = xf[xi + ud]
+            of[oi] = a
+            of[oi + one] = b
+            xi += us2
+            oi += ukk
+    elif k2 == 3:
+        for _ in range(count):
+            a = xf[xi]
+            b = xf[xi + ud]
+            c = xf[xi + ud + ud]
+            of[oi] = a
+            of[oi + one] = b
+            of[oi + one + one] = c
+            xi += us2
+            oi += ukk
+    elif k2 == 5:
+        for _ in range(count):
+            a = xf[xi]
+            b = xf[xi + ud]
+            c = xf[xi + 2 * ud]
+            d = xf[xi + 3 * ud]
+            e = xf[xi + 4 * ud]
+            of[oi] = a
+            of[oi + one] = b
+            of[oi + 2 * one] = c
+            of[oi + 3 * one] = d
+            of[oi + 4 * one] = e
+            xi += us2
+            oi += ukk
+    else:
+        for w2 in range(k2):
+            xj = xi + np.uint64(w2) * ud
+            oj = oi + np.uint64(w2)
+            for _ in range(count):
+                of[oj] = xf[xj]
+                xj += us2
+                oj += ukk
+
+
+@njit(**_OPTS)
+def _copy_border(xf, of, xbase, obase, lo, hi, n2, s2, p2, kk, k2, d2):
+    """Windows ``lo:hi`` of one window row that reach into the padding: copy the elements inside the image
+    (the rest of the slab is already zero)."""
+    for i2 in range(lo, hi):
+        for w2 in range(k2):
+            c = i2 * s2 - p2 + w2 * d2
+            if 0 <= c < n2:
+                of[obase + i2 * kk + w2] = xf[xbase + c]
+
+
+@njit(**_OPTS)
 def unfold_planes(x, out, lo, hi, geo):
     """Cut planes ``lo:hi`` of images ``x (P, S0, S1, S2)`` into windows ``out (P, G0, G1, G2, K0, K1, K2)``.
 
     The mirror of :func:`fold_planes`: one row of windows (a contiguous slab of ``out``, in L1 cache) at
-    a time, kernel-offset-major; a slab that reaches into the padding is zeroed first.
+    a time, kernel row by kernel row; a slab that reaches into the padding is zeroed first. Along the
+    last axis the windows wholly inside the image (``ia:ib``) are copied without bounds checks
+    (:func:`_copy_window_rows`), the few at the edges element by element.
     """
     k0, k1, k2, s0, s1, s2, p0, p1, p2, d0, d1, d2 = geo
     n0, n1, n2 = x.shape[1], x.shape[2], x.shape[3]
@@ -231,11 +300,11 @@ def unfold_planes(x, out, lo, hi, geo):
     plane_out = g0 * g1 * slab
     xf = x.reshape(-1)
     of = out.reshape(-1)
-    us2 = np.uint64(s2)
-    ukk = np.uint64(kk)
-    # Every window of a row inside the image along the last axis?
-    a0, b0 = _last_axis_range(-p2, s2, g2, n2 - (k2 - 1) * d2)
-    full_rows = a0 == 0 and b0 == g2
+    # Windows wholly inside the image along the last axis.
+    ia, ib = _last_axis_range(-p2, s2, g2, n2 - (k2 - 1) * d2)
+    ia = min(ia, g2)  # wide padding on a short row: maybe none inside
+    ib = max(ia, ib)
+    full_rows = ia == 0 and ib == g2
     for p in range(lo, hi):
         for i0 in range(g0):
             for i1 in range(g1):
@@ -259,13 +328,7 @@ def unfold_planes(x, out, lo, hi, geo):
                             continue
                         xbase = p * plane_in + (r0 * n1 + r1) * n2
                         obase = os_ + (w0 * k1 + w1) * k2
-                        for w2 in range(k2):
-                            off = w2 * d2 - p2
-                            a, b = _last_axis_range(off, s2, g2, n2)
-                            xi = np.uint64(xbase + a * s2 + off)
-                            oi = np.uint64(obase + a * kk + w2)
-                            for _ in range(b - a):
-                                of[oi] = xf[xi]
-                                xi += us2
-                                oi += ukk
+                        _copy_window_rows(xf, of, xbase + ia * s2 - p2, obase + ia * kk, ib - ia, s2, kk, k2, d2)
+                        _copy_border(xf, of, xbase, obase, 0, ia, n2, s2, p2, kk, k2, d2)
+                        _copy_border(xf, of, xbase, obase, ib, g2, n2, s2, p2, kk, k2, d2)
     return 0
