@@ -97,7 +97,7 @@ def test_unfold_matches_plain_loops(path, g, seed, threads):
 #: (kernel, stride, padding, dilation, size): window rows copied as wide items (kernel * itemsize of 1-3
 #: items of 8/4/2/1 bytes, aligned to the stride or not), in words (numba: even kernel, stride, padding
 #: and row in 8-byte words), neither (dilated, long rows), tiles with an edge, 1-d and 3-d; numba copies
-#: windows inside the image along the last axis without bounds checks (rows of 2, 3 and 5 elements spelled
+#: windows inside the image along the last axis without bounds checks (rows of 2 and 3 elements spelled
 #: out) and those reaching into the padding element by element.
 ROW_GEOMETRIES = [
     ((3, 3), (2, 2), (1, 1), (1, 1), (9, 12)),
