@@ -97,7 +97,7 @@ def test_unfold_matches_plain_loops(path, g, seed, threads):
 #: (kernel, stride, padding, dilation, size): window rows copied as wide items (kernel * itemsize of 1-3
 #: items of 8/4/2/1 bytes, aligned to the stride or not), in words (numba: even kernel, stride, padding
 #: and row in 8-byte words), neither (dilated, long rows), tiles with an edge, 1-d and 3-d; numba copies
-#: windows inside the image along the last axis without bounds checks (rows of 2 and 3 elements spelled
+#: windows inside the image along the last axis without bounds checks (rows of 2-5 elements spelled
 #: out) and those reaching into the padding element by element.
 ROW_GEOMETRIES = [
     ((3, 3), (2, 2), (1, 1), (1, 1), (9, 12)),
@@ -108,6 +108,9 @@ ROW_GEOMETRIES = [
     ((2, 2), (2, 2), (0, 0), (1, 1), (9, 11)),
     ((6,), (3,), (2,), (1,), (17,)),
     ((2, 3, 2), (1, 2, 2), (1, 0, 1), (1, 1, 1), (4, 7, 8)),
+    # Dilated rows of 5 and 4 spelled out (numba), with windows at both ends reaching into the padding.
+    ((2, 5), (1, 2), (0, 2), (1, 2), (5, 13)),
+    ((1, 4), (1, 1), (0, 3), (1, 3), (2, 14)),
     # Rows with no window wholly inside the image: every window copied element by element.
     ((1, 5), (1, 1), (0, 2), (1, 1), (3, 1)),
     ((3, 3), (1, 1), (1, 2), (1, 1), (4, 2)),
