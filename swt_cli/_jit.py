@@ -125,6 +125,12 @@ def fold_planes(x, out, lo, hi, geo):
     A ring row is written out (interleaved, cropped to the output) once no later grid row reaches it,
     so each output element is written once. Grid rows in order, and the offsets along the last axis from
     the last down, add each element's windows in row-major order.
+
+    Where the windows are undilated, at least 4 apart and a whole number of strides long (kernel 8,
+    stride 4, say), the ring rows hold the columns in order and each window row is added as one
+    contiguous run, window after window: the loads are then contiguous too, and that measured faster
+    than the gathers (for strides 2 and 3, or kernels that are no stride multiple, it was slower). Windows
+    in order add each element's windows in row-major order there as well.
     """
     k0, k1, k2, s0, s1, s2, p0, p1, p2, d0, d1, d2 = geo
     g0, g1, g2 = x.shape[1], x.shape[2], x.shape[3]
@@ -140,13 +146,17 @@ def fold_planes(x, out, lo, hi, geo):
     xf = x.reshape(-1)
     ukk = np.uint64(kk)
     line = max(1, 64 // x.itemsize)  # elements per cache line
+    # Undilated windows of whole stride multiples, at least 4 apart: ring rows in column order instead,
+    # each window row added as one run (see the docstring); written out as rows of one phase.
     touch = 0.0
+    natural = d2 == 1 and s2 >= 4 and k2 % s2 == 0
+    ring_m, ring_phases = (rowlen, 1) if natural else (m, s2)
     for p in range(lo, hi):
         flushed = 0
         for i0 in range(g0 + 1):
             # Rows below this grid row's first are complete: write them out and clear their slots.
             top = min(o0, i0 * s0 - p0) if i0 < g0 else o0
-            flushed = _flush_rows(ring, out, p, flushed, top, nring, slot, rowlen, m, s2, p2)
+            flushed = _flush_rows(ring, out, p, flushed, top, nring, slot, rowlen, ring_m, ring_phases, p2)
             if i0 == g0:
                 break
             for i1 in range(g1):
@@ -163,6 +173,14 @@ def fold_planes(x, out, lo, hi, geo):
                         if r1 < 0 or r1 >= o1:
                             continue
                         rbase = sbase + r1 * rowlen
+                        if natural:  # window after window: each element's windows in order
+                            wb = (w0 * k1 + w1) * k2
+                            for i2 in range(g2):
+                                dst = ring[rbase + i2 * s2:rbase + i2 * s2 + k2]
+                                src = xsl[i2 * kk + wb:i2 * kk + wb + k2]
+                                for w in range(k2):
+                                    dst[w] += src[w]
+                            continue
                         # Offsets along the last axis from the last down: an element's windows of this
                         # grid row then arrive in order (larger offsets come from earlier windows).
                         for w2 in range(k2 - 1, -1, -1):

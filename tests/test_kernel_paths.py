@@ -354,6 +354,9 @@ SUMMING_GEOMETRIES = [
         ((4, 4), (2, 3), (3, 3), (0, 1), (2, 2)),  # dilation 2, stride 3
         ((3, 5), (2, 4), (2, 2), (0, 3), (3, 3)),  # dilation 3, stride 2
         ((6, 7), (2, 2), (1, 2), (3, 3), (1, 1)),  # padding wider than the kernel
+        ((4, 6), (3, 8), (2, 4), (1, 3), (1, 1)),  # kernel 2 strides of 4: ring rows in column order
+        ((5, 4), (2, 10), (1, 5), (0, 2), (1, 1)),  # the same, kernel 2 strides of 5 and 1-d-like rows
+        ((3, 2, 5), (1, 2, 12), (1, 1, 4), (0, 1, 5), (1, 1, 1)),  # 3-d, kernel 3 strides of 4, wide padding
         ((3, 4, 5), (2, 3, 2), (2, 1, 2), (1, 0, 1), (1, 2, 1)),  # 3-d
         ((2, 3, 4), (3, 2, 3), (1, 2, 3), (0, 1, 2), (2, 1, 3)),  # 3-d, dilation == stride
     ]
