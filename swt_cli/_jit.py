@@ -112,6 +112,14 @@ def _flush_row(d, db, m, s2, p2, orow):
                 oi += us2
 
 
+def ring_in_order(geo, row_bytes):
+    """The ``layout`` argument of :func:`fold_planes` for windows ``geo`` in rows of windows of
+    ``row_bytes``: whether its ring holds the columns in order (see there)."""
+    k2, s2, d2 = geo[2], geo[5], geo[11]
+    natural = d2 == 1 and s2 >= 4 and k2 % s2 == 0 and row_bytes <= 8192
+    return np.empty(0, np.uint8 if natural else np.uint16)
+
+
 @njit(**_OPTS)
 def _add_window_runs(dst, src, g2, s2, kk, k2):
     """Add ``g2`` window rows of ``k2`` elements, ``kk`` apart in ``src``, onto ``dst`` at ``s2`` apart:
@@ -124,7 +132,7 @@ def _add_window_runs(dst, src, g2, s2, kk, k2):
 
 
 @njit(**_OPTS)
-def fold_planes(x, out, lo, hi, geo):
+def fold_planes(x, out, lo, hi, geo, layout):
     """Sum the windows of planes ``lo:hi`` of ``x`` into ``out`` (every element of ``out`` is written).
 
     The sums are kept in a small scratch ring of output rows, deinterleaved along the last axis:
@@ -158,11 +166,11 @@ def fold_planes(x, out, lo, hi, geo):
     xf = x.reshape(-1)
     ukk = np.uint64(kk)
     line = max(1, 64 // x.itemsize)  # elements per cache line
-    # Undilated windows of whole stride multiples, at least 4 apart, in rows of windows of at most 8 KiB:
-    # ring rows in column order instead, each window row added as one run (see the docstring); written
-    # out as rows of one phase.
     touch = 0.0
-    natural = d2 == 1 and s2 >= 4 and k2 % s2 == 0 and slab * x.itemsize <= 8192
+    # The ring's layout comes as a type (an empty array of 1-byte items: columns in order, see
+    # ring_in_order), so that each layout gets code of its own: a test in the loop made the gathers of
+    # the other about 5% slower. In order, ring rows are written out as rows of one phase.
+    natural = layout.itemsize == 1
     ring_m, ring_phases = (rowlen, 1) if natural else (m, s2)
     for p in range(lo, hi):
         flushed = 0

@@ -405,7 +405,7 @@ def test_numba_summing_kernel_called_directly(grid, kernel_size, stride, padding
     x7 = x.reshape((3,) + rows(grid, 1) + rows(kernel_size, 1))
     geo = np.array(rows(kernel_size, 1) + rows(stride, 1) + rows(padding, 0) + rows(dilation, 1), np.int64)
     got = np.full((3,) + output, np.nan)  # every element must be written
-    jit.fold_planes(x7, got.reshape((3,) + rows(output, 1)), 0, 3, geo)
+    jit.fold_planes(x7, got.reshape((3,) + rows(output, 1)), 0, 3, geo, jit.ring_in_order(geo, x7[0, 0, 0].nbytes))
     np.testing.assert_array_equal(got, want)
     assert nd in (1, 2, 3)
 
