@@ -289,38 +289,24 @@ def _copy_window_rows(xf, of, xi, oi, count, s2, kk, k2, d2):
             of[oi + one + one] = c
             xi += us2
             oi += ukk
-    elif k2 == 4:
-        x1 = ud
-        x2 = x1 + ud
-        x3 = x2 + ud
-        for _ in range(count):
-            a = xf[xi]
-            b = xf[xi + x1]
-            c = xf[xi + x2]
-            d = xf[xi + x3]
-            of[oi] = a
-            of[oi + one] = b
-            of[oi + one + one] = c
-            of[oi + one + one + one] = d
-            xi += us2
-            oi += ukk
-    elif k2 == 5:
+    elif k2 == 4 or k2 == 5:
         x1 = ud
         x2 = x1 + ud
         x3 = x2 + ud
         x4 = x3 + ud
         o4 = np.uint64(4)
+        five = k2 == 5  # a loop-invariant test: LLVM makes two loops of this one
         for _ in range(count):
             a = xf[xi]
             b = xf[xi + x1]
             c = xf[xi + x2]
             d = xf[xi + x3]
-            e = xf[xi + x4]
+            if five:
+                of[oi + o4] = xf[xi + x4]
             of[oi] = a
             of[oi + one] = b
             of[oi + one + one] = c
             of[oi + one + one + one] = d
-            of[oi + o4] = e
             xi += us2
             oi += ukk
     else:
