@@ -585,7 +585,7 @@ def _fold_numba(xs, rs, plan: FoldPlan):
     words = tiled and r4.itemsize < 8 and geo[2] * r4.itemsize % 8 == 0 and r4.shape[3] * r4.itemsize % 8 == 0
     if words:
         geo[2] = geo[2] * r4.itemsize // 8
-
+    layout = jit.ring_in_order(geo, x7.shape[3] * math.prod(x7.shape[4:]) * r4.itemsize)
 
     def kernel(xb, rb, lo, hi):
         if words:
@@ -593,7 +593,7 @@ def _fold_numba(xs, rs, plan: FoldPlan):
         elif tiled:
             jit.fold_planes_tiled(xb, rb, lo, hi, geo)
         else:
-            jit.fold_planes(xb, rb, lo, hi, geo)
+            jit.fold_planes(xb, rb, lo, hi, geo, layout)
 
     def run(lo, hi):
         if direct:

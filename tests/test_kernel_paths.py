@@ -96,7 +96,9 @@ def test_unfold_matches_plain_loops(path, g, seed, threads):
 
 #: (kernel, stride, padding, dilation, size): window rows copied as wide items (kernel * itemsize of 1-3
 #: items of 8/4/2/1 bytes, aligned to the stride or not), in words (numba: even kernel, stride, padding
-#: and row in 8-byte words), neither (dilated, long rows), tiles with an edge, 1-d and 3-d.
+#: and row in 8-byte words), neither (dilated, long rows), tiles with an edge, 1-d and 3-d; numba copies
+#: windows inside the image along the last axis without bounds checks (rows of 2-5 elements spelled
+#: out) and those reaching into the padding element by element.
 ROW_GEOMETRIES = [
     ((3, 3), (2, 2), (1, 1), (1, 1), (9, 12)),
     ((3, 3), (1, 1), (1, 0), (1, 1), (7, 8)),
@@ -106,6 +108,13 @@ ROW_GEOMETRIES = [
     ((2, 2), (2, 2), (0, 0), (1, 1), (9, 11)),
     ((6,), (3,), (2,), (1,), (17,)),
     ((2, 3, 2), (1, 2, 2), (1, 0, 1), (1, 1, 1), (4, 7, 8)),
+    # Dilated rows of 5 and 4 spelled out (numba), with windows at both ends reaching into the padding.
+    ((2, 5), (1, 2), (0, 2), (1, 2), (5, 13)),
+    ((1, 4), (1, 1), (0, 3), (1, 3), (2, 14)),
+    # Rows with no window wholly inside the image: every window copied element by element.
+    ((1, 5), (1, 1), (0, 2), (1, 1), (3, 1)),
+    ((3, 3), (1, 1), (1, 2), (1, 1), (4, 2)),
+    ((2, 2), (3, 3), (1, 1), (1, 1), (5, 4)),
 ]
 
 
@@ -345,6 +354,9 @@ SUMMING_GEOMETRIES = [
         ((4, 4), (2, 3), (3, 3), (0, 1), (2, 2)),  # dilation 2, stride 3
         ((3, 5), (2, 4), (2, 2), (0, 3), (3, 3)),  # dilation 3, stride 2
         ((6, 7), (2, 2), (1, 2), (3, 3), (1, 1)),  # padding wider than the kernel
+        ((4, 6), (3, 8), (2, 4), (1, 3), (1, 1)),  # kernel 2 strides of 4: ring rows in column order
+        ((5, 4), (2, 10), (1, 5), (0, 2), (1, 1)),  # the same, kernel 2 strides of 5 and 1-d-like rows
+        ((3, 2, 5), (1, 2, 12), (1, 1, 4), (0, 1, 5), (1, 1, 1)),  # 3-d, kernel 3 strides of 4, wide padding
         ((3, 4, 5), (2, 3, 2), (2, 1, 2), (1, 0, 1), (1, 2, 1)),  # 3-d
         ((2, 3, 4), (3, 2, 3), (1, 2, 3), (0, 1, 2), (2, 1, 3)),  # 3-d, dilation == stride
     ]
@@ -393,7 +405,7 @@ def test_numba_summing_kernel_called_directly(grid, kernel_size, stride, padding
     x7 = x.reshape((3,) + rows(grid, 1) + rows(kernel_size, 1))
     geo = np.array(rows(kernel_size, 1) + rows(stride, 1) + rows(padding, 0) + rows(dilation, 1), np.int64)
     got = np.full((3,) + output, np.nan)  # every element must be written
-    jit.fold_planes(x7, got.reshape((3,) + rows(output, 1)), 0, 3, geo)
+    jit.fold_planes(x7, got.reshape((3,) + rows(output, 1)), 0, 3, geo, jit.ring_in_order(geo, x7[0, 0, 0].nbytes))
     np.testing.assert_array_equal(got, want)
     assert nd in (1, 2, 3)
 
