@@ -215,13 +215,31 @@ def listdir(fs: Any, folder: str) -> list[str]:
         return []
 
 
+def _canonical(url: str) -> str:
+    """``url`` as its driver names it: the protocol's first name, its path with runs of slashes made one."""
+    proto = scheme(url) or "file"
+    path = url.split("://", 1)[1] if "://" in url else url
+    try:
+        cls = _fsspec().get_filesystem_class(proto)
+        names = cls.protocol
+        proto = names if isinstance(names, str) else names[0]
+        path = cls._strip_protocol(url)
+    except (ImportError, ValueError, SwtError):  # no driver: the URL as written
+        pass
+    return f"{proto}://{re.sub('/+', '/', path).rstrip('/')}"
+
+
 def same_or_inside(a: str, b: str) -> str | None:
     """How URL ``b`` relates to URL ``a``: ``"same"``, ``"inside"`` (b lies in a), ``"holds"`` (b holds a), or None.
+
+    Both are compared as the driver sees them: one name for a protocol's aliases (``s3a://`` is ``s3://``)
+    and runs of slashes as one (s3fs lists ``bkt//w.zarr`` as ``bkt/w.zarr``, so deleting the one deletes
+    the other).
 
     >>> same_or_inside("s3://b/w.zarr/", "s3://b/w.zarr"), same_or_inside("s3://b/w.zarr", "s3://b/w.zarr/x.zarr")
     ('same', 'inside')
     """
-    a, b = a.rstrip("/"), b.rstrip("/")
+    a, b = _canonical(a), _canonical(b)
     if a == b:
         return "same"
     if b.startswith(a + "/"):

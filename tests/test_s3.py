@@ -186,6 +186,12 @@ def test_refusals_on_s3(s3, tmp_path):
     assert same.exit_code == 1 and "is the input" in same.stderr
     inside = invoke("unfold", f"{bucket}/out.zarr", f"{bucket}/out.zarr/in.zarr", "-k", "1", *so)
     assert inside.exit_code == 1 and "lies inside the input" in inside.stderr
+    before = fs.find(f"{bucket[5:]}/out.zarr")
+    for alias in ("s3a://" + bucket[5:] + "/out.zarr", bucket + "//out.zarr"):
+        # s3a:// is s3://, and s3fs lists bkt//x as bkt/x: --overwrite would delete the input it then reads
+        aliased = invoke("unfold", f"{bucket}/out.zarr", alias, "-k", "1", *so, "--overwrite")
+        assert aliased.exit_code == 1 and "is the input" in aliased.stderr, (alias, aliased.stderr)
+    assert fs.find(f"{bucket[5:]}/out.zarr") == before
     https = invoke("fold", f"{bucket}/w.zarr", "https://example.invalid/o.zarr", "-k", "1", *so)
     assert https.exit_code == 1 and "read-only" in https.stderr
     bad = invoke("fold", f"{bucket}/w.zarr", f"{bucket}/o.zarr", "-k", "1", "--storage-options", "{nope")
