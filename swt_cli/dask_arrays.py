@@ -46,7 +46,11 @@ def blockwise(call: Callable[[Any], Any], x, core_ndim: int, op: str):
         call(xp.lib.stride_tricks.as_strided(xp.empty(1, x.dtype), x.shape, (0,) * x.ndim))
         raise SwtError(f"{op} needs at least {core_ndim} axes, got shape {fmt_shape(x.shape)}")
     # The output's core shape and dtype, and every argument checked, from a block of no images.
-    probe = call(xp.empty((0,) * max(lead, 1) + tuple(x.shape[lead:]), x.dtype))
+    empty = xp.empty((0,) * max(lead, 1) + tuple(x.shape[lead:]), x.dtype)
+    try:
+        probe = call(empty)
+    except SwtError as err:  # its message names the empty block's shape: name the caller's array instead
+        raise SwtError(str(err).replace(f"of shape {fmt_shape(empty.shape)}", f"of shape {fmt_shape(x.shape)}")) from None
     core_out = tuple(probe.shape[max(lead, 1):])
     out_dtype = probe.dtype
     if any(len(x.chunks[axis]) > 1 for axis in range(lead, x.ndim)):

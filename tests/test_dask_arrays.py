@@ -103,8 +103,10 @@ def test_shape_dtype_and_errors_come_without_computing():
     x = da.zeros((2, 3, 15, 15, 3, 3), np.int8, chunks=(1, 3, 15, 15, 3, 3)).map_blocks(boom, dtype=np.int8)
     y = sliding_window_transpose(x, None, 3, stride=2, weight="hann")
     assert (y.shape, y.dtype, type(y._meta)) == ((2, 3, 31, 31), np.float64, np.ndarray)
-    with pytest.raises(SwtError, match="output height 65 is impossible for 15 windows"):
-        sliding_window_transpose(x, 65, 3, stride=2)
+    with pytest.raises(SwtError, match=r"of shape \(2, 3, 15, 15, 3, 3\) .*output height 65 is impossible for 15 windows"):
+        sliding_window_transpose(x, 65, 3, stride=2)  # the message names the caller's shape, not the probe's
+    with pytest.raises(SwtError, match=r"of shape \(15, 15\) .*too small for kernel 16"):
+        sliding_window(x[0, 0, :, :, 0, 0], 16)
     with pytest.raises(SwtError, match="fractional results"):
         sliding_window_transpose(x, 31, 3, stride=2, reduce="mean", dtype=np.int32)
     with pytest.raises(SwtError, match="needs output_size"):
