@@ -20,7 +20,7 @@ import click
 # without a file needs no NumPy (tests/test_startup.py).
 from ._version import __version__
 from .choices import COMPRESSIONS, DEFAULT_MAX_MEMORY, LAYOUTS, REDUCES, WINDOWS, parse_size
-from .errors import OptionError, SwtError
+from .errors import OptionError, SwtError, redact_urls
 from .geometry import fmt_shape
 from .stdio import READER_GONE, reader_gone
 
@@ -46,8 +46,9 @@ class ReaderGone(Exception):
 
 
 def _one_line(text: str) -> str:
-    """An error as the one line swt promises, even where it quotes a value holding line breaks."""
-    return " ".join(text.splitlines())
+    """An error as the one line swt promises, even where it quotes a value holding line breaks, and without
+    the password of a URL it names."""
+    return redact_urls(" ".join(text.splitlines()))
 
 
 #: Signals received and not yet acted on: Python drops an exception raised inside a finalizer or a weakref
@@ -462,7 +463,7 @@ def cli():
 
 def _note(quiet: bool, text: str) -> None:
     if not quiet:
-        click.echo(f"swt: {text}", err=True)
+        click.echo(f"swt: {redact_urls(text)}", err=True)
 
 
 def _output_location(output: str, compression) -> Location:

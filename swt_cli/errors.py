@@ -9,6 +9,18 @@ def first_line(err: BaseException, limit: int = 200) -> str:
     return text[0][:limit] if text else type(err).__name__
 
 
+def redact_urls(text: str) -> str:
+    """``text`` with the password of every URL in it (``https://user:password@host``) replaced by
+    ``<redacted>``: for the messages on stderr and the ``swt_command`` attribute.
+
+    >>> redact_urls("no such Zarr store: https://me:hunter2@example.com/w.zarr")
+    'no such Zarr store: https://<redacted>@example.com/w.zarr'
+    """
+    import re
+
+    return re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]*@", r"\1<redacted>@", text)
+
+
 class SwtError(ValueError):
     """Anything wrong with the data, the geometry or a file, in words a user can act on.
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .choices import DEFAULT_MAX_MEMORY, parse_size
-from .errors import OptionError
+from .errors import OptionError, redact_urls
 
 if TYPE_CHECKING:
     from .pipeline import Progress
@@ -21,7 +21,7 @@ __all__ = ["OptionError", "RunOptions"]
 
 
 def _stderr_note(text: str) -> None:
-    print(f"swt: {text}", file=sys.stderr, flush=True)
+    print(f"swt: {redact_urls(text)}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)

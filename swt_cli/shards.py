@@ -189,8 +189,9 @@ class SharedOutput:
                 st = (status(array_dir(path, location.name), attrs_now) if remote is None
                       else status(remote.folder, attrs_now, remote.fs))
                 gaps = fmt_items(st["missing"], st["items"], lead_shape) if st and st["missing"] else "no rows"
-                raise SwtError(f"{path} is an incomplete output of an earlier run ({gaps} missing): pass --resume "
-                               f"to finish it, or --overwrite to start again")
+                raise SwtError(f"{path} is an incomplete output ({gaps} missing) of another run, still writing it or "
+                               f"stopped: once none is writing it, pass --resume to finish it, or --overwrite to "
+                               f"start again")
             why = (f"it holds another job's output ({_difference(match, job.get('match') or {})})"
                    if isinstance(job, dict) else "it is not the output of a sharded or distributed swt run")
             if shard:

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import pytest
 import zarr
-from clitools import invoke
+from clitools import invoke, run_in_process
 
 from swt_cli import SwtError, sliding_window, sliding_window_transpose
 from swt_cli.formats import Location
@@ -390,3 +390,13 @@ def test_preview_and_plan_of_s3_inputs(s3, tmp_path):
     assert (tmp_path / "remote.png").read_bytes() == (tmp_path / "local.png").read_bytes()
     planned = _swt(env, "plan", f"{bucket}/w.zarr", "--json")
     assert planned.returncode == 0 and json.loads(planned.stdout)["output_size"] == [16, 16]
+
+
+def test_url_passwords_never_reach_stderr(tmp_path):
+    """A password in a URL (``https://user:password@host``) is left out of every message, as of the
+    ``swt_command`` attribute: here the errors of an input that is not there (port 1 refuses at once)."""
+    for args in (["info", "https://me:TOPSECRET@127.0.0.1:1/w.zarr"],
+                 ["fold", "http://me:TOPSECRET@127.0.0.1:1/w.npy", str(tmp_path / "o.npy"), "-k", "3"]):
+        done = run_in_process(*args)
+        assert done.returncode == 1, done.stderr
+        assert b"TOPSECRET" not in done.stderr and b"<redacted>@127.0.0.1:1" in done.stderr, done.stderr

@@ -192,7 +192,7 @@ def test_existing_outputs(tmp_path, windows):
     assert other.exit_code == 1 and "another job's output" in other.stderr and "[30, 2, 15, 15]" in other.stderr
     # a plain (non-shard) run neither joins nor silently continues an incomplete output
     plain = invoke("fold", win, out, *GEOMETRY, "--scheduler", "local:1")
-    assert plain.exit_code == 1 and "incomplete output of an earlier run" in plain.stderr
+    assert plain.exit_code == 1 and "is an incomplete output" in plain.stderr and "once none is writing it, pass --resume" in plain.stderr
     assert invoke("fold", win, out, *GEOMETRY, "--shard", "1/2", "-q").exit_code == 0
     complete = invoke("fold", win, out, *GEOMETRY, "--shard", "1/2")
     assert complete.exit_code == 1 and "is complete" in complete.stderr
