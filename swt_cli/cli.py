@@ -165,6 +165,11 @@ class SwtGroup(click.Group):
         except Exception as err:
             if ctx.meta.get("swt.debug"):
                 raise
+            from .storage import driver_option_error
+
+            refused = driver_option_error(err)
+            if refused is not None:
+                raise click.UsageError(refused, ctx) from None
             raise click.ClickException(
                 f"unexpected {type(err).__name__}: {err} (this is a bug in swt: rerun with --debug and report it)"
             ) from None

@@ -147,6 +147,27 @@ def refuse_whole_file_output(url: str, fmt: str) -> None:
                    f"({os.path.splitext(url)[0]}.zarr), or a local file and copy it")
 
 
+#: The packages of fsspec and its drivers: a TypeError raised in their code is an option they do not take.
+_DRIVER_PACKAGES = ("fsspec", "s3fs", "aiobotocore", "botocore", "boto3", "gcsfs", "adlfs", "azure", "aiohttp")
+
+
+def driver_option_error(err: BaseException) -> str | None:
+    """The one line for a ``TypeError`` that an object store's driver raised for an option it does not take
+    (from ``--storage-options`` or fsspec's ``FSSPEC_*`` settings, which reach it only at its first
+    request), or None for any other error, which stays what it is."""
+    if not isinstance(err, TypeError):
+        return None
+    tb = err.__traceback__
+    last = None
+    while tb is not None:
+        last = tb.tb_frame.f_globals.get("__name__", "")
+        tb = tb.tb_next
+    if not last or last.split(".")[0] not in _DRIVER_PACKAGES:
+        return None
+    return (f"the storage driver refused an option ({first_line(err)}): check --storage-options and any "
+            f"FSSPEC_<PROTOCOL>_<OPTION> environment variables against the driver's documentation")
+
+
 @contextlib.contextmanager
 def remote_errors(url: str) -> Iterator[None]:
     """Failures of an object store (missing credentials, no such bucket, refused access, an unreachable

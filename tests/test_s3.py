@@ -400,3 +400,14 @@ def test_url_passwords_never_reach_stderr(tmp_path):
         done = run_in_process(*args)
         assert done.returncode == 1, done.stderr
         assert b"TOPSECRET" not in done.stderr and b"<redacted>@127.0.0.1:1" in done.stderr, done.stderr
+
+
+def test_options_the_driver_does_not_take_are_a_usage_error(s3, tmp_path):
+    """``--storage-options`` that s3fs passes on and botocore refuses at its first request: exit 2 with one line
+    naming the option source, not 'a bug in swt'."""
+    fs, bucket, _, options = s3
+    _upload(fs, tmp_path, f"{bucket}/w.npy", sliding_window(_images(3, (1, 1, 6, 6)), 3))
+    for extra in ({"bogus_kw": 1}, {"client_kwargs": {"bogus": 1}}, {"config_kwargs": {"nope": 1}}):
+        done = invoke("info", f"{bucket}/w.npy", "--storage-options", json.dumps({**options, **extra}))
+        assert done.exit_code == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "--storage-options" in done.stderr and "bug in swt" not in done.stderr
