@@ -52,10 +52,26 @@ def is_url(path: str) -> bool:
 
 
 def local_path(spec: str) -> str:
-    """``spec`` with a ``file://`` prefix taken off (a local path as it is); other URLs unchanged."""
-    if scheme(spec) == "file":
-        return spec[len("file://"):]
-    return spec
+    """``spec`` with a ``file://`` prefix taken off (``file:///x`` and ``file://localhost/x`` are ``/x``; a
+    local path as it is); other URLs with their protocol in lower case, as URLs' protocols are
+    case-insensitive and fsspec's names are lower case (``S3://b/x`` is ``s3://b/x``).
+
+    >>> local_path("file://localhost/tmp/w.npy"), local_path("S3://bucket/w.zarr")
+    ('/tmp/w.npy', 's3://bucket/w.zarr')
+    """
+    proto = scheme(spec)
+    if proto is None:
+        return spec
+    rest = spec[len(proto) + len("://"):]
+    if proto != "file":
+        return f"{proto}://{rest}"
+    host, slash, _ = rest.partition("/")
+    if host.lower() == "localhost":
+        return rest[len(host):]
+    if host and slash:
+        raise SwtError(f"{spec}: a file:// URL names a file on this machine (file:///path or file://localhost/path), "
+                       f"not on host {host!r}")
+    return rest
 
 
 def parse_options(text: str | None) -> dict | None:

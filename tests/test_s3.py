@@ -411,3 +411,18 @@ def test_options_the_driver_does_not_take_are_a_usage_error(s3, tmp_path):
         done = invoke("info", f"{bucket}/w.npy", "--storage-options", json.dumps({**options, **extra}))
         assert done.exit_code == 2, done.stderr
         assert done.stderr.count("\n") == 1 and "--storage-options" in done.stderr and "bug in swt" not in done.stderr
+
+
+def test_url_protocols_are_case_insensitive_and_file_urls_may_name_localhost(s3, tmp_path):
+    fs, bucket, _, options = s3
+    windows = sliding_window(_images(3, (1, 1, 6, 6)), 3)
+    _upload(fs, tmp_path, f"{bucket}/w.npy", windows)
+    upper = invoke("info", "S3://" + bucket[5:] + "/w.npy", "--json", "--storage-options", json.dumps(options))
+    assert upper.exit_code == 0, upper.stderr
+    assert json.loads(upper.stdout)["shape"] == list(windows.shape)
+    np.save(tmp_path / "local.npy", windows)
+    for url in (f"file://localhost{tmp_path}/local.npy", f"FILE://{tmp_path}/local.npy"):
+        done = invoke("info", url, "--json")
+        assert done.exit_code == 0 and json.loads(done.stdout)["shape"] == list(windows.shape), done.stderr
+    elsewhere = invoke("info", f"file://otherhost{tmp_path}/local.npy")
+    assert elsewhere.exit_code == 2 and "not on host 'otherhost'" in elsewhere.stderr
