@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_module, as_array, result_dtype
+from .backend import accumulator_dtype, array_module, as_array, result_dtype
 from .blend import Blend
 from .choices import LAYOUTS
 from .cover import check_coverable, covered_size, crop, pad_to_cover
@@ -29,7 +29,7 @@ __all__ = ["blended_transpose", "check_layout", "fold_cover", "sliding_window", 
 
 
 def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None,
-                             reduce="sum", weight=None, fill=0, cover=False, layout="megengine"):
+                             reduce="sum", weight=None, fill=0, cover=False, layout="megengine", out=None):
     """Fold windows back into images: sum each window element onto the image position it was cut from.
 
     The sliding-window transpose (col2im, overlap-add) with MegEngine's semantics
@@ -72,6 +72,12 @@ def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1,
     layout : {"megengine", "torch"}, default "megengine"
         ``"torch"``: the windows are in ``torch.nn.functional.unfold``'s layout ``(..., C*K1*..*KD, L)``
         (see :mod:`swt_cli.layouts`); ``output_size`` is then needed, as for ``torch.nn.functional.fold``.
+    out : ndarray, optional
+        Write the images into this NumPy (or CuPy) array, of the result's shape and dtype, instead of a
+        new one, and return it. ``dtype`` defaults to its dtype. No memory is allocated for the result,
+        so a loop that reuses one ``out`` skips the operating system's zeroing of fresh pages, which can
+        cost as much as the fold itself. It must not overlap ``inp``; Dask arrays and DLPack tensors
+        take no ``out``.
 
     Returns
     -------
@@ -106,6 +112,20 @@ def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1,
     >>> sliding_window_transpose(np.ones((1, 3, 2)), (4,), 2, reduce="mean")
     array([[1., 1., 1., 1.]])
     """
+    if out is not None:
+        x, dtype = _check_out(inp, out, dtype)
+        if (layout == "megengine" and not cover and reduce == "sum" and weight is None and fill == 0
+                and isinstance(x, np.ndarray) and isinstance(out, np.ndarray)):
+            geometry = Geometry.from_args(kernel_size, padding, stride, dilation, output_size)
+            out_dtype = result_dtype(x.dtype, dtype)
+            plan = plan_fold(x.shape, geometry, output_size, itemsize=out_dtype.itemsize)
+            _check_shape(out, plan.output_shape)
+            if _kernel_takes(out, plan.output_shape, accumulator_dtype(x.dtype, out_dtype)):
+                fold(x, plan, out_dtype, out=out)
+                return out
+        return _copy_into(out, sliding_window_transpose(
+            x, output_size, kernel_size, padding, stride, dilation, dtype=dtype, reduce=reduce, weight=weight,
+            fill=fill, cover=cover, layout=layout))
     if not isinstance(inp, np.ndarray):
         args = dict(output_size=output_size, kernel_size=kernel_size, padding=padding, stride=stride, dilation=dilation,
                     dtype=dtype, reduce=reduce, weight=weight, fill=fill, cover=cover, layout=layout)
@@ -130,7 +150,7 @@ def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1,
 
 
 def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=None, cover=False, pad_value=0,
-                   layout="megengine"):
+                   layout="megengine", out=None):
     """Cut images into windows (unfold, im2col), zero-padded at the borders (MegEngine's semantics).
 
     ``megengine.functional.sliding_window``: window ``i`` holds, at kernel offset ``w``, the image element
@@ -165,6 +185,9 @@ def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=N
     layout : {"megengine", "torch"}, default "megengine"
         ``"torch"``: return the windows in ``torch.nn.functional.unfold``'s layout ``(..., C*K1*..*KD, L)``
         (a copy of MegEngine's; the images need a channel axis).
+    out : ndarray, optional
+        Write the windows into this NumPy (or CuPy) array, of the result's shape and dtype, instead of a
+        new one, and return it (as for :func:`sliding_window_transpose`).
 
     Returns
     -------
@@ -193,6 +216,17 @@ def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=N
     >>> sliding_window(np.ones((2, 3, 64, 64)), 3, stride=2, layout="torch").shape  # torch's unfold
     (2, 27, 961)
     """
+    if out is not None:
+        x, dtype = _check_out(inp, out, dtype)
+        if layout == "megengine" and not cover and isinstance(x, np.ndarray) and isinstance(out, np.ndarray):
+            geometry = Geometry.from_args(kernel_size, padding, stride, dilation)
+            plan = plan_unfold(x.shape, geometry, itemsize=result_dtype(x.dtype, dtype).itemsize)
+            _check_shape(out, plan.output_shape)
+            if pad_value == 0 and out.dtype == x.dtype and _kernel_takes(out, plan.output_shape, x.dtype):
+                unfold(x, plan, x.dtype, out=out)
+                return out
+        return _copy_into(out, sliding_window(x, kernel_size, padding, stride, dilation, dtype=dtype, cover=cover,
+                                              pad_value=pad_value, layout=layout))
     if not isinstance(inp, np.ndarray):
         args = dict(kernel_size=kernel_size, padding=padding, stride=stride, dilation=dilation, dtype=dtype,
                     cover=cover, pad_value=pad_value, layout=layout)
@@ -218,6 +252,50 @@ def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=N
     out_dtype = result_dtype(x.dtype, dtype)
     plan = plan_unfold(x.shape, geometry, itemsize=out_dtype.itemsize)
     return unfold(x, plan, out_dtype)
+
+
+def _check_out(inp, out, dtype):
+    """``(inp as an array, dtype)`` for a call with ``out``: ``out`` a writeable NumPy or CuPy array of the
+    input's kind, not overlapping it, whose dtype is ``dtype`` (which it gives where ``dtype`` is None)."""
+    from .interop import is_dask_array, is_foreign
+
+    if is_dask_array(inp) or is_foreign(inp):
+        raise OptionError(f"out= takes NumPy and CuPy arrays; a {type(inp).__module__}.{type(inp).__name__} input "
+                          f"returns a new array of its own kind: leave out out=", option="out")
+    kind = f"{type(out).__module__}.{type(out).__name__}"
+    if not isinstance(out, np.ndarray) and not type(out).__module__.startswith("cupy"):
+        raise OptionError(f"out must be a NumPy or CuPy array, got {kind}", option="out")
+    x = as_array(inp)
+    xp = array_module(x)
+    if array_module(out) is not xp:
+        raise OptionError(f"out is a {kind} but the input is a {type(x).__module__}.{type(x).__name__}: pass out of "
+                          f"the input's kind", option="out")
+    if not out.flags.writeable:
+        raise OptionError("out is read-only: pass a writeable array", option="out")
+    if dtype is not None and np.dtype(dtype) != out.dtype:
+        raise OptionError(f"dtype={np.dtype(dtype).name} but out is {out.dtype.name}: they must agree (or leave out "
+                          f"dtype: it is then out's)", option="dtype")
+    if xp.may_share_memory(x, out):
+        raise OptionError("out overlaps the input: pass an array of its own", option="out")
+    return x, out.dtype
+
+
+def _kernel_takes(out, shape, dtype) -> bool:
+    """Whether the kernels can write into ``out`` directly: the result's shape and the sums' dtype, contiguous."""
+    return tuple(out.shape) == tuple(shape) and out.dtype == dtype and bool(out.flags.c_contiguous)
+
+
+def _check_shape(out, shape) -> None:
+    if tuple(out.shape) != tuple(shape):
+        raise OptionError(f"out has shape {tuple(out.shape)} but the result has shape {tuple(shape)}: pass an out of "
+                          f"that shape", option="out")
+
+
+def _copy_into(out, result):
+    """``result`` copied into ``out``, which must have its shape (the dtypes agree: see :func:`_check_out`)."""
+    _check_shape(out, result.shape)
+    array_module(out).copyto(out, result)
+    return out
 
 
 def check_layout(layout, output_size=0) -> str:

@@ -362,8 +362,12 @@ def _blocks(lo: int, hi: int, plane_bytes: int, block_bytes: int = _BLOCK_BYTES)
 # ----------------------------------------------------------------------------------------------- fold
 
 
-def fold(x, plan: FoldPlan, out_dtype=None):
-    """Fold a checked ``plan``: windows ``plan.input_shape`` -> images ``plan.output_shape``."""
+def fold(x, plan: FoldPlan, out_dtype=None, out=None):
+    """Fold a checked ``plan``: windows ``plan.input_shape`` -> images ``plan.output_shape``.
+
+    ``out``: a C-contiguous NumPy array of the output's shape and of the sums' dtype (the accumulator's,
+    which is ``out_dtype``'s for floats), not overlapping ``x``, to write the images into instead of a new
+    array (the caller checks it: :func:`swt_cli.api.sliding_window_transpose`'s ``out``)."""
     xp = array_module(x)
     out_dtype = np.dtype(out_dtype or x.dtype)
     acc_dtype = accumulator_dtype(x.dtype, out_dtype)
@@ -371,7 +375,7 @@ def fold(x, plan: FoldPlan, out_dtype=None):
     if xp is not np:
         return _fold_offsets(xp, x, plan, acc_dtype, out_dtype, context)
     nd = plan.geometry.ndim
-    result = _allocate(np, plan.output_shape, acc_dtype, context, zero=False)
+    result = _allocate(np, plan.output_shape, acc_dtype, context, zero=False) if out is None else out
     xs, rs = _planes(x, 2 * nd), _planes(result, nd)
     if _jit_handles(x.dtype, acc_dtype, plan.geometry) and _take_numba(plan, x.dtype, acc_dtype, x.nbytes + result.nbytes):
         _fold_numba(xs, rs, plan)
@@ -609,8 +613,10 @@ def _fold_numba(xs, rs, plan: FoldPlan):
 # --------------------------------------------------------------------------------------------- unfold
 
 
-def unfold(x, plan: UnfoldPlan, out_dtype=None):
-    """Unfold a checked ``plan``: images ``plan.input_shape`` -> windows ``plan.output_shape``."""
+def unfold(x, plan: UnfoldPlan, out_dtype=None, out=None):
+    """Unfold a checked ``plan``: images ``plan.input_shape`` -> windows ``plan.output_shape``.
+
+    ``out``: as for :func:`fold`, of ``x``'s dtype."""
     xp = array_module(x)
     out_dtype = np.dtype(out_dtype or x.dtype)
     context = _context("unfold", x, plan)
@@ -622,7 +628,7 @@ def unfold(x, plan: UnfoldPlan, out_dtype=None):
             raise SwtError(f"{context}: not enough memory for the output of shape {fmt_shape(plan.output_shape)}") from None
         return cast_result(result, out_dtype, xp, context)
     nd = plan.geometry.ndim
-    result = _allocate(np, plan.output_shape, x.dtype, context, zero=False)
+    result = _allocate(np, plan.output_shape, x.dtype, context, zero=False) if out is None else out
     xs, rs = _planes(x, nd), _planes(result, 2 * nd)
     if _take_numba(plan, x.dtype, x.dtype, x.nbytes + result.nbytes):
         _unfold_numba(xs, rs, plan)

@@ -163,7 +163,7 @@ class Transform:
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
         plan = replace(self.plan, batch=tuple(block.shape[: self.lead]))
-        run = kernels.fold if self.op == "fold" else kernels.unfold
+        run: Any = kernels.fold if self.op == "fold" else kernels.unfold
         if self.op == "fold" and self.blend is not None and self.blend.active:
             run = self.blend.fold
         if self.device == "gpu":
