@@ -9,11 +9,14 @@ Run from the repository root::
 
 It prints, for five float32 shapes ``(N, C, O, k, s, p, d)`` (O the square image size), the median time of
 ``swt_cli.sliding_window_transpose`` on windows in MegEngine's layout ``(N, C, IH, IW, KH, KW)`` on each of
-swt's paths for NumPy arrays (``SWT_KERNEL=numba``, the compiled kernels of the ``fast`` extra, and
-``SWT_KERNEL=numpy``, the kernels a plain install has), of ``torch.nn.functional.fold`` on its own best
-layout ``(N, C*k*k, L)`` (already contiguous, not timed), and of the memory floor (read the input once and
-write the output once: ``x.sum()`` + ``out.fill(1)``, on one thread), their ratios and the largest
-difference from torch (and MegEngine), then geometric means. The same for unfold against
+swt's paths for NumPy arrays (``SWT_KERNEL=numba``, the compiled kernels, and ``SWT_KERNEL=numpy``, the
+kernels every process starts on), of the first path writing into one reused array (``out=``), of
+``torch.nn.functional.fold`` on its own best layout ``(N, C*k*k, L)`` (already contiguous, not timed), and
+of the memory floor (read the input once and write the output once: ``x.sum()`` + ``out.fill(1)``, on one
+thread, into a reused buffer), their ratios and the largest difference from torch (and MegEngine), then
+geometric means. "new fl" is the floor writing a new array each time: a function that returns one (swt
+without ``out=``, torch) also pays the operating system's zeroing of fresh pages, which the plain floor
+does not; so ``out=/floor`` compares like with like, and so does ``numba/new fl``. The same for unfold against
 ``torch.nn.functional.unfold``. Every function is timed in turn, round after round, and the median taken,
 so load from other processes hits all alike. torch, numba and MegEngine are optional: their columns are
 skipped without them.
@@ -108,7 +111,7 @@ def _fmt_err(e):
 
 
 def floor_fn(n_in: int, n_out: int):
-    """Read ``n_in`` float32 once and write ``n_out`` float32 once."""
+    """Read ``n_in`` float32 once and write ``n_out`` float32 once (into one buffer, reused)."""
     a = np.ones(n_in, np.float32)
     b = np.empty(n_out, np.float32)
 
@@ -116,6 +119,29 @@ def floor_fn(n_in: int, n_out: int):
         a.sum()
         b.fill(1)
 
+    return run
+
+
+def new_floor_fn(n_in: int, n_out: int):
+    """The floor of a function that returns a new array: as :func:`floor_fn`, writing a new array each
+    time, so the operating system's zeroing of fresh pages (and their faults) counts, as it does for swt
+    and torch. Above about 32 MB glibc gives every new array fresh pages."""
+    a = np.ones(n_in, np.float32)
+
+    def run():
+        a.sum()
+        np.empty(n_out, np.float32).fill(1)
+
+    return run
+
+
+def _out_fn(call, path, want):
+    """``call(out=...)`` on ``path`` into one ``out`` reused each time (swt's ``out=``), checked to the bit."""
+    out = np.empty_like(want)
+    run = _on_path(path, lambda: call(out=out))
+    run()
+    if not np.array_equal(out.view(np.uint8), want.view(np.uint8)):
+        raise SystemExit(f"swt's {path} path with out= differs from its result without")
     return run
 
 
@@ -162,6 +188,7 @@ def _swt_times(call, paths, extra: dict, repeat):
         if not np.array_equal(first.view(np.uint8), results[path].view(np.uint8)):
             raise SystemExit(f"swt's {path} path differs from its {paths[0]} path")
     fns = {path: _on_path(path, call) for path in paths}
+    fns["out"] = _out_fn(call, paths[0], first)
     fns.update(extra)
     return first, median_times(fns, repeat)
 
@@ -172,12 +199,12 @@ def bench_fold(shape, repeat, torch, mge, paths):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c, g, g, k, k), dtype=np.float32)
     args = dict(padding=p, stride=s, dilation=d)
-    extra = {"floor": floor_fn(x.size, n * c * o * o)}
+    extra = {"floor": floor_fn(x.size, n * c * o * o), "new floor": new_floor_fn(x.size, n * c * o * o)}
     if torch is not None:
         cols = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c * k * k, g * g))
         f = torch.nn.functional.fold
         extra["torch"] = lambda: f(cols, (o, o), k, dilation=d, padding=p, stride=s)
-    out, t = _swt_times(lambda: sliding_window_transpose(x, o, k, **args), paths, extra, repeat)
+    out, t = _swt_times(lambda **kw: sliding_window_transpose(x, o, k, **args, **kw), paths, extra, repeat)
     err = float(np.abs(out - extra["torch"]().numpy()).max()) if torch is not None else None
     if mge is not None:
         t["mge"], mge_err = megengine_time(mge, "fold", x, dict(o=o, k=k, s=s, p=p, d=d), repeat, out)
@@ -191,12 +218,13 @@ def bench_unfold(shape, repeat, torch, mge, paths):
     rng = np.random.default_rng(1)
     img = rng.standard_normal((n, c, o, o), dtype=np.float32)
     args = dict(padding=p, stride=s, dilation=d)
-    extra = {"floor": floor_fn(img.size, n * c * g * g * k * k)}
+    nout = n * c * g * g * k * k
+    extra = {"floor": floor_fn(img.size, nout), "new floor": new_floor_fn(img.size, nout)}
     if torch is not None:
         timg = torch.from_numpy(img)
         f = torch.nn.functional.unfold
         extra["torch"] = lambda: f(timg, k, dilation=d, padding=p, stride=s)
-    out, t = _swt_times(lambda: sliding_window(img, k, **args), paths, extra, repeat)
+    out, t = _swt_times(lambda **kw: sliding_window(img, k, **args, **kw), paths, extra, repeat)
     err = None
     if torch is not None:
         ref = extra["torch"]().numpy().reshape(n, c, k, k, g, g).transpose(0, 1, 4, 5, 2, 3)
@@ -209,8 +237,10 @@ def bench_unfold(shape, repeat, torch, mge, paths):
 
 def table(title, rows, paths, mge):
     """Print one table; returns the geometric means of the ratio columns."""
-    cols = [(f"{p} ms", p) for p in paths] + [("torch ms", "torch"), ("floor ms", "floor")]
-    ratios = [(f"{p}/floor", p, "floor") for p in paths] + [(f"{p}/torch", p, "torch") for p in paths]
+    cols = [(f"{p} ms", p) for p in paths] + [("out= ms", "out"), ("torch ms", "torch"), ("floor ms", "floor"),
+                                                ("new fl ms", "new floor")]
+    ratios = ([(f"{p}/floor", p, "floor") for p in paths] + [(f"{p}/torch", p, "torch") for p in paths]
+              + [("out=/floor", "out", "floor"), (f"{paths[0]}/new fl", paths[0], "new floor")])
     if mge is not None:
         cols.append(("mge ms", "mge"))
         ratios += [(f"{p}/mge", p, "mge") for p in paths]

@@ -58,3 +58,16 @@ def test_cli_device_gpu(tmp_path):
                     "-d", flag(params["dilation"]), "-o", flag(params["output_size"]))
     assert result.exit_code == 0, result.stderr
     np.testing.assert_allclose(np.load(tmp_path / "o.npy"), y, rtol=1e-5, atol=1e-5)
+
+
+def test_out_on_the_gpu_and_mixed_kinds_refused():
+    import cupy
+
+    from swt_cli.errors import OptionError
+
+    x = np.random.default_rng(9).standard_normal((2, 3, 9, 8, 3, 3)).astype(np.float32)
+    out = cupy.full((2, 3, 19, 17), cupy.nan, cupy.float32)
+    assert sliding_window_transpose(cupy.asarray(x), (19, 17), 3, stride=2, out=out) is out
+    np.testing.assert_array_equal(cupy.asnumpy(out), cupy.asnumpy(sliding_window_transpose(cupy.asarray(x), (19, 17), 3, stride=2)))
+    with pytest.raises(OptionError, match="out is a cupy"):
+        sliding_window_transpose(x, (19, 17), 3, stride=2, out=out)

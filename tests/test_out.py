@@ -160,3 +160,10 @@ def test_dask_and_dlpack_inputs_take_no_out():
     with pytest.raises(OptionError, match="out= takes NumPy and CuPy arrays"):
         sliding_window(da.ones((1, 8, 8), chunks=4), 2, stride=2, out=np.empty((1, 4, 4, 2, 2)))
 
+
+
+def test_readme_example_runs():
+    from readme_blocks import python_blocks
+
+    for code in python_blocks("Writing into your own array: `out=`"):
+        exec(compile(code, "README.md", "exec"), {})
