@@ -782,6 +782,8 @@ _BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 def _unfold_numba(xs, rs, plan: UnfoldPlan):
     jit = _jit()
     g = plan.geometry
+    if g.ndim == 2 and g.kernel == (3, 3):  # whole windows at a time: see _jit.unfold_planes_3x3
+        return _unfold_numba_3x3(jit, xs, rs, plan)
     bits = _BITS.get(xs.itemsize)
     x4 = xs.reshape((len(xs),) + _pad3(plan.size, 1))
     r7 = rs.reshape((len(rs),) + _pad3(plan.grid, 1) + _pad3(g.kernel, 1))
@@ -805,3 +807,22 @@ def _unfold_numba(xs, rs, plan: UnfoldPlan):
             jit.unfold_planes(xb.view(bits) if bits is not None else xb, r7[a:b], 0, b - a, geo)
 
     _parallel(run, len(x4), xs.nbytes + rs.nbytes)
+
+
+def _unfold_numba_3x3(jit, xs, rs, plan: UnfoldPlan):
+    g = plan.geometry
+    geo = np.array(g.stride + g.padding + g.dilation, np.int64)
+    r4 = rs.reshape(rs.shape[:3] + (9,))
+    bits = _BITS.get(xs.itemsize)  # a copy moves bits: float16, which numba lacks, as uint16
+    if bits is not None:
+        xs, r4 = xs.view(bits), r4.view(bits)
+    plane_bytes = math.prod(xs.shape[1:]) * xs.itemsize
+
+    def run(lo, hi):
+        if xs.flags.c_contiguous:
+            jit.unfold_planes_3x3(xs, r4, lo, hi, geo)
+            return
+        for a, b in _blocks(lo, hi, plane_bytes):
+            jit.unfold_planes_3x3(np.ascontiguousarray(xs[a:b]), r4[a:b], 0, b - a, geo)
+
+    _parallel(run, len(xs), xs.nbytes + rs.nbytes)

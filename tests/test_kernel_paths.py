@@ -444,3 +444,24 @@ def test_small_work_never_imports_numba():
     env = {k: v for k, v in os.environ.items() if k != "SWT_KERNEL"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [np.complex128, np.int64, np.float64, np.uint8])
+def test_unfold_3x3_whole_windows(path, dtype):
+    """2-d 3x3 windows are copied whole on the numba path (``_jit.unfold_planes_3x3``): every item size,
+    complex128 as itself, per-axis strides, dilations and padding wider than a window, contiguous and
+    strided images, against the plain loops bit for bit. (A literal 0 at the borders once turned uint64
+    bits into float64 and back: float64 values lost their last bits.)"""
+    rng = np.random.default_rng()
+    img = (rng.standard_normal((2, 3, 11, 13)) * 1e3).astype(dtype)
+    if img.dtype.kind == "c":
+        img.imag = rng.standard_normal(img.shape) * 1e3
+    strided = np.swapaxes(np.swapaxes(img, 0, 1).copy(), 0, 1)
+    for k, s, p, d in [((3, 3), (1, 1), (1, 1), (1, 1)), ((3, 3), (2, 3), (2, 0), (2, 1)),
+                       ((3, 3), (1, 2), (0, 4), (1, 1)), ((3, 3), (3, 1), (3, 1), (1, 3))]:
+        want = unfold_loops(img, k, s, p, d)
+        with kernel(path, 2, tiny_blocks=True):
+            for images in (img, strided):
+                got = sliding_window(images, k, padding=p, stride=s, dilation=d)
+                np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
