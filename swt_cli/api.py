@@ -120,8 +120,8 @@ def sliding_window_transpose(inp, output_size, kernel_size, padding=0, stride=1,
             out_dtype = result_dtype(x.dtype, dtype)
             plan = plan_fold(x.shape, geometry, output_size, itemsize=out_dtype.itemsize)
             _check_shape(out, plan.output_shape)
-            if _kernel_takes(out, plan.output_shape, accumulator_dtype(x.dtype, out_dtype)):
-                fold(x, plan, out_dtype, out=out)
+            if _kernel_takes(out, plan.output_shape, accumulator_dtype(x.dtype, out_dtype), x.dtype):
+                fold(x, plan, out_dtype, out=out.view(np.ndarray))
                 return out
         return _copy_into(out, sliding_window_transpose(
             x, output_size, kernel_size, padding, stride, dilation, dtype=dtype, reduce=reduce, weight=weight,
@@ -222,8 +222,8 @@ def sliding_window(inp, kernel_size, padding=0, stride=1, dilation=1, *, dtype=N
             geometry = Geometry.from_args(kernel_size, padding, stride, dilation)
             plan = plan_unfold(x.shape, geometry, itemsize=result_dtype(x.dtype, dtype).itemsize)
             _check_shape(out, plan.output_shape)
-            if pad_value == 0 and out.dtype == x.dtype and _kernel_takes(out, plan.output_shape, x.dtype):
-                unfold(x, plan, x.dtype, out=out)
+            if pad_value == 0 and out.dtype == x.dtype and _kernel_takes(out, plan.output_shape, x.dtype, x.dtype):
+                unfold(x, plan, x.dtype, out=out.view(np.ndarray))
                 return out
         return _copy_into(out, sliding_window(x, kernel_size, padding, stride, dilation, dtype=dtype, cover=cover,
                                               pad_value=pad_value, layout=layout))
@@ -270,19 +270,28 @@ def _check_out(inp, out, dtype):
     if array_module(out) is not xp:
         raise OptionError(f"out is a {kind} but the input is a {type(x).__module__}.{type(x).__name__}: pass out of "
                           f"the input's kind", option="out")
+    if isinstance(out, np.ma.MaskedArray):
+        raise OptionError("out is a masked array, whose mask would stay as it is: pass its .data, or no out",
+                          option="out")
     if not out.flags.writeable:
         raise OptionError("out is read-only: pass a writeable array", option="out")
     if dtype is not None and np.dtype(dtype) != out.dtype:
-        raise OptionError(f"dtype={np.dtype(dtype).name} but out is {out.dtype.name}: they must agree (or leave out "
-                          f"dtype: it is then out's)", option="dtype")
+        want, have = np.dtype(dtype), out.dtype
+        names = (want.str, have.str) if want.name == have.name else (want.name, have.name)
+        raise OptionError(f"dtype={names[0]} but out is {names[1]}: they must agree (or leave out dtype: it is then "
+                          f"out's)", option="dtype")
     if xp.may_share_memory(x, out):
         raise OptionError("out overlaps the input: pass an array of its own", option="out")
     return x, out.dtype
 
 
-def _kernel_takes(out, shape, dtype) -> bool:
-    """Whether the kernels can write into ``out`` directly: the result's shape and the sums' dtype, contiguous."""
-    return tuple(out.shape) == tuple(shape) and out.dtype == dtype and bool(out.flags.c_contiguous)
+def _kernel_takes(out, shape, dtype, in_dtype) -> bool:
+    """Whether the kernels can write into ``out`` directly (as a plain ndarray: a subclass such as
+    ``np.matrix`` keeps its own idea of reshapes): the result's shape and the sums' dtype, contiguous.
+    64-bit integer sums of 64-bit inputs are checked for overflow block by block, so they go through a
+    new array: an overflow then leaves ``out`` as it was."""
+    checked = dtype.kind in "iu" and dtype.itemsize == 8 and in_dtype.itemsize == 8
+    return tuple(out.shape) == tuple(shape) and out.dtype == dtype and bool(out.flags.c_contiguous) and not checked
 
 
 def _check_shape(out, shape) -> None:
@@ -294,7 +303,7 @@ def _check_shape(out, shape) -> None:
 def _copy_into(out, result):
     """``result`` copied into ``out``, which must have its shape (the dtypes agree: see :func:`_check_out`)."""
     _check_shape(out, result.shape)
-    array_module(out).copyto(out, result)
+    array_module(out).copyto(out.view(np.ndarray) if isinstance(out, np.ndarray) else out, result)
     return out
 
 

@@ -559,10 +559,15 @@ def _copy_tiles(windows, images, grid, kernel, xp=np):
     xp.copyto(tiles, windows.transpose(order), casting="unsafe")
 
 
+#: Float and complex dtypes numba compiles for (not float16, nor long double).
+_JIT_FLOATS = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
+
+
 def _jit_handles(in_dtype, acc_dtype, g: Geometry) -> bool:
-    """The numba fold takes float and complex sums, and integer sums that cannot overflow int64."""
+    """The numba fold takes float and complex sums (of the dtypes numba knows), and integer sums that
+    cannot overflow int64."""
     if acc_dtype.kind in "fc":
-        return True
+        return acc_dtype in _JIT_FLOATS
     if acc_dtype == np.int64 and in_dtype.kind in "iu" and in_dtype.itemsize < 8:
         # |value| < 2**(8*itemsize) and each output sums at most prod(kernel) of them.
         return math.prod(g.kernel) < 2 ** (63 - 8 * in_dtype.itemsize)
@@ -630,7 +635,8 @@ def unfold(x, plan: UnfoldPlan, out_dtype=None, out=None):
     nd = plan.geometry.ndim
     result = _allocate(np, plan.output_shape, x.dtype, context, zero=False) if out is None else out
     xs, rs = _planes(x, nd), _planes(result, 2 * nd)
-    if _take_numba(plan, x.dtype, x.dtype, x.nbytes + result.nbytes):
+    # A copy moves bits: items of 1-8 bytes as unsigned integers, complex128 as itself; not long double.
+    if (x.dtype.itemsize in _BITS or x.dtype == np.complex128) and _take_numba(plan, x.dtype, x.dtype, x.nbytes + result.nbytes):
         _unfold_numba(xs, rs, plan)
     else:
         _unfold_numpy(xs, rs, plan, context)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from reference import fold_window_order, unfold_loops
 from test_exact import GEOMETRIES, _grid, _settings, cancelling
-from test_kernel_paths import PATHS
+from test_kernel_paths import HAVE_NUMBA, PATHS
 
-from swt_cli import sliding_window, sliding_window_transpose
+from swt_cli import SwtError, sliding_window, sliding_window_transpose
 from swt_cli.errors import OptionError
 
 
@@ -167,3 +167,62 @@ def test_readme_example_runs():
 
     for code in python_blocks("Writing into your own array: `out=`"):
         exec(compile(code, "README.md", "exec"), {})
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix's own
+def test_ndarray_subclasses_as_out():
+    """np.matrix (always 2-d) and np.memmap are written through a plain view; a masked array, whose mask
+    would stay, is refused."""
+    m = np.matrix(np.full((4, 3), -1.0))
+    assert sliding_window(np.arange(6.0), (3,), out=m) is m
+    assert m.tolist() == [[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 5]]
+    fm = np.matrix(np.full((4, 4), np.nan))
+    sliding_window_transpose(np.ones((2, 2, 3, 3)), 4, 3, out=fm)
+    assert np.array_equal(np.asarray(fm), sliding_window_transpose(np.ones((2, 2, 3, 3)), 4, 3))
+    with pytest.raises(OptionError, match="masked array"):
+        sliding_window(np.arange(6.0), (3,), out=np.ma.masked_array(np.zeros((4, 3)), mask=True))
+
+
+def test_memmap_out(tmp_path):
+    x = cancelling((2, 9, 9, 3, 3), np.float32, seed=13)
+    mm = np.lib.format.open_memmap(tmp_path / "out.npy", mode="w+", dtype=np.float32, shape=(2, 19, 19))
+    assert sliding_window_transpose(x, 19, 3, stride=2, out=mm) is mm
+    mm.flush()
+    del mm
+    assert np.array_equal(np.load(tmp_path / "out.npy"), sliding_window_transpose(x, 19, 3, stride=2))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_an_overflow_leaves_out_as_it_was(path):
+    """int64 sums of int64 windows are checked block by block: with out= they go through a new array, so
+    the error leaves out untouched (not half written)."""
+    from test_kernel_paths import kernel
+
+    w = np.ones((40, 6, 6, 3, 3), np.int64)
+    w[-1] = 2**62
+    out = np.full((40, 8, 8), 77, np.int64)
+    with kernel(path, 2, tiny_blocks=True), pytest.raises(SwtError, match="overflow"):
+        sliding_window_transpose(w, 8, 3, out=out)
+    assert (out == 77).all()
+
+
+def test_byte_order_named_where_dtypes_share_a_name():
+    with pytest.raises(OptionError, match=r"dtype=>f8 but out is <f8"):
+        sliding_window(np.ones((1, 5, 5)), 3, dtype=">f8", out=np.zeros((1, 3, 3, 3, 3)))
+
+
+@pytest.mark.parametrize("op", ["fold", "unfold"])
+def test_long_double_with_numba_forced_runs_on_numpy(op):
+    """numba compiles no long double: a call with SWT_KERNEL=numba takes NumPy for it (it raised numba's
+    own TypingError)."""
+    from test_kernel_paths import kernel
+
+    x = np.arange(2 * 7 * 7, dtype=np.longdouble).reshape(2, 7, 7)
+    with kernel("numba" if HAVE_NUMBA else "numpy", 1):
+        if op == "unfold":
+            got = sliding_window(x, 3, padding=1)
+            assert np.array_equal(got, unfold_loops(x, (3, 3), (1, 1), (1, 1), (1, 1)))
+        else:
+            w = sliding_window(x, 3, padding=1)
+            got = sliding_window_transpose(w, 7, 3, padding=1)
+            assert np.array_equal(got, fold_window_order(w, (7, 7), (3, 3), (1, 1), (1, 1), (1, 1), acc=np.longdouble))
