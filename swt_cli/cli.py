@@ -143,10 +143,7 @@ class SwtGroup(click.Group):
             _PENDING.clear()
             if ctx.meta.get("swt.debug"):
                 raise
-            outcome = ctx.meta.get("swt.interrupted_output", "no output was left behind")
-            if str(err) == "terminated":
-                raise Interrupted(143, f"terminated (SIGTERM): {outcome}") from None
-            raise Interrupted(130, f"interrupted: {outcome}") from None
+            _interrupted(ctx, err)
         except SwtError as err:
             if ctx.meta.get("swt.debug"):
                 raise
@@ -165,6 +162,10 @@ class SwtGroup(click.Group):
         except Exception as err:
             if ctx.meta.get("swt.debug"):
                 raise
+            signalled = _signal_behind(err)
+            if signalled is not None:  # Python wrapped the signal's exception (a class made as it landed)
+                _PENDING.clear()
+                _interrupted(ctx, signalled)
             from .storage import driver_option_error
 
             refused = driver_option_error(err)
@@ -173,6 +174,27 @@ class SwtGroup(click.Group):
             raise click.ClickException(
                 f"unexpected {type(err).__name__}: {err} (this is a bug in swt: rerun with --debug and report it)"
             ) from None
+
+
+def _interrupted(ctx, err: KeyboardInterrupt):
+    """Raise :class:`Interrupted` for a signal's KeyboardInterrupt (SIGTERM's says "terminated")."""
+    outcome = ctx.meta.get("swt.interrupted_output", "no output was left behind")
+    if str(err) == "terminated":
+        raise Interrupted(143, f"terminated (SIGTERM): {outcome}") from None
+    raise Interrupted(130, f"interrupted: {outcome}") from None
+
+
+def _signal_behind(err: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt that ``err`` was raised from or while handling, if any: Python 3.11 turns
+    one raised in ``__set_name__`` (a dataclass being made as a signal lands) into a RuntimeError."""
+    seen = 0
+    cause: BaseException | None = err
+    while cause is not None and seen < 16:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return None
 
 
 #: The headings of every command's options, in this order, and the parameters under each; any other

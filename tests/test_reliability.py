@@ -532,3 +532,29 @@ def _save(tmp_path):
     path = tmp_path / "img.npy"
     np.save(path, np.random.default_rng(5).random((2, 8, 8), dtype=np.float32))
     return path
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated (SIGTERM)"), (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_while_a_class_is_made_is_still_an_interrupt(tmp_path, monkeypatch, sig, code, word):
+    """A signal that lands while Python makes a class (a dataclass's fields, as swt's modules load) raises
+    swt's KeyboardInterrupt inside ``__set_name__``, which Python 3.11 hands on wrapped in a RuntimeError:
+    found by test_interrupt_stress as "unexpected RuntimeError ... this is a bug in swt". It is the
+    interrupt it is: exit 130/143, one line, nothing left. The signal here is real, sent to this process
+    while swt's handlers are in place (CliRunner runs swt's main)."""
+    import swt_cli.jobs
+
+    class Lands:
+        def __set_name__(self, owner, name):
+            signal.raise_signal(sig)
+
+    def fold_file(*args, **kwargs):
+        class Made:  # noqa: F841 - making it is the point
+            field = Lands()
+
+    monkeypatch.setattr(swt_cli.jobs, "fold_file", fold_file)
+    src = tmp_path / "in.npy"
+    write_array(src, "npy", np.ones((1, 4, 4, 3, 3), np.float32))
+    result = invoke("fold", src, tmp_path / "out.npy", "-k", "3")
+    assert result.exit_code == code
+    assert result.stderr == f"Error: {word}: no output was left behind\n"
+    assert not (tmp_path / "out.npy").exists()
