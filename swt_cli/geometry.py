@@ -125,6 +125,12 @@ def checked_size(shape, itemsize: int = 1, what: str = "array") -> int:
     return count
 
 
+def _plain_ints(value) -> bool:
+    """None, an int or a tuple of ints, exactly: arguments whose checked geometry can be kept (a bool, a
+    float or a NumPy integer would hash as an int and skip its own check)."""
+    return value is None or type(value) is int or (type(value) is tuple and all(type(v) is int for v in value))
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Kernel, stride, padding and dilation of sliding windows, one int per spatial axis: shape arithmetic only.
@@ -192,6 +198,19 @@ class Geometry:
         >>> Geometry.from_args(5, stride=(2, 3)).kernel
         (5, 5)
         """
+        args = (kernel_size, padding, stride, dilation, output_size, ndim)
+        plain = cls is Geometry and all(_plain_ints(v) for v in args)
+        if plain and args in _GEOMETRIES:  # each call plans anew: checked geometries are kept (ints only)
+            return _GEOMETRIES[args]
+        geometry = cls._from_args(*args)
+        if plain:
+            if len(_GEOMETRIES) >= 256:
+                _GEOMETRIES.clear()
+            _GEOMETRIES[args] = geometry
+        return geometry
+
+    @classmethod
+    def _from_args(cls, kernel_size, padding, stride, dilation, output_size, ndim):
         if ndim is None:
             ndim = spatial_ndim(kernel_size, padding, stride, dilation, output_size)
         return cls(
@@ -312,7 +331,24 @@ class UnfoldPlan:
         return FoldPlan(self.geometry, self.batch, self.grid, self.size)
 
 
-def _in_context(err: SwtError, context: str) -> SwtError:
+#: Geometries made by :meth:`Geometry.from_args` from plain int arguments, by those arguments.
+_GEOMETRIES: dict[tuple, Geometry] = {}
+
+
+class _Context:
+    """The start of a planning error's message, formatted only when one is raised: a plan is made on
+    every call, and the text cost a tenth of a small call's time."""
+
+    __slots__ = ("geometry", "op", "shape")
+
+    def __init__(self, op: str, shape: tuple, geometry: Geometry):
+        self.op, self.shape, self.geometry = op, shape, geometry
+
+    def __str__(self) -> str:
+        return f"{self.op} input of shape {fmt_shape(self.shape)} with {self.geometry.describe()}"
+
+
+def _in_context(err: SwtError, context: object) -> SwtError:
     return SwtError(f"{context}: {err}")
 
 
@@ -323,7 +359,7 @@ def plan_fold(input_shape, geometry: Geometry, output_size=None, itemsize: int =
     """
     input_shape = tuple(int(v) for v in input_shape)
     d = geometry.ndim
-    context = f"fold input of shape {fmt_shape(input_shape)} with {geometry.describe()}"
+    context = _Context("fold", input_shape, geometry)
     if len(input_shape) < 2 * d:
         raise SwtError(
             f"{context}: a {d}-d fold needs at least {2 * d} axes (..., {', '.join(_grid_letters(d))}, "
@@ -355,7 +391,7 @@ def plan_unfold(input_shape, geometry: Geometry, itemsize: int = 1) -> UnfoldPla
     """Check an unfold of images of ``input_shape`` and return its plan."""
     input_shape = tuple(int(v) for v in input_shape)
     d = geometry.ndim
-    context = f"unfold input of shape {fmt_shape(input_shape)} with {geometry.describe()}"
+    context = _Context("unfold", input_shape, geometry)
     if len(input_shape) < d:
         raise SwtError(f"{context}: a {d}-d unfold needs at least {d} axes, got {len(input_shape)}")
     batch, size = input_shape[:-d], input_shape[-d:]

@@ -112,3 +112,23 @@ def test_one_and_three_spatial_axes():
     v = np.ones((1, 4, 4, 4, 2, 2, 2))
     assert sliding_window_transpose(v, (5, 5, 5), 2).shape == (1, 5, 5, 5)
     assert sliding_window(np.ones((1, 5, 5, 5)), (2, 2, 2)).shape == (1, 4, 4, 4, 2, 2, 2)
+
+
+def test_kept_geometries_never_skip_a_check():
+    """Geometry.from_args keeps what it made from plain ints (a plan is made on every call); a float or
+    a bool that hashes like a kept int is still checked, and refused, after the int was kept."""
+    import numpy as np
+
+    from swt_cli.errors import SwtError
+    from swt_cli.geometry import Geometry
+
+    first = Geometry.from_args(3, stride=(2, 1))
+    assert Geometry.from_args(3, stride=(2, 1)) is first
+    assert Geometry.from_args(np.int64(3), stride=[2, 1]) == first
+    for bad, words in [(3.0, "must be an integer or a tuple of integers, got 3.0"), (True, "must be an integer, got True")]:
+        with pytest.raises(SwtError, match=words):
+            Geometry.from_args(bad, stride=(2, 1))
+    with pytest.raises(SwtError, match="stride"):
+        Geometry.from_args(3, stride=(2.0, 1))
+    with pytest.raises(SwtError):
+        Geometry.from_args(3, stride=(2, 1), padding=(1, 1, 1))  # lengths disagree: never kept
