@@ -6,6 +6,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_kernels.py --repeat 11 --threads 1 # one core
     .venv/bin/python benchmarks/bench_kernels.py --first-call            # plus a fresh process per shape
     .venv/bin/python benchmarks/bench_kernels.py --threads 1 --clock cpu # CPU time: A/B on a busy machine
+    .venv/bin/python benchmarks/bench_kernels.py --shapes long           # long window rows (patches)
 
 It prints, for five float32 shapes ``(N, C, O, k, s, p, d)`` (O the square image size), the median time of
 ``swt_cli.sliding_window_transpose`` on windows in MegEngine's layout ``(N, C, IH, IW, KH, KW)`` on each of
@@ -60,6 +61,15 @@ SHAPES = [  # (N, C, O, k, s, p, d)
     (16, 3, 128, 5, 2, 2, 2),
     (4, 8, 96, 2, 2, 0, 1),
 ]
+#: ``--shapes long``: long window rows, copied as runs (tiles of 16, 7 and 8, as images are cut into
+#: patches; a 7-wide kernel at stride 1), not part of the issue's five.
+LONG_ROW_SHAPES = [
+    (32, 3, 256, 16, 16, 0, 1),
+    (32, 3, 224, 7, 7, 0, 1),
+    (32, 3, 256, 8, 8, 0, 1),
+    (16, 3, 128, 7, 1, 3, 1),
+]
+SHAPE_SETS = {"issue": SHAPES, "long": LONG_ROW_SHAPES}
 
 
 #: The clock of ``--clock``: wall time, or CPU time of the process (every thread's, so ``--threads 1``
@@ -282,14 +292,14 @@ print(json.dumps({"path": kernels.kernel_name(nbytes), "times": times}))
 """
 
 
-def first_calls(op, threads):
+def first_calls(op, threads, shapes=SHAPES):
     """Per shape, in a fresh process with ``SWT_KERNEL`` unset: the path taken, first and later call times."""
     env = {k: v for k, v in os.environ.items() if k != "SWT_KERNEL"}
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
     env["PYTHONPATH"] = os.pathsep.join([root] + [v for v in [env.get("PYTHONPATH")] if v])
     print(f"\n{op}: first call in a fresh process (SWT_KERNEL unset, import excluded)")
     print(f"{'shape (N,C,O,k,s,p,d)':<26}{'path':>7}{'1st ms':>10}{'2nd ms':>10}{'3rd ms':>10}")
-    for shape in SHAPES:
+    for shape in shapes:
         done = subprocess.run([sys.executable, "-c", _FIRST_CALL, op, json.dumps(shape), json.dumps(threads)],
                               capture_output=True, text=True, check=True, env=env)
         report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -308,7 +318,10 @@ def main(argv=None):
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall time (default) or CPU time of this process (MegEngine: always wall)")
     parser.add_argument("--megengine", metavar="PYTHON", help="a Python with MegEngine 1.13 installed, to time it too")
+    parser.add_argument("--shapes", choices=sorted(SHAPE_SETS), default="issue",
+                        help="the issue's five shapes (default), or long window rows (tiles of 16, 7, 8; kernel 7 at stride 1)")
     args = parser.parse_args(argv)
+    shapes = SHAPE_SETS[args.shapes]
     global clock
     clock = CLOCKS[args.clock]
     paths = [p for p in _paths() if args.kernel in ("both", p)]
@@ -328,14 +341,14 @@ def main(argv=None):
           f"{'; megengine ' + mge_version + ' (own process, default device)' if mge else ''}; "
           f"median {args.clock} time of {args.repeat} runs, float32; floor on one thread; load average {os.getloadavg()[0]:.1f}")
 
-    rows = [(shape, bench_fold(shape, args.repeat, torch, mge, paths)) for shape in SHAPES]
+    rows = [(shape, bench_fold(shape, args.repeat, torch, mge, paths)) for shape in shapes]
     table("fold (sliding_window_transpose): windows (N, C, IH, IW, KH, KW) -> images (N, C, O, O)", rows, paths, mge)
     if not args.no_unfold:
-        rows = [(shape, bench_unfold(shape, args.repeat, torch, mge, paths)) for shape in SHAPES]
+        rows = [(shape, bench_unfold(shape, args.repeat, torch, mge, paths)) for shape in shapes]
         table("unfold (sliding_window): images (N, C, O, O) -> windows (N, C, IH, IW, KH, KW)", rows, paths, mge)
     if args.first_call:
         for op in ["fold"] + ([] if args.no_unfold else ["unfold"]):
-            first_calls(op, args.threads)
+            first_calls(op, args.threads, shapes)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -115,6 +115,13 @@ ROW_GEOMETRIES = [
     ((1, 5), (1, 1), (0, 2), (1, 1), (3, 1)),
     ((3, 3), (1, 1), (1, 2), (1, 1), (4, 2)),
     ((2, 2), (3, 3), (1, 1), (1, 1), (5, 4)),
+    # Rows of 4 items (or 8-byte words) and more, copied window by window as contiguous runs (numba):
+    # tiles of 7 and of 16 (8 words of float32) with the output reaching past the tiles, overlapping
+    # runs of 13 reaching into the padding at both ends, and 3-d tiles.
+    ((2, 7), (2, 7), (0, 0), (1, 1), (6, 23)),
+    ((1, 16), (1, 16), (0, 0), (1, 1), (3, 50)),
+    ((2, 13), (1, 3), (1, 5), (1, 1), (5, 30)),
+    ((1, 6, 9), (1, 6, 9), (0, 0, 0), (1, 1, 1), (2, 12, 19)),
 ]
 
 
