@@ -60,8 +60,12 @@ from .geometry import FoldPlan, Geometry, UnfoldPlan, fmt_shape
 
 #: Work below this many bytes (input plus output) runs on the calling thread alone.
 _PARALLEL_BYTES = 1 << 19
-#: The numba fold without overlap (a copy) runs on the calling thread alone below this many times that.
-_TILED_SPLIT = 8
+#: The numba kernels that only copy (unfold, and the fold without overlap) run on the calling thread
+#: alone below this many times that: a copy costs a few times less per byte than a sum, and waking a
+#: second thread costs tens of microseconds (75 on a 2-core VM, 25 when it has just run). There a second
+#: thread made unfolds of 2.3 and 4.5 MiB of work about twice as slow (0.47-0.79 ms against 0.21-0.42),
+#: and was about even at 10 MiB.
+_COPY_SPLIT = 8
 #: Planes per block of dtype conversions for the numba kernels aim at this many input bytes (L2-sized).
 _BLOCK_BYTES = 1 << 19
 #: Planes per block of the NumPy kernels. Each block costs a dozen NumPy calls, under the GIL, so small
@@ -612,7 +616,7 @@ def _fold_numba(xs, rs, plan: FoldPlan):
             kernel(np.ascontiguousarray(x7[a:b], dtype=r4.dtype), r4[a:b], 0, b - a)
 
     # A copy costs a few times less per byte than a sum: it pays for a second thread only on more bytes.
-    _parallel(run, len(x7), (xs.nbytes + rs.nbytes) // (_TILED_SPLIT if tiled else 1))
+    _parallel(run, len(x7), (xs.nbytes + rs.nbytes) // (_COPY_SPLIT if tiled else 1))
 
 
 # --------------------------------------------------------------------------------------------- unfold
@@ -812,7 +816,7 @@ def _unfold_numba(xs, rs, plan: UnfoldPlan):
             xb = np.ascontiguousarray(x4[a:b])
             jit.unfold_planes(xb.view(bits) if bits is not None else xb, r7[a:b], 0, b - a, geo)
 
-    _parallel(run, len(x4), xs.nbytes + rs.nbytes)
+    _parallel(run, len(x4), (xs.nbytes + rs.nbytes) // _COPY_SPLIT)
 
 
 def _unfold_numba_3x3(jit, xs, rs, plan: UnfoldPlan):
@@ -831,4 +835,4 @@ def _unfold_numba_3x3(jit, xs, rs, plan: UnfoldPlan):
         for a, b in _blocks(lo, hi, plane_bytes):
             jit.unfold_planes_3x3(np.ascontiguousarray(xs[a:b]), r4[a:b], 0, b - a, geo)
 
-    _parallel(run, len(xs), xs.nbytes + rs.nbytes)
+    _parallel(run, len(xs), (xs.nbytes + rs.nbytes) // _COPY_SPLIT)
