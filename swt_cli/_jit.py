@@ -114,10 +114,24 @@ def _flush_row(d, db, m, s2, p2, orow):
 
 def ring_in_order(geo, row_bytes):
     """The ``layout`` argument of :func:`fold_planes` for windows ``geo`` in rows of windows of
-    ``row_bytes``: whether its ring holds the columns in order (see there)."""
+    ``row_bytes``: whether its ring holds the columns in order, and how windows are added to it (see
+    there). An empty array whose item size says it: 1, columns in order, window after window; 4, columns
+    in order, segment after segment; 2, columns by stride phase."""
     k2, s2, d2 = geo[2], geo[5], geo[11]
-    natural = d2 == 1 and s2 >= 4 and k2 % s2 == 0 and row_bytes <= 8192
-    return np.empty(0, np.uint8 if natural else np.uint16)
+    if d2 == 1 and s2 >= 4 and k2 % s2 == 0 and row_bytes <= 8192:
+        return np.empty(0, np.uint8)
+    if d2 == 1 and s2 >= SEGMENT_STRIDE:
+        return np.empty(0, np.uint32)
+    return np.empty(0, np.uint16)
+
+
+#: Undilated windows at least this many elements apart along the last axis are added segment by
+#: segment (:func:`_add_segments`) where the window after window of small rows does not apply, rather than
+#: gathered by stride phase: each add is then a contiguous run (measured on a 2-core Zen 5 guest, float32,
+#: kernel only, one thread: 1-d overlap-add of windows of 512 at stride 256 went from 14.8x the memory
+#: floor to 1.1x, of 1024 at stride 256 from 20x to 1.4x; 2-d kernels 16 to 32 at stride 8 from
+#: 3.7-8.2x to 2.5-2.9x; at stride 4 the segments were the slower, 6.1x against 4.0x).
+SEGMENT_STRIDE = 8
 
 
 @njit(**_OPTS)
@@ -129,6 +143,29 @@ def _add_window_runs(dst, src, g2, s2, kk, k2):
         s = src[i2 * kk:i2 * kk + k2]
         for w in range(k2):
             d[w] += s[w]
+
+
+@njit(**_OPTS)
+def _add_run(dst, src, n):
+    for j in range(n):
+        dst[j] += src[j]
+
+
+@njit(**_OPTS)
+def _add_segments(row, src, g2, s2, kk, k2):
+    """Add ``g2`` window rows of ``k2`` elements, ``kk`` apart in ``src``, onto ``row`` (columns in
+    order) at ``s2`` apart, by segment: segment ``q`` (columns ``q*s2`` to ``q*s2 + s2 - 1``) takes
+    windows ``q - t``, ``t`` from the largest down (the earliest window first), each a contiguous run of
+    its row (the last ``t``'s shorter where ``k2`` is not a whole number of strides), so each element
+    takes its windows in order."""
+    tmax = (k2 - 1) // s2
+    last = k2 - tmax * s2  # the length of the run at the largest t
+    for q in range(g2 + tmax):
+        base = q * s2
+        for t in range(min(tmax, q), max(0, q - g2 + 1) - 1, -1):
+            n = last if t == tmax else s2
+            at = (q - t) * kk + t * s2
+            _add_run(row[base:base + n], src[at:at + n], n)
 
 
 @njit(**_OPTS)
@@ -151,6 +188,12 @@ def fold_planes(x, out, lo, hi, geo, layout):
     too, and that measured faster than the gathers (by a quarter to a half on rows of 8 KiB and less;
     5-10% slower on rows of 16 and 32 KiB, and slower for strides 2 and 3 or kernels that are no stride
     multiple). Windows in order add each element's windows in row-major order there as well.
+
+    Elsewhere, where the windows are undilated and at least :data:`SEGMENT_STRIDE` apart (overlap-add of
+    long 1-d windows, large 2-d kernels), the ring rows hold the columns in order too, and are filled
+    segment of ``s2`` columns after segment, each taking its windows' runs earliest first
+    (:func:`_add_segments`): contiguous adds without gathers, which with long windows had each lane of a
+    gather on a cache line (or page) of its own.
     """
     k0, k1, k2, s0, s1, s2, p0, p1, p2, d0, d1, d2 = geo
     g0, g1, g2 = x.shape[1], x.shape[2], x.shape[3]
@@ -170,7 +213,8 @@ def fold_planes(x, out, lo, hi, geo, layout):
     # The ring's layout comes as a type (an empty array of 1-byte items: columns in order, see
     # ring_in_order), so that each layout gets code of its own: a test in the loop made the gathers of
     # the other about 5% slower. In order, ring rows are written out as rows of one phase.
-    natural = layout.itemsize == 1
+    natural = layout.itemsize != 2
+    segments = layout.itemsize == 4
     ring_m, ring_phases = (rowlen, 1) if natural else (m, s2)
     for p in range(lo, hi):
         flushed = 0
@@ -183,7 +227,8 @@ def fold_planes(x, out, lo, hi, geo, layout):
             for i1 in range(g1):
                 xs = p * plane_in + (i0 * g1 + i1) * slab
                 xsl = xf[xs:xs + slab]
-                touch += _touch(xsl, line)  # the strided loads below then hit L1
+                if not segments:  # the segments read their rows in order
+                    touch += _touch(xsl, line)  # the strided loads below then hit L1
                 for w0 in range(k0):
                     r0 = i0 * s0 - p0 + w0 * d0
                     if r0 < 0 or r0 >= o0:
@@ -194,6 +239,9 @@ def fold_planes(x, out, lo, hi, geo, layout):
                         if r1 < 0 or r1 >= o1:
                             continue
                         rbase = sbase + r1 * rowlen
+                        if segments:
+                            _add_segments(ring[rbase:], xsl[(w0 * k1 + w1) * k2:], g2, s2, kk, k2)
+                            continue
                         if natural:
                             _add_window_runs(ring[rbase:], xsl[(w0 * k1 + w1) * k2:], g2, s2, kk, k2)
                             continue

@@ -84,6 +84,77 @@ def test_numpy_pair_and_phase_kernels_agree_to_the_bit(g, seed, dtype):
     np.testing.assert_array_equal(phases, window_order)  # the summation rule, to the bit
 
 
+@st.composite
+def long_row_geometries(draw):
+    """Geometries whose last axis is undilated, with windows of 1-40 elements 1-20 apart (fold_runs and
+    the numba segments), the leading axes as in :func:`geometries`."""
+    g = draw(geometries(max_grid=4))
+    k, s = draw(st.integers(1, 40)), draw(st.integers(1, 20))
+    n, p = draw(st.integers(1, 6)), draw(st.integers(0, 12))
+    rng = output_range(n, k, s, p, 1)
+    if rng is None:
+        p = 0
+        rng = output_range(n, k, s, p, 1)
+    o = draw(st.integers(*rng))
+    for key, value in dict(kernel=k, stride=s, padding=p, dilation=1, grid=n, output=o).items():
+        g[key] = g[key][:-1] + (value,)
+    return g
+
+
+def _cancelling(shape, seed, dtype):
+    """Random values with large ones that cancel: sums whose last bits show the order of the adds."""
+    rng = np.random.default_rng(seed)
+    big = 1e3 if np.dtype(dtype).itemsize == 2 else 1e7  # float16 ends at 65504
+    x = rng.standard_normal(shape) * np.where(rng.random(shape) < 0.3, big, 1.0)
+    if np.dtype(dtype).kind == "c":
+        x = x + 1j * rng.standard_normal(shape) * big
+    return x.astype(dtype)
+
+
+@settings(max_examples=80, deadline=None)
+@given(long_row_geometries(), st.integers(0, 2**32 - 1), st.sampled_from([np.float32, np.float64, np.complex64]))
+def test_numpy_runs_kernel_agrees_to_the_bit(g, seed, dtype):
+    """fold_runs (the last axis in runs of a stride) gives MegEngine's window-order sums to the bit, on
+    any undilated last axis (swt takes it only for long windows far apart, see _runs_apply)."""
+    from swt_cli.geometry import Geometry, plan_fold
+
+    x = _cancelling(g["batch"] + g["grid"] + g["kernel"], seed, dtype)
+    plan = plan_fold(x.shape, Geometry.from_args(g["kernel"], g["padding"], g["stride"], g["dilation"]), g["output"])
+    runs = np.full(plan.output_shape, np.nan, dtype)
+    kernels.fold_runs(np, x, runs, plan)
+    window_order = fold_window_order(x, g["output"], g["kernel"], g["stride"], g["padding"], g["dilation"])
+    np.testing.assert_array_equal(runs, window_order)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@settings(max_examples=40, deadline=None)
+@given(long_row_geometries(), st.integers(0, 2**32 - 1), st.sampled_from([np.float32, np.complex128, np.float16]))
+def test_long_rows_fold_to_the_bit(path, g, seed, dtype):
+    """The whole fold on long, far-apart windows (numba: segments where the stride is 8 or more; NumPy:
+    runs where the windows are also 32 or longer), in blocks of one plane on two threads, against the
+    window-order loop."""
+    x = _cancelling(g["batch"] + g["grid"] + g["kernel"], seed, dtype)
+    with kernel(path, 2, tiny_blocks=True):
+        got = sliding_window_transpose(x, g["output"], **_args(g))
+    want = fold_window_order(x, g["output"], g["kernel"], g["stride"], g["padding"], g["dilation"])
+    np.testing.assert_array_equal(got, want.astype(got.dtype))
+
+
+def test_long_rows_take_the_run_kernels():
+    """The geometries above do reach the new kernels: NumPy's runs and numba's segment layout."""
+    from swt_cli.geometry import Geometry
+
+    assert kernels._runs_apply(np.dtype(np.float32), Geometry.from_args((3, 32), 0, (2, 8)))
+    assert not kernels._runs_apply(np.dtype(np.float32), Geometry.from_args((3, 12), 0, (2, 8)))  # short: pairs
+    assert not kernels._runs_apply(np.dtype(np.int64), Geometry.from_args(32, 0, 8))  # checked integer sums
+    if HAVE_NUMBA:
+        jit = kernels._jit()
+        assert jit.ring_in_order(np.array([1, 1, 19, 1, 1, 8, 0, 0, 3, 1, 1, 1]), 400).itemsize == 4
+        assert jit.ring_in_order(np.array([1, 1, 32, 1, 1, 8, 0, 0, 0, 1, 1, 1]), 8960).itemsize == 4
+        assert jit.ring_in_order(np.array([1, 1, 32, 1, 1, 8, 0, 0, 0, 1, 1, 1]), 4096).itemsize == 1
+        assert jit.ring_in_order(np.array([1, 1, 32, 1, 1, 8, 0, 0, 0, 1, 1, 2]), 4096).itemsize == 2
+
+
 @pytest.mark.parametrize("path", PATHS)
 @settings(max_examples=50, deadline=None)
 @given(geometries(), st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 3]))
@@ -366,6 +437,12 @@ SUMMING_GEOMETRIES = [
         ((3, 2, 5), (1, 2, 12), (1, 1, 4), (0, 1, 5), (1, 1, 1)),  # 3-d, kernel 3 strides of 4, wide padding
         ((3, 4, 5), (2, 3, 2), (2, 1, 2), (1, 0, 1), (1, 2, 1)),  # 3-d
         ((2, 3, 4), (3, 2, 3), (1, 2, 3), (0, 1, 2), (2, 1, 3)),  # 3-d, dilation == stride
+        # Strides of 8 and more, ring rows in column order filled segment by segment (_add_segments):
+        ((5,), (19,), (8,), (3,), (1,)),  # 1-d, kernel 2 strides and a run of 3
+        ((4, 6), (2, 12), (1, 8), (0, 5), (1, 1)),  # 2-d, kernel 1.5 strides, padding
+        ((3, 4), (2, 9), (2, 10), (1, 0), (1, 1)),  # kernel < stride: one run per segment, gaps
+        ((70,), (32,), (8,), (0,), (1,)),  # 4 whole strides, but rows over 8 KiB: segments, not window runs
+        ((2, 2, 3), (1, 2, 20), (1, 1, 9), (0, 1, 4), (1, 1, 1)),  # 3-d
     ]
 ]
 
