@@ -127,10 +127,9 @@ def ring_in_order(geo, row_bytes):
 
 #: Undilated windows at least this many elements apart along the last axis are added segment by
 #: segment (:func:`_add_segments`) where the window after window of small rows does not apply, rather than
-#: gathered by stride phase: each add is then a contiguous run (measured on a 2-core Zen 5 guest, float32,
-#: kernel only, one thread: 1-d overlap-add of windows of 512 at stride 256 went from 14.8x the memory
-#: floor to 1.1x, of 1024 at stride 256 from 20x to 1.4x; 2-d kernels 16 to 32 at stride 8 from
-#: 3.7-8.2x to 2.5-2.9x; at stride 4 the segments were the slower, 6.1x against 4.0x).
+#: gathered by stride phase: each add is then a contiguous run, where a gather of long windows put each
+#: lane on a cache line (or page) of its own (a 1-d overlap-add took 7-15x the memory floor; BENCHMARKS.md,
+#: "Long windows"). At stride 4 the segments' runs are too short and the gathers were faster.
 SEGMENT_STRIDE = 8
 
 
@@ -259,11 +258,10 @@ def fold_planes(x, out, lo, hi, geo, layout):
 
 #: Undilated window rows of at least this many items (words, where the caller copies 8-byte words) are
 #: copied window by window, each row one contiguous run on both sides (:func:`_copy_run`), rather than
-#: offset by offset, each offset a strided pass over the windows. Measured on a 2-core Zen 5 guest
-#: (float32, against the memory floor, interleaved with the code before): tiles of 7 went from about 2x
-#: the floor to 1.0-1.2x, of 16 (8 words) from 1.75-1.9x to 1.4-1.5x, of 8 (4 words) folded from 1.2-1.3x
-#: to 0.9-1.0x, and an unfold of kernel 7, stride 1 from 1.6x to 0.75x. (Eight at a time in
-#: :func:`_copy_run`, or a plain loop that LLVM vectorises with a runtime length, were slower.)
+#: offset by offset, each offset a strided pass over the windows that touches every cache line of the
+#: row once per offset (tiles of 7 to 16, as images are cut into patches, took about twice the memory
+#: floor; BENCHMARKS.md, "Long windows"). Eight at a time in :func:`_copy_run`, or a plain loop that LLVM
+#: vectorises for a length known only at run time, were slower.
 _RUN_ITEMS = 4
 
 

@@ -62,9 +62,8 @@ from .geometry import FoldPlan, Geometry, UnfoldPlan, fmt_shape
 _PARALLEL_BYTES = 1 << 19
 #: The numba kernels that only copy (unfold, and the fold without overlap) run on the calling thread
 #: alone below this many times that: a copy costs a few times less per byte than a sum, and waking a
-#: second thread costs tens of microseconds (75 on a 2-core VM, 25 when it has just run). There a second
-#: thread made unfolds of 2.3 and 4.5 MiB of work about twice as slow (0.47-0.79 ms against 0.21-0.42),
-#: and was about even at 10 MiB.
+#: second thread costs tens of microseconds on a virtual machine, so that on small unfolds the second
+#: thread cost more than it saved (BENCHMARKS.md, "Long windows").
 _COPY_SPLIT = 8
 #: Planes per block of dtype conversions for the numba kernels aim at this many input bytes (L2-sized).
 _BLOCK_BYTES = 1 << 19
@@ -563,11 +562,9 @@ def fold_pairs(xp, x, out, plan: FoldPlan, context="fold"):
 #: Undilated windows at least ``_RUN_STRIDE`` elements apart and ``_RUN_KERNEL`` long along the last axis
 #: are added in runs (:func:`fold_runs`): by stride phase or in pairs each add walks the windows
 #: ``kernel * itemsize`` bytes apart, a cache line or more each for long windows, while a run is
-#: contiguous. Where windows are short the runs lose: one add of NumPy per run of a stride rather than
-#: per row of windows (kernel 12, stride 8 in 2-d: 36 ms against 21 by pairs). Measured on a 2-core
-#: Zen 5 guest (float32, both paths into ``out=``, against the memory floor): 1-d overlap-add of windows
-#: of 512 at stride 256 went from 13.8x the floor to 1.8x, of 400 at stride 160 from 5.2x to 1.8x, of 64
-#: at stride 16 from 6.3x to 4.7x; 2-d kernel 32, stride 8 from 15x to 7.3x.
+#: contiguous (a 1-d overlap-add took 11-13x the memory floor by phases; BENCHMARKS.md, "Long windows").
+#: Where windows are short the runs lose: one NumPy add per run of a stride rather than per row of
+#: windows (kernel 12, stride 8 in 2-d was slower than by pairs).
 _RUN_STRIDE = 8
 _RUN_KERNEL = 32
 
