@@ -60,11 +60,15 @@ from .geometry import FoldPlan, Geometry, UnfoldPlan, fmt_shape
 
 #: Work below this many bytes (input plus output) runs on the calling thread alone.
 _PARALLEL_BYTES = 1 << 19
-#: The numba kernels that only copy (unfold, and the fold without overlap) run on the calling thread
-#: alone below this many times that: a copy costs a few times less per byte than a sum, and waking a
-#: second thread costs tens of microseconds on a virtual machine, so that on small unfolds the second
-#: thread cost more than it saved (BENCHMARKS.md, "Long windows").
-_COPY_SPLIT = 8
+#: Work is weighed against ``_PARALLEL_BYTES`` divided by these, by kind of kernel, where a second
+#: thread pays only on more bytes (``benchmarks/bench_threads.py`` times one thread against two by size;
+#: BENCHMARKS.md, "Long windows"). Waking a second thread costs tens of microseconds (more on a virtual
+#: machine), and: the numba kernels that only copy (unfold, the fold without overlap) cost a few times
+#: less per byte than a sum; the NumPy path's sums and its copies of window rows and tiles make many
+#: small NumPy calls a block, holding the GIL between them, so two threads mostly wait for each other.
+_COPY_SPLIT = 4
+_NUMPY_SUM_SPLIT = 8
+_NUMPY_COPY_SPLIT = 32
 #: Planes per block of dtype conversions for the numba kernels aim at this many input bytes (L2-sized).
 _BLOCK_BYTES = 1 << 19
 #: Planes per block of the NumPy kernels. Each block costs a dozen NumPy calls, under the GIL, so small
@@ -472,7 +476,8 @@ def _fold_numpy(xs, rs, plan: FoldPlan, context):
         chunks = _row_chunks(g, xs.itemsize) if xs.dtype == rs.dtype else None
         if chunks is not None:
             return _fold_rows(xs, rs, plan, chunks)
-        return _parallel(lambda lo, hi: _copy_tiles(xs[lo:hi], rs[lo:hi], plan.grid, g.kernel), len(xs), xs.nbytes + rs.nbytes)
+        return _parallel(lambda lo, hi: _copy_tiles(xs[lo:hi], rs[lo:hi], plan.grid, g.kernel), len(xs),
+                         (xs.nbytes + rs.nbytes) // _NUMPY_COPY_SPLIT)
     plane_bytes = math.prod(xs.shape[1:]) * xs.itemsize
 
     fold_block = (fold_runs if _runs_apply(rs.dtype, g) else fold_pairs if _pairs_apply(xs, rs.dtype, g)
@@ -482,7 +487,7 @@ def _fold_numpy(xs, rs, plan: FoldPlan, context):
         for a, b in _blocks(lo, hi, plane_bytes, _NUMPY_BLOCK_BYTES):
             fold_block(np, xs[a:b], rs[a:b], plan, context)
 
-    _parallel(run, len(xs), xs.nbytes + rs.nbytes)
+    _parallel(run, len(xs), (xs.nbytes + rs.nbytes) // _NUMPY_SUM_SPLIT)
 
 
 #: Two adjacent float32 (float64) taken as one complex64 (complex128): one strided add moves both.
@@ -733,7 +738,7 @@ def _unfold_numpy(xs, rs, plan: UnfoldPlan, context):
             src = xs[(slice(lo, hi),) + tuple(slice(0, r) for r in reach)].reshape((hi - lo,) + shape)
             np.copyto(rs[lo:hi], src.transpose(order))
 
-        return _parallel(tiles, len(xs), xs.nbytes + rs.nbytes)
+        return _parallel(tiles, len(xs), (xs.nbytes + rs.nbytes) // _NUMPY_COPY_SPLIT)
     plane_bytes = math.prod(xs.shape[1:]) * xs.itemsize
 
     def run(lo, hi):
@@ -799,7 +804,7 @@ def _row_blocks(run, images, windows):
         for a, b in _blocks(lo, hi, plane_bytes, _ROW_BLOCK_BYTES):
             run(a, b)
 
-    _parallel(blocks, len(windows), images.nbytes + windows.nbytes)
+    _parallel(blocks, len(windows), (images.nbytes + windows.nbytes) // _NUMPY_COPY_SPLIT)
 
 
 def _unfold_rows(xs, rs, plan: UnfoldPlan, chunks, context):
