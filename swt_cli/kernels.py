@@ -26,7 +26,9 @@ neither of which changes a bit (threads and blocks only split the batch):
 - ``numba``: compiled kernels (:mod:`swt_cli._jit`) that sum each row of windows into a few output rows
   held in cache and write each output element once;
 - ``numpy``: one strided add per kernel offset, offsets ordered so that each element's windows arrive in
-  row-major order (:func:`_window_order`), on blocks of planes small enough to stay in cache.
+  row-major order (:func:`_window_order`), on blocks of planes small enough to stay in cache; two
+  adjacent kernel columns as one complex add (:func:`fold_pairs`), or, for long windows far apart, the
+  last axis in contiguous runs of a stride (:func:`fold_runs`).
 
 Unfold (and the fold of windows that tile the output) only copies: numba copies elements (8-byte words
 where rows allow), NumPy copies undilated window rows as a few wide unsigned integers (:func:`_row_chunks`).
@@ -40,7 +42,8 @@ however large, never start the load. Where numba cannot be
 imported or compiled, every call takes the NumPy path, silently. 64-bit integer sums always take the
 NumPy path, which refuses to overflow. CuPy
 arrays take the NumPy path's array operations on the GPU: whole-array adds in the same order, no atomics.
-:func:`set_threads` sets how many threads the NumPy-array kernels use (default: every core).
+:func:`set_threads` sets how many threads the NumPy-array kernels use at most (default: every core);
+a call takes a second thread only for enough work of its kind (``_COPY_SPLIT`` and the like).
 """
 
 from __future__ import annotations
