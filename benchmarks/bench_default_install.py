@@ -69,7 +69,7 @@ def peak_mb():  # this process's peak RSS (ru_maxrss would count the parent's, f
 times, start, switch = [], None, None
 t00 = time.perf_counter()
 while True:
-    if switch is None and kernels._ready and kernels._jit_module is not None:  # this call takes numba
+    if switch is None and kernels._ready:  # this call takes the compiled kernels
         switch = (len(times) + 1, time.perf_counter() - t00)
     t0 = time.perf_counter()
     call()

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from ._native import SEGMENT_STRIDE, ring_dims, ring_in_order  # noqa: F401 (the kernels' callers use them here too)
+
 # No fastmath: LLVM may then neither reassociate the sums nor contract them, so they keep their order.
 _OPTS: dict[str, Any] = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
 
@@ -112,25 +114,6 @@ def _flush_row(d, db, m, s2, p2, orow):
                 oi += us2
 
 
-def ring_in_order(geo, row_bytes):
-    """The ``layout`` argument of :func:`fold_planes` for windows ``geo`` in rows of windows of
-    ``row_bytes``: whether its ring holds the columns in order, and how windows are added to it (see
-    there). An empty array whose item size says it: 1, columns in order, window after window; 4, columns
-    in order, segment after segment; 2, columns by stride phase."""
-    k2, s2, d2 = geo[2], geo[5], geo[11]
-    if d2 == 1 and s2 >= 4 and k2 % s2 == 0 and row_bytes <= 8192:
-        return np.empty(0, np.uint8)
-    if d2 == 1 and s2 >= SEGMENT_STRIDE:
-        return np.empty(0, np.uint32)
-    return np.empty(0, np.uint16)
-
-
-#: Undilated windows at least this many elements apart along the last axis are added segment by
-#: segment (:func:`_add_segments`) where the window after window of small rows does not apply, rather than
-#: gathered by stride phase: each add is then a contiguous run, where a gather of long windows put each
-#: lane on a cache line (or page) of its own (a 1-d overlap-add took 7-15x the memory floor; BENCHMARKS.md,
-#: "Long windows"). At stride 4 the segments' runs are too short and the gathers were faster.
-SEGMENT_STRIDE = 8
 
 
 @njit(**_OPTS)
@@ -167,8 +150,11 @@ def _add_segments(row, src, g2, s2, kk, k2):
             _add_run(row[base:base + n], src[at:at + n], n)
 
 
+_ring_dims = njit(**_OPTS)(ring_dims)
+
+
 @njit(**_OPTS)
-def fold_planes(x, out, lo, hi, geo, layout):
+def fold_planes(x, out, lo, hi, geo, layout, ring, xf):
     """Sum the windows of planes ``lo:hi`` of ``x`` into ``out`` (every element of ``out`` is written).
 
     The sums are kept in a small scratch ring of output rows, deinterleaved along the last axis:
@@ -193,6 +179,10 @@ def fold_planes(x, out, lo, hi, geo, layout):
     segment of ``s2`` columns after segment, each taking its windows' runs earliest first
     (:func:`_add_segments`): contiguous adds without gathers, which with long windows had each lane of a
     gather on a cache line (or page) of its own.
+
+    The caller gives the ring, zeroed, of ``nring * slot`` elements (``_native.ring_dims``), and ``xf``,
+    ``x`` flattened: the kernel allocates nothing, so that its native code (:mod:`swt_cli._native`) needs
+    no numba runtime.
     """
     k0, k1, k2, s0, s1, s2, p0, p1, p2, d0, d1, d2 = geo
     g0, g1, g2 = x.shape[1], x.shape[2], x.shape[3]
@@ -200,12 +190,7 @@ def fold_planes(x, out, lo, hi, geo, layout):
     kk = k0 * k1 * k2
     slab = g2 * kk  # one row of windows along the last axis: contiguous in x
     plane_in = g0 * g1 * slab
-    m = max(g2 + (k2 - 1) * d2 // s2, (o2 + p2) // s2 + 1)  # ring entries per phase: no bounds checks
-    rowlen = s2 * m
-    nring = (k0 - 1) * d0 + 1  # output rows (of the first axis) a grid row reaches
-    slot = o1 * rowlen
-    ring = np.zeros(nring * slot, out.dtype)
-    xf = x.reshape(-1)
+    m, rowlen, nring, slot = _ring_dims(k0, d0, k2, s2, d2, p2, g2, o1, o2)
     ukk = np.uint64(kk)
     line = max(1, 64 // x.itemsize)  # elements per cache line
     touch = 0.0
@@ -293,7 +278,7 @@ def _copy_run(dst, di, src, si, n):
 
 
 @njit(**_OPTS)
-def fold_planes_tiled(x, out, lo, hi, geo):
+def fold_planes_tiled(x, out, lo, hi, geo, xf, of):
     """Fold without overlap (stride == kernel, dilation 1, no padding): every window is copied into place.
 
     Nothing is added, so the output is neither zeroed (except beyond the tiles, where the grid does not
@@ -307,8 +292,6 @@ def fold_planes_tiled(x, out, lo, hi, geo):
     slab = g2 * kk
     plane_in = g0 * g1 * slab
     plane_out = o0 * o1 * o2
-    xf = x.reshape(-1)
-    of = out.reshape(-1)
     uk2 = np.uint64(k2)
     ukk = np.uint64(kk)
     edge = g0 * k0 < o0 or g1 * k1 < o1 or g2 * k2 < o2
@@ -425,7 +408,7 @@ def _copy_border(xf, of, xbase, obase, lo, hi, n2, s2, p2, kk, k2, d2):
 
 
 @njit(**_OPTS)
-def unfold_planes(x, out, lo, hi, geo):
+def unfold_planes(x, out, lo, hi, geo, xf, of):
     """Cut planes ``lo:hi`` of images ``x (P, S0, S1, S2)`` into windows ``out (P, G0, G1, G2, K0, K1, K2)``.
 
     The mirror of :func:`fold_planes`: one row of windows (a contiguous slab of ``out``, in L1 cache) at
@@ -440,8 +423,6 @@ def unfold_planes(x, out, lo, hi, geo):
     slab = g2 * kk
     plane_in = n0 * n1 * n2
     plane_out = g0 * g1 * slab
-    xf = x.reshape(-1)
-    of = out.reshape(-1)
     # Windows wholly inside the image along the last axis.
     ia, ib = _last_axis_range(-p2, s2, g2, n2 - (k2 - 1) * d2)
     ia = min(ia, g2)  # wide padding on a short row: maybe none inside
@@ -496,7 +477,7 @@ def unfold_planes_3x3(x, out, lo, hi, geo):
     ia, ib = _last_axis_range(-p1, s1, g1, n1 - 2 * d1)  # windows wholly inside along the rows
     ia = min(ia, g1)
     ib = max(ia, ib)
-    zero = np.zeros(1, out.dtype)[0]  # of out's type: a literal 0 would unify uint64 with int64 as float64
+    zero = out.dtype.type(0)  # of out's type: a literal 0 would unify uint64 with int64 as float64
     for pl in range(lo, hi):
         for i0 in range(g0):
             r = i0 * s0 - p0
@@ -540,3 +521,35 @@ def unfold_planes_3x3(x, out, lo, hi, geo):
                 o[7] = c1
                 o[8] = c2
     return 0
+
+
+def native_code(name: str, examples) -> tuple:
+    """Entry point ``name`` compiled as a C function (``numba.cfunc``) for arguments of the types of
+    ``examples``: its symbol, its machine code (as numba's JIT makes it for this CPU), and the symbols
+    that code leaves to the loader (None where the object format is not ELF). Its parameters: each
+    array's data pointer or each integer, in order, then a pointer to all the arrays' shapes, one after
+    another; it returns the kernel's result as a float (:func:`swt_cli._native.call`)."""
+    from numba import carray, cfunc, typeof, types
+
+    from ._native import elf_undefined
+
+    params, lines, sig = [], [], []
+    k = 0
+    for i, a in enumerate(examples):
+        params.append(f"p{i}")
+        if isinstance(a, np.ndarray):
+            sig.append(types.CPointer(typeof(a).dtype))
+            lines.append(f"    a{i} = carray(p{i}, ({''.join(f'dims[{k + j}], ' for j in range(a.ndim))}))")
+            k += a.ndim
+        else:
+            sig.append(types.int64)
+            lines.append(f"    a{i} = p{i}")
+    args = ", ".join(f"a{i}" for i in range(len(examples)))
+    source = f"def wrapper({', '.join(params)}, dims):\n" + "\n".join(lines) + f"\n    return float(kernel({args}))\n"
+    scope: dict = {"carray": carray, "kernel": globals()[name]}
+    exec(source, scope)
+    compiled = cfunc(types.float64(*sig, types.CPointer(types.int64)), nopython=True, error_model="numpy",
+                     boundscheck=False)(scope["wrapper"])
+    library = compiled._library
+    obj = library._codegen._tm.emit_object(library._final_module)
+    return compiled.native_name, obj, elf_undefined(obj)

@@ -38,7 +38,10 @@ that follows enough work on arrays in this process, or whose job announced enoug
 to repay loading numba has numba and its kernels for that call's dtypes and geometry loaded on a
 background thread, and takes the NumPy path until they are ready; from then on calls like it take numba
 (the blocks of a streamed job switch part-way, which changes no bit). Small work, and a single call
-however large, never start the load. Where numba cannot be
+however large, never start the load. Where numba has compiled a kernel on this machine before, its
+machine code is kept on disk (:mod:`swt_cli._native`) and later processes load it without numba, in tens
+of milliseconds: they take the compiled kernels after much less work (``_NATIVE_WORTH_BYTES``,
+``_JOB_NATIVE_WORTH_BYTES``), importing numba only for kernels not kept. Where numba cannot be
 imported or compiled, every call takes the NumPy path, silently. 64-bit integer sums always take the
 NumPy path, which refuses to overflow. CuPy
 arrays take the NumPy path's array operations on the GPU: whole-array adds in the same order, no atomics.
@@ -57,6 +60,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from . import _native
 from .backend import accumulator_dtype, array_module, cast_result
 from .errors import SwtError
 from .geometry import FoldPlan, Geometry, UnfoldPlan, fmt_shape
@@ -99,6 +103,11 @@ _JIT_WORTH_BYTES = 1 << 30
 #: so that a 3.5 GB fold (5 GB of work) spent more CPU with numba's load than without it (BENCHMARKS.md,
 #: "The kernel choice and the pipeline").
 _JOB_JIT_WORTH_BYTES = 8 << 30
+#: The same where the kernels' machine code is kept on disk (:mod:`swt_cli._native`): loading it costs
+#: about a tenth of a second of CPU (llvmlite and the code; no numba), repaid by about 50 MiB of work in
+#: memory, or 256 MiB of a job (where reading and writing share the cores: BENCHMARKS.md, "Native kernels").
+_NATIVE_WORTH_BYTES = 32 << 20
+_JOB_NATIVE_WORTH_BYTES = 512 << 20
 _expected_work: int | None = None
 #: Work of every call on NumPy arrays so far (a lost update between threads only delays the load).
 _work_seen = 0
@@ -106,6 +115,8 @@ _work_seen = 0
 #: loaded from numba's cache, the keys asked for, the work queue and its thread (None when idle).
 _ready: set = set()
 _asked: set = set()
+#: Keys whose kernels were asked for from their files only (without numba), before the numba threshold.
+_asked_native: set = set()
 _queue: list = []
 _loader: threading.Thread | None = None
 
@@ -187,7 +198,7 @@ def _parallel(fn, count: int, nbytes: int) -> None:
 
 
 def _jit():
-    """The numba kernels, or None where numba cannot be imported."""
+    """The numba kernels (:mod:`swt_cli._jit`), or None where numba cannot be imported."""
     global _jit_module, _jit_error
     if _jit_module is None and _jit_error is None:
         try:
@@ -197,6 +208,24 @@ def _jit():
         else:
             _jit_module = module
     return _jit_module
+
+
+def _export_soon() -> None:
+    """Have the loader thread keep the machine code of the kernels numba has just run (for later processes)."""
+    _ask(None, None, set(), True)
+
+
+def _numba_kernels():
+    """:func:`_jit` for the kernels' variants kept on disk: forced (``SWT_KERNEL=numba``), an error where
+    numba cannot be imported."""
+    jit = _jit()
+    if jit is None and _forced() == "numba":
+        raise SwtError(f"SWT_KERNEL=numba but numba cannot be imported ({_jit_error}): pip install numba")
+    return jit
+
+
+#: The kernels as the fold and unfold call them: machine code kept on disk where loaded, else numba's.
+_compiled = _native.Compiled(_numba_kernels, _export_soon)
 
 
 def expect_work(nbytes: int | None) -> None:
@@ -226,10 +255,9 @@ def kernel_name(nbytes: int | None = None) -> str:
     """
     choice = _forced()
     if choice == "numba":
-        if _jit() is None:
-            raise SwtError(f"SWT_KERNEL=numba but numba cannot be imported ({_jit_error}): pip install numba")
+        _numba_kernels()  # an error where numba cannot be imported
         return "numba"
-    if choice == "numpy" or _jit_module is None:
+    if choice == "numpy" or (_jit_module is None and not _compiled.native_loaded):
         return "numpy"
     return "numba"
 
@@ -237,37 +265,45 @@ def kernel_name(nbytes: int | None = None) -> str:
 def _take_numba(plan, in_dtype, out_dtype, nbytes: int) -> bool:
     """Whether a fold or unfold of ``plan`` (a FoldPlan or UnfoldPlan) with ``nbytes`` of work takes numba now.
 
-    Forced: yes (loading numba here). Chosen: where the numba kernels for this problem (its geometry,
-    shapes without the batch, dtypes) are ready; else, once enough work has been seen, a warm-up of
-    them (:func:`_one_plane`) is queued on the background thread and the call takes NumPy.
+    Forced: yes (numba is imported at the first kernel whose machine code is not kept on disk). Chosen:
+    where the compiled kernels for this problem (its geometry, shapes without the batch, dtypes) are
+    ready; else, once enough work has been seen (less where kernels are kept on disk), a warm-up of them
+    (:func:`_one_plane`) is queued on the background thread (from their files only, below numba's own
+    threshold) and the call takes NumPy.
     """
     global _work_seen
     choice = _forced()
     if choice:
-        return kernel_name() == "numba"
+        return choice == "numba"
     lead = len(plan.batch)
     key = (type(plan), plan.geometry, plan.input_shape[lead:], plan.output_shape[lead:], in_dtype, out_dtype)
-    if key in _ready and _jit_module is not None:
+    if key in _ready:
         return True
     if _expected_work is not None:  # a job: its announced total decides, not the blocks seen so far
         worth = _expected_work >= _JOB_JIT_WORTH_BYTES
-    else:
-        worth = _work_seen >= _JIT_WORTH_BYTES  # the calls before this one: repeated work, not one call
+        native_worth = _expected_work >= _JOB_NATIVE_WORTH_BYTES
+    else:  # the calls before this one: repeated work, not one call
+        worth = _work_seen >= _JIT_WORTH_BYTES
+        native_worth = _work_seen >= _NATIVE_WORTH_BYTES
         _work_seen += nbytes
     if worth and _jit_error is None and key not in _asked:
         warm = _one_plane(plan, in_dtype, out_dtype)
         if warm is not None:
-            _ask(key, warm)
+            _ask(key, warm, _asked, True)
+    elif native_worth and key not in _asked_native and _native.any_saved():
+        warm = _one_plane(plan, in_dtype, out_dtype)
+        if warm is not None:
+            _ask(key, warm, _asked_native, False)
     return False
 
 
-def _ask(key, warm) -> None:
+def _ask(key, warm, asked: set, with_numba: bool) -> None:
     global _loader
     with _lock:
-        if key in _asked:
+        if key in asked:
             return
-        _asked.add(key)
-        _queue.append((key, warm))
+        asked.add(key)
+        _queue.append((key, warm, with_numba))
         if _loader is None:
             # A daemon: a process that ends meanwhile does not wait for numba.
             _loader = threading.Thread(target=_load, name="swt-numba-load", daemon=True)
@@ -283,11 +319,19 @@ def _load() -> None:
             if not _queue or _jit_error is not None:
                 _loader = None
                 return
-            key, warm = _queue.pop(0)
+            key, warm, with_numba = _queue.pop(0)
+        if key is None:
+            _compiled.export()
+            continue
         try:
-            if _jit() is not None:
-                warm()
-                _ready.add(key)
+            try:
+                with _compiled.native_only():  # the kernels' files, where kept: no numba
+                    warm()
+            except _native.NotNative:
+                if not with_numba or _jit() is None:
+                    continue  # asked again, with numba, once the calls reach _JIT_WORTH_BYTES
+                warm()  # the kernels numba ran are kept for the next process (_export_soon)
+            _ready.add(key)
         except Exception:  # a kernel numba cannot compile here: this key stays on NumPy
             pass
 
@@ -645,7 +689,7 @@ def _rows3(values, fill):
 
 
 def _fold_numba(xs, rs, plan: FoldPlan):
-    jit = _jit()
+    jit = _compiled
     g = plan.geometry
     x7 = xs.reshape((len(xs),) + _rows3(plan.grid, 1) + _rows3(g.kernel, 1))
     r4 = rs.reshape((len(rs),) + _rows3(plan.output_size, 1))
@@ -658,15 +702,18 @@ def _fold_numba(xs, rs, plan: FoldPlan):
     words = tiled and r4.itemsize < 8 and geo[2] * r4.itemsize % 8 == 0 and r4.shape[3] * r4.itemsize % 8 == 0
     if words:
         geo[2] = geo[2] * r4.itemsize // 8
-    layout = jit.ring_in_order(geo, x7.shape[3] * math.prod(x7.shape[4:]) * r4.itemsize)
+    layout = _native.ring_in_order(geo, x7.shape[3] * math.prod(x7.shape[4:]) * r4.itemsize)
+    k0, k2, s2, p2, d0, d2 = (int(geo[i]) for i in (0, 2, 5, 8, 9, 11))
+    _, _, nring, slot = _native.ring_dims(k0, d0, k2, s2, d2, p2, x7.shape[3], r4.shape[2], r4.shape[3])
 
     def kernel(xb, rb, lo, hi):
         if words:
-            jit.fold_planes_tiled(xb.view(np.uint64), rb.view(np.uint64), lo, hi, geo)
+            xw, rw = xb.view(np.uint64), rb.view(np.uint64)
+            jit.fold_planes_tiled(xw, rw, lo, hi, geo, xw.reshape(-1), rw.reshape(-1))
         elif tiled:
-            jit.fold_planes_tiled(xb, rb, lo, hi, geo)
-        else:
-            jit.fold_planes(xb, rb, lo, hi, geo, layout)
+            jit.fold_planes_tiled(xb, rb, lo, hi, geo, xb.reshape(-1), rb.reshape(-1))
+        else:  # a scratch ring of its own for each thread and block
+            jit.fold_planes(xb, rb, lo, hi, geo, layout, np.zeros(nring * slot, rb.dtype), xb.reshape(-1))
 
     def run(lo, hi):
         if direct:
@@ -850,7 +897,7 @@ _BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 def _unfold_numba(xs, rs, plan: UnfoldPlan):
-    jit = _jit()
+    jit = _compiled
     g = plan.geometry
     if g.ndim == 2 and g.kernel == (3, 3):  # whole windows at a time: see _jit.unfold_planes_3x3
         return _unfold_numba_3x3(jit, xs, rs, plan)
@@ -868,13 +915,16 @@ def _unfold_numba(xs, rs, plan: UnfoldPlan):
         r7 = r7.view(bits)
     plane_bytes = math.prod(x4.shape[1:]) * x4.itemsize
 
+    def copy(xb, rb, lo, hi):
+        xb = xb.view(bits) if bits is not None else xb
+        jit.unfold_planes(xb, rb, lo, hi, geo, xb.reshape(-1), rb.reshape(-1))
+
     def run(lo, hi):
         if x4.flags.c_contiguous:
-            jit.unfold_planes(x4.view(bits) if bits is not None else x4, r7, lo, hi, geo)
+            copy(x4, r7, lo, hi)
             return
         for a, b in _blocks(lo, hi, plane_bytes):
-            xb = np.ascontiguousarray(x4[a:b])
-            jit.unfold_planes(xb.view(bits) if bits is not None else xb, r7[a:b], 0, b - a, geo)
+            copy(np.ascontiguousarray(x4[a:b]), r7[a:b], 0, b - a)
 
     _parallel(run, len(x4), (xs.nbytes + rs.nbytes) // _COPY_SPLIT)
 

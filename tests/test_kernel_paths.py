@@ -360,10 +360,13 @@ def test_kernel_switch():
             assert kernels.kernel_name() == "numba"
 
 
-def test_without_numba(monkeypatch):
-    """Where numba cannot be imported, the NumPy path runs; asking for numba says how to install it."""
+def test_without_numba(monkeypatch, tmp_path):
+    """Where numba cannot be imported (and no kernel's machine code is kept), the NumPy path runs; asking
+    for numba says how to install it."""
     monkeypatch.setattr(kernels, "_jit_module", None)
     monkeypatch.setattr(kernels, "_jit_error", "No module named 'numba'")
+    monkeypatch.setattr(kernels, "_compiled", kernels._native.Compiled(kernels._numba_kernels))
+    monkeypatch.setenv("SWT_CACHE_DIR", str(tmp_path))
     x = np.ones((2, 3, 3, 2, 2))
     with kernel(""):
         assert kernels.kernel_name() == "numpy"
@@ -489,7 +492,9 @@ def test_numba_summing_kernel_called_directly(grid, kernel_size, stride, padding
     x7 = x.reshape((3,) + rows(grid, 1) + rows(kernel_size, 1))
     geo = np.array(rows(kernel_size, 1) + rows(stride, 1) + rows(padding, 0) + rows(dilation, 1), np.int64)
     got = np.full((3,) + output, np.nan)  # every element must be written
-    jit.fold_planes(x7, got.reshape((3,) + rows(output, 1)), 0, 3, geo, jit.ring_in_order(geo, x7[0, 0, 0].nbytes))
+    r4 = got.reshape((3,) + rows(output, 1))
+    _, _, nring, slot = jit.ring_dims(*geo[[0, 9, 2, 5, 11, 8]], x7.shape[3], r4.shape[2], r4.shape[3])
+    jit.fold_planes(x7, r4, 0, 3, geo, jit.ring_in_order(geo, x7[0, 0, 0].nbytes), np.zeros(nring * slot), x7.reshape(-1))
     np.testing.assert_array_equal(got, want)
     assert nd in (1, 2, 3)
 
@@ -508,7 +513,7 @@ def test_no_overlap_word_copies(path, output):
     np.testing.assert_array_equal(from_f16, want.astype(np.float16))
 
 
-def test_small_work_never_imports_numba():
+def test_small_work_never_imports_numba(tmp_path):
     """Small work stays on NumPy without loading numba (its load would cost more than it saves); work
     announced as large starts the load, on a background thread, and runs on NumPy meanwhile."""
     script = (
@@ -526,6 +531,7 @@ def test_small_work_never_imports_numba():
     )
     assert HAVE_NUMBA, "numba is a core dependency"
     env = {k: v for k, v in os.environ.items() if k != "SWT_KERNEL"}
+    env["SWT_CACHE_DIR"] = str(tmp_path)  # no kernel kept: a job of 1 GiB then loads nothing
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
 

@@ -6,12 +6,14 @@ Numba is blocked there, where needed, by ``sys.modules['numba'] = None`` in the 
 in the package.
 """
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from reference import fold_window_order, unfold_loops
 from test_exact import cancelling
 from test_kernel_paths import HAVE_NUMBA, kernel
@@ -42,6 +44,13 @@ kernels._fold_numpy, kernels._fold_numba = counted_numpy, counted_numba
 """
 #: The same where any work repays the load: the first call starts it.
 SWITCH = COUNT + "kernels._JIT_WORTH_BYTES = kernels._JOB_JIT_WORTH_BYTES = 0\n"
+
+
+@pytest.fixture(autouse=True)
+def _no_kept_kernels(tmp_path, monkeypatch):
+    """Each test's processes keep (and find) the kernels' machine code in a folder of their own, empty at
+    the start: what loads when is then numba's doing, unless a test keeps kernels first."""
+    monkeypatch.setenv("SWT_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def _python(code, *args, block_numba=False, timeout=300):
@@ -202,3 +211,138 @@ def test_without_numba_everything_runs_on_numpy_silently(tmp_path):
     done = _python(cli, *args, block_numba=True)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     assert np.array_equal(np.load(out), _want(x))
+
+
+# ------------------------------------------------------------------ kernels kept as native code on disk
+
+#: Folds and unfolds that take every entry point of the compiled kernels, in several dtypes; saves
+#: their results at sys.argv[2] and, last, whether numba was imported and which variants ran natively.
+KEPT_CALLS = """
+import sys, json, numpy as np
+from swt_cli import kernels, sliding_window, sliding_window_transpose as f
+x = np.load(sys.argv[1])
+results = [
+    f(x, 19, 3, padding=1, stride=2),                                    # fold_planes, float32, by phase
+    f(x.astype(np.float64), 21, 3, padding=1, stride=2, dilation=2),     # float64, dilated
+    f(x[..., :2, :2], 20, 2, stride=2),                                  # no overlap: words
+    sliding_window(x[0, :, 0, 0], 3, stride=(1, 2)),                     # unfold_planes_3x3
+    sliding_window(x[0, :, 0, 0].astype(np.float64), (2, 3), stride=1),  # unfold_planes, 8-byte items
+]
+np.savez(sys.argv[2], *results)
+if kernels._loader is not None:
+    kernels._loader.join(240)
+print(json.dumps({"numba": sys.modules.get("numba") is not None, "native": kernels._compiled.native_loaded}))
+"""
+
+
+def _kept_calls(x, tmp_path, block_numba=False, kernel="numba"):
+    np.save(tmp_path / "x.npy", x)
+    done = _python(f"import os; os.environ['SWT_KERNEL'] = {kernel!r}\n" + KEPT_CALLS,
+                   tmp_path / "x.npy", tmp_path / "y.npz", block_numba=block_numba)
+    assert done.returncode == 0, done.stderr
+    got = np.load(tmp_path / "y.npz")
+    return [got[f"arr_{i}"] for i in range(len(got.files))], json.loads(done.stdout.splitlines()[-1])
+
+
+def _kept_want(x):
+    image = x[0, :, 0, 0]
+    return [fold_window_order(x, (19, 19), (3, 3), (2, 2), (1, 1), (1, 1)),
+            fold_window_order(x.astype(np.float64), (21, 21), (3, 3), (2, 2), (1, 1), (2, 2)),
+            fold_window_order(x[..., :2, :2], (20, 20), (2, 2), (2, 2), (0, 0), (1, 1)),
+            unfold_loops(image, (3, 3), (1, 2), (0, 0), (1, 1)),
+            unfold_loops(image.astype(np.float64), (2, 3), (1, 1), (0, 0), (1, 1))]
+
+
+def _assert_same(got, want):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and np.array_equal(g, w)
+
+
+def test_kernels_numba_ran_are_kept_and_later_run_without_numba(tmp_path):
+    """A process whose kernels ran on numba leaves their machine code in SWT_CACHE_DIR; the next process
+    runs the same calls from those files with numba blocked, to the bit of the window-order loops."""
+    x = cancelling((3, 2, 10, 10, 3, 3), np.float32, seed=31)
+    got, state = _kept_calls(x, tmp_path)
+    _assert_same(got, _kept_want(x))
+    assert state == {"numba": True, "native": False}
+    kept = os.listdir(tmp_path / "cache" / "native")
+    assert {name.split("-")[0] for name in kept} == {"fold_planes", "fold_planes_tiled", "unfold_planes", "unfold_planes_3x3"}
+    got, state = _kept_calls(x, tmp_path, block_numba=True)
+    _assert_same(got, _kept_want(x))
+    assert state == {"numba": False, "native": True}
+
+
+def test_damaged_kept_kernels_are_passed_over(tmp_path):
+    """Kept files cut short, overwritten with other bytes, or made for another CPU are not loaded: numba
+    runs those kernels (and keeps them anew), with the same bits; with numba blocked as well, forcing the
+    compiled kernels is the one-line error it was."""
+    x = cancelling((3, 2, 10, 10, 3, 3), np.float32, seed=32)
+    _kept_calls(x, tmp_path)
+    folder = tmp_path / "cache" / "native"
+    files = sorted(folder.iterdir())
+    for i, path in enumerate(files):
+        data = path.read_bytes()
+        if i % 3 == 0:
+            path.write_bytes(data[: len(data) // 2])
+        elif i % 3 == 1:
+            path.write_bytes(data[:-64] + bytes(64))
+        else:
+            path.write_bytes(data.replace(b'"cpu": "', b'"cpu": "not-'))
+    got, state = _kept_calls(x, tmp_path)
+    _assert_same(got, _kept_want(x))
+    assert state == {"numba": True, "native": False}
+    for path in files:  # kept anew by the run on numba
+        path.write_bytes(b"swt-native-1\n" + bytes(8))
+    np.save(tmp_path / "x.npy", x)
+    done = _python("import os; os.environ['SWT_KERNEL'] = 'numba'\n" + KEPT_CALLS, tmp_path / "x.npy",
+                   tmp_path / "y.npz", block_numba=True)
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith(
+        "swt_cli.errors.SwtError: SWT_KERNEL=numba but numba cannot be imported"), done.stderr
+
+
+def test_with_kernels_kept_a_process_takes_them_after_little_work(tmp_path):
+    """Kept kernels are loaded (without numba) once a process's calls add up to _NATIVE_WORTH_BYTES,
+    far below the threshold at which numba itself would load; the calls then take them, same bits."""
+    x = cancelling((400, 2, 10, 10, 3, 3), np.float32, seed=33)  # 4 MB of work a call
+    _kept_calls(x, tmp_path)  # keeps the kernels of these folds
+    code = COUNT + (
+        "from swt_cli import sliding_window_transpose as f\n"
+        "x = np.load(sys.argv[1])\n"
+        "work = x.nbytes + x.shape[0] * 2 * 19 * 19 * 4\n"
+        "before = -(-kernels._NATIVE_WORTH_BYTES // work)\n"
+        "assert before * work < kernels._JIT_WORTH_BYTES // 8\n"
+        "first = f(x, 19, 3, padding=1, stride=2)\n"
+        "for _ in range(before - 1):\n"
+        "    assert np.array_equal(f(x, 19, 3, padding=1, stride=2), first)\n"
+        "assert not kernels._asked_native, 'the load started early'\n"
+        "assert np.array_equal(f(x, 19, 3, padding=1, stride=2), first)  # starts the load, waits for it\n"
+        "y = f(x, 19, 3, padding=1, stride=2)\n"
+        "assert taken == ['numpy'] * (before + 1) + ['numba'], taken\n"
+        "assert sys.modules.get('numba') is None and not kernels._asked, 'numba was imported'\n"
+        "assert kernels.kernel_name() == 'numba'\n"
+        "np.save(sys.argv[2], y)\n"
+    )
+    assert np.array_equal(_fold_script(code, x, tmp_path), _want(x))
+
+
+def test_a_job_takes_kept_kernels_from_half_a_gib(tmp_path):
+    """A job announcing 512 MiB of work asks for the kept kernels (not numba); one of 256 MiB does not."""
+    x = cancelling((2, 2, 10, 10, 3, 3), np.float32, seed=34)
+    _kept_calls(x, tmp_path)
+    code = (
+        "import sys, numpy as np\n"
+        "from swt_cli import kernels, sliding_window_transpose as f\n"
+        "x = np.load(sys.argv[1])\n"
+        "kernels.expect_work(256 << 20)\n"
+        "f(x, 19, 3, padding=1, stride=2)\n"
+        "assert not kernels._asked_native and kernels._loader is None\n"
+        "kernels.expect_work(512 << 20)\n"
+        "f(x, 19, 3, padding=1, stride=2)\n"
+        "assert kernels._asked_native and not kernels._asked\n"
+        "kernels._loader.join(60)\n"
+        "assert kernels.kernel_name() == 'numba' and sys.modules.get('numba') is None\n"
+    )
+    np.save(tmp_path / "x.npy", x)
+    done = _python(code, tmp_path / "x.npy")
+    assert done.returncode == 0, done.stderr
