@@ -74,7 +74,7 @@ while True:
     t0 = time.perf_counter()
     call()
     times.append(time.perf_counter() - t0)
-    if start is None and kernels._asked:
+    if start is None and (kernels._asked or kernels._asked_native):
         start = (len(times), t0 - t00)
     done = switch is not None and len(times) >= switch[0] - 1 + steady
     if done or (time.perf_counter() - t00 > max_s and len(times) >= 11 + steady):

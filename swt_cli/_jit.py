@@ -29,6 +29,7 @@ leaves ``fastmath`` off, so LLVM neither reassociates the sums nor contracts the
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -523,15 +524,19 @@ def unfold_planes_3x3(x, out, lo, hi, geo):
     return 0
 
 
-def native_code(name: str, examples) -> tuple:
+def native_library(name: str, examples) -> tuple:
     """Entry point ``name`` compiled as a C function (``numba.cfunc``) for arguments of the types of
-    ``examples``: its symbol, its machine code (as numba's JIT makes it for this CPU), and the symbols
-    that code leaves to the loader (None where the object format is not ELF). Its parameters: each
-    array's data pointer or each integer, in order, then a pointer to all the arrays' shapes, one after
-    another; it returns the kernel's result as a float (:func:`swt_cli._native.call`)."""
+    ``examples``, linked by the system's ``ld`` into a shared library: its symbol and the library's bytes
+    (:mod:`swt_cli._native` keeps them). The code is numba's, made for this CPU as its JIT makes it, only
+    position-independent. Its parameters: each array's data pointer or each integer, in order, then a
+    pointer to all the arrays' shapes, one after another; it returns the kernel's result as a float."""
+    import subprocess
+    import tempfile
+
+    import llvmlite.binding as ll
     from numba import carray, cfunc, typeof, types
 
-    from ._native import elf_undefined
+    from ._native import NEVER_CALLED
 
     params, lines, sig = [], [], []
     k = 0
@@ -551,5 +556,20 @@ def native_code(name: str, examples) -> tuple:
     compiled = cfunc(types.float64(*sig, types.CPointer(types.int64)), nopython=True, error_model="numpy",
                      boundscheck=False)(scope["wrapper"])
     library = compiled._library
-    obj = library._codegen._tm.emit_object(library._final_module)
-    return compiled.native_name, obj, elf_undefined(obj)
+    codegen = library._codegen
+    machine = ll.Target.from_triple(ll.get_process_triple()).create_target_machine(
+        cpu=codegen._get_host_cpu_name(), features=codegen._tm_features, opt=3, reloc="pic", codemodel="default")
+    # numba's helpers that raise exceptions or free its arrays: never called by these kernels (see
+    # _native.NEVER_CALLED), defined here as traps so that the library needs nothing of numba's
+    traps = "declare void @llvm.trap()\n" + "".join(
+        f"define void @{n}() {{\n  call void @llvm.trap()\n  unreachable\n}}\n" for n in NEVER_CALLED)
+    with tempfile.TemporaryDirectory() as folder:
+        objects = []
+        for i, module in enumerate((library._final_module, ll.parse_assembly(traps))):
+            objects.append(os.path.join(folder, f"{i}.o"))
+            with open(objects[-1], "wb") as f:
+                f.write(machine.emit_object(module))
+        out = os.path.join(folder, "kernel.so")
+        subprocess.run(["ld", "-shared", "-o", out, *objects], check=True, capture_output=True)
+        with open(out, "rb") as f:
+            return compiled.native_name, f.read()

@@ -5,18 +5,20 @@ then setting up its typing and lowering registries to load even a cached kernel;
 kernels"), which is why a process used to run its first GiB of work on the NumPy kernels. Here, once
 numba has compiled (or loaded) a kernel for one kind of argument (a *variant*: the entry point of
 :mod:`swt_cli._jit` and its arrays' dtypes and dimensions), that kernel is compiled once more as a C
-function (``numba.cfunc``: the same numba code, the same optimisation and target CPU) and its machine
-code saved to a file; a later process loads that file with llvmlite alone (numba's own code generator,
-installed with it) in tens of milliseconds and calls it through ctypes, which releases the GIL as numba's
-``nogil`` kernels do. The machine code is numba's: the same sums in the same order, the same bits.
+function (``numba.cfunc``: the same numba code, optimisation and target CPU) and linked, by the
+system's ``ld``, into a small shared library kept on disk; a later process opens it with ctypes in about
+a millisecond and calls it (ctypes releases the GIL, as numba's ``nogil`` kernels do). The machine code
+is numba's: the same sums in the same order, the same bits.
 
-A file holds one variant, under a name that hashes what its code depends on (the kernels' source,
-numba's and llvmlite's versions, Python's, the machine); it also records the CPU it was compiled for,
-checked before loading. Files that cannot be read, or were made for another CPU, are ignored (the
-variant then runs on numba, which writes the file again). The folder is ``SWT_CACHE_DIR`` where set, else
-``__pycache__/swt-native`` beside this module where writable, else ``~/.cache/swt-cli/native``.
+A library holds one variant, under a name that hashes what its code depends on (the kernels' source,
+numba's and llvmlite's versions, Python's); beside it, a small record of its symbol, its checksum and the
+CPU it was compiled for (``/proc/cpuinfo``), checked before it is opened. A library that is missing,
+damaged or made for another CPU is passed over: numba runs that variant (and keeps it anew). Only on
+Linux (ELF) with ``ld`` on the PATH; elsewhere numba runs every variant, as before. The folder is
+``SWT_CACHE_DIR/native`` where that is set, else ``__pycache__/swt-native`` beside this module where
+writable, else ``~/.cache/swt-cli/native``.
 
-This module imports neither numba nor llvmlite until a file is loaded.
+This module imports neither numba nor llvmlite.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import ctypes
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -37,21 +40,19 @@ import numpy as np
 #: The entry points of :mod:`swt_cli._jit` that the kernels call.
 ENTRY_POINTS = ("fold_planes", "fold_planes_tiled", "unfold_planes", "unfold_planes_3x3")
 
-#: Symbols the saved code may leave to the loader: the C library's and Python's (found in this process),
-#: and numba's helpers for raising an exception from compiled code, or freeing an array it allocated.
-#: The kernels raise nothing (no bounds checks; NumPy's error model) and allocate nothing (their scratch
-#: comes from the caller), so those are never called: they are bound to ``abort``. A kernel whose code
-#: asks for anything else (an allocation, numba's reshape helper) is not saved and stays on numba.
-_NEVER_CALLED = frozenset({"numba_do_raise", "numba_gil_ensure", "numba_gil_release", "numba_unpickle",
-                           "numba_runtime_build_excinfo_struct", "NRT_Free", "NRT_MemInfo_call_dtor"})
+#: Symbols of numba's helpers for raising an exception from compiled code, or freeing an array it
+#: allocated. The kernels raise nothing (no bounds checks; NumPy's error model) and allocate nothing
+#: (their scratch comes from the caller), so these are never called: the library defines each as a trap.
+NEVER_CALLED = ("numba_do_raise", "numba_gil_ensure", "numba_gil_release", "numba_unpickle",
+                "numba_runtime_build_excinfo_struct", "NRT_Free", "NRT_MemInfo_call_dtor")
+#: What a kept library may still need from the process: the C library's and Python's symbols. A kernel
+#: whose code asks for anything else (an allocation, numba's reshape helper) is not kept.
 _C_LIBRARY = frozenset({"memset", "memcpy", "memmove"})
 
-_MAGIC = b"swt-native-1\n"
+_RECORD = ".json"
 
-_lock = threading.Lock()
-_engine: Any = None
-_host: dict | None = None
 _env_digest: str | None = None
+_cpu: str | None = None
 
 
 class NotNative(Exception):
@@ -131,22 +132,48 @@ def cache_dir() -> str:
 
 
 def _path(v: tuple) -> str:
+    """The library of variant ``v`` (its record: the same path plus ``.json``)."""
     digest = hashlib.sha256((_source_digest() + repr(v)).encode()).hexdigest()[:32]
-    return os.path.join(cache_dir(), f"{v[0]}-{digest}.bin")
+    return os.path.join(cache_dir(), f"{v[0]}-{digest}.so")
+
+
+def supported() -> bool:
+    """Whether kernels can be kept here: Linux (ELF libraries, ``/proc/cpuinfo``)."""
+    return sys.platform.startswith("linux")
+
+
+def cpu() -> str:
+    """This machine's CPU as the kept code depends on it: a hash of /proc/cpuinfo's vendor, family,
+    model and feature flags (of its first processor)."""
+    global _cpu
+    if _cpu is None:
+        fields = {}
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if not line.strip():
+                        break
+                    key, _, value = line.partition(":")
+                    fields[key.strip()] = value.strip()
+        except OSError:
+            pass
+        keep = ("vendor_id", "cpu family", "model", "flags", "Features", "CPU implementer", "CPU part")
+        _cpu = hashlib.sha256(repr([(k, fields.get(k)) for k in keep]).encode()).hexdigest()
+    return _cpu
 
 
 def any_saved() -> bool:
     """Whether any kernel is kept on disk (for any variant): a look at the folder, no import."""
     try:
         with os.scandir(cache_dir()) as entries:
-            return any(e.name.endswith(".bin") for e in entries)
+            return any(e.name.endswith(".so") for e in entries)
     except OSError:
         return False
 
 
 def saved(v: tuple) -> bool:
-    """Whether a file for ``v`` exists (not yet whether it loads): a stat, no import."""
-    return os.path.exists(_path(v))
+    """Whether a library for ``v`` exists (not yet whether it loads): a stat, no import."""
+    return os.path.exists(_path(v) + _RECORD)
 
 
 def elf_undefined(obj: bytes) -> set | None:
@@ -177,91 +204,46 @@ def elf_undefined(obj: bytes) -> set | None:
 # ------------------------------------------------------------------------------------ load and call
 
 
-def _llvm():
-    """llvmlite's binding, its native target set up, and this machine's CPU name and features."""
-    global _host
-    import llvmlite.binding as ll
-
-    if _host is None:
-        ll.initialize_native_target()
-        ll.initialize_native_asmprinter()
-        _host = {"cpu": ll.get_host_cpu_name(), "features": ll.get_host_cpu_features().flatten()}
-    return ll, _host
-
-
-def _get_engine():
-    """One MCJIT engine for the process: each loaded object joins it; its code lives as long as it."""
-    global _engine
-    ll, host = _llvm()
-    if _engine is None:
-        abort = ctypes.cast(ctypes.CDLL(None).abort, ctypes.c_void_p).value
-        for name in _NEVER_CALLED:
-            if not ll.address_of_symbol(name):  # numba, where loaded, has bound the real ones
-                ll.add_symbol(name, abort)
-        target = ll.Target.from_default_triple()
-        machine = target.create_target_machine(cpu=host["cpu"], features=host["features"], opt=3,
-                                               reloc="default", codemodel="jitdefault", jit=True)
-        _engine = ll.create_mcjit_compiler(ll.parse_assembly(""), machine)
-    return _engine
-
-
 def load(v: tuple):
-    """The ctypes function of variant ``v`` from its file, or None (no file, another CPU's, unreadable)."""
+    """The ctypes function of variant ``v`` from its library, or None (none kept, another CPU's, damaged)."""
     path = _path(v)
     try:
+        with open(path + _RECORD) as f:
+            record = json.load(f)
         with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    try:
-        if not data.startswith(_MAGIC):
+            library = f.read()
+        if (record.get("variant") != repr(v) or record.get("cpu") != cpu()
+                or hashlib.sha256(library).hexdigest() != record.get("sha256")):
             return None
-        head_len = int.from_bytes(data[len(_MAGIC):len(_MAGIC) + 4], "little")
-        start = len(_MAGIC) + 4
-        meta = json.loads(data[start:start + head_len])
-        obj = data[start + head_len:]
-        if meta.get("variant") != repr(v) or len(obj) != meta.get("size"):
-            return None
-        if hashlib.sha256(obj).hexdigest() != meta.get("sha256"):
-            return None
-        with _lock:
-            ll, host = _llvm()
-            if meta.get("cpu") != host["cpu"] or meta.get("features") != host["features"]:
-                return None
-            engine = _get_engine()
-            # An unresolved symbol would end the process (LLVM's fatal error) when the code is finalized.
-            if not all(ll.address_of_symbol(n) for n in meta["undefined"]):
-                return None
-            engine.add_object_file(ll.ObjectFileRef.from_data(obj))
-            engine.finalize_object()
-            address = engine.get_function_address(meta["symbol"])
-    except Exception:  # a damaged or foreign file: numba serves this variant
+        fn = getattr(ctypes.CDLL(path), record["symbol"])
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):  # a damaged or foreign library
         return None
-    if not address:
-        return None
-    arg_types = [ctypes.c_void_p if a != "i" else ctypes.c_int64 for a in v[1:]] + [ctypes.c_void_p]
-    return ctypes.CFUNCTYPE(ctypes.c_double, *arg_types)(address)
+    fn.restype = ctypes.c_double
+    fn.argtypes = [ctypes.c_void_p if a != "i" else ctypes.c_int64 for a in v[1:]] + [ctypes.c_void_p]
+    return fn
 
 
-def save(v: tuple, symbol: str, obj: bytes, undefined: set | None) -> bool:
-    """Keep the machine code ``obj`` of variant ``v`` (its C function ``symbol``) for later processes,
-    unless it needs symbols the loader does not give (``undefined``); written whole or not at all."""
-    if undefined is None or not all(n in _NEVER_CALLED or n in _C_LIBRARY or n.startswith(("Py", "_Py")) for n in undefined):
+def save(v: tuple, symbol: str, library: bytes) -> bool:
+    """Keep the shared ``library`` of variant ``v`` (its C function ``symbol``) for later processes,
+    unless it needs symbols a process does not give; written whole (each file renamed into place, the
+    record last) or not at all."""
+    undefined = elf_undefined(library)
+    if undefined is None or not all(n in _C_LIBRARY or n.startswith(("Py", "_Py")) for n in undefined):
         return False
-    _, host = _llvm()
-    meta = json.dumps({"variant": repr(v), "symbol": symbol, "size": len(obj), "sha256": hashlib.sha256(obj).hexdigest(),
-                       "cpu": host["cpu"], "features": host["features"], "undefined": sorted(undefined)}).encode()
+    record = json.dumps({"variant": repr(v), "symbol": symbol, "sha256": hashlib.sha256(library).hexdigest(),
+                         "cpu": cpu()}).encode()
     path = _path(v)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_MAGIC + len(meta).to_bytes(4, "little") + meta + obj)
-            os.replace(temp, path)
-        except BaseException:
-            os.unlink(temp)
-            raise
+        for target, data in ((path, library), (path + _RECORD, record)):
+            fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(temp, target)
+            except BaseException:
+                os.unlink(temp)
+                raise
     except OSError:  # a read-only or full disk: numba serves this variant next time too
         return False
     return True
@@ -310,10 +292,10 @@ class Compiled:
 
     def _run(self, name: str, args):
         v = variant(name, args)
-        if fits(args):
+        if fits(args) and supported():
             fn = self._native.get(v)
             if fn is None and v not in self._native:
-                with self._lock:  # one load per variant: its symbols may join the engine only once
+                with self._lock:  # one load per variant
                     if v not in self._native:
                         self._native[v] = load(v) if saved(v) else None
                 fn = self._native[v]
@@ -329,17 +311,19 @@ class Compiled:
         return result
 
     def export(self) -> None:
-        """Save the native code of every variant numba ran and no file holds yet (on the loader thread:
-        compiling each as a C function costs a fraction of a second)."""
+        """Keep the native code of every variant numba ran and none is kept for yet (on the loader
+        thread: compiling each as a C function and linking it costs a fraction of a second)."""
         jit = self._numba_kernels()
+        if jit is None or not supported() or shutil.which("ld") is None:
+            return
         for v, examples in list(self.used.items()):
-            if jit is None or self._native.get(v) is not None or saved(v):
+            if self._native.get(v) is not None or saved(v):
                 continue
             try:
-                symbol, obj, undefined = jit.native_code(v[0], examples)
-            except Exception:  # numba could not make a C function of it: it stays on numba
+                symbol, library = jit.native_library(v[0], examples)
+            except Exception:  # numba or ld could not make a library of it: it stays on numba
                 continue
-            save(v, symbol, obj, undefined)
+            save(v, symbol, library)
 
     def fold_planes(self, *args):
         return self._run("fold_planes", args)
