@@ -23,6 +23,7 @@ This module imports neither numba nor llvmlite.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import ctypes
 import hashlib
@@ -240,6 +241,7 @@ def save(v: tuple, symbol: str, library: bytes) -> bool:
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
+                os.chmod(temp, 0o644)  # readable as numba's cache is, by whoever shares the installation
                 os.replace(temp, target)
             except BaseException:
                 os.unlink(temp)
@@ -249,16 +251,25 @@ def save(v: tuple, symbol: str, library: bytes) -> bool:
     return True
 
 
-def fits(args) -> bool:
-    """Whether native code, compiled for C-contiguous aligned arrays, may take these arguments."""
-    return all(a.flags.c_contiguous and a.flags.aligned for a in args if isinstance(a, np.ndarray))
+def _address(a: np.ndarray) -> int:
+    """The data pointer of a C-contiguous array (from its buffer: three times cheaper than ``a.ctypes``)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a.data))
+    except (TypeError, ValueError, BufferError):  # read-only or empty
+        return a.ctypes.data
 
 
 def call(fn, args):
-    """Call a loaded kernel on ``args`` (C-contiguous arrays by their data pointers, integers as they
-    are, then every array's shape), as numba's kernel of the same name would be called."""
-    dims = np.array([n for a in args if isinstance(a, np.ndarray) for n in a.shape], np.int64)
-    return fn(*(a.ctypes.data if isinstance(a, np.ndarray) else int(a) for a in args), dims.ctypes.data)
+    """Call a loaded kernel on ``args`` (C-contiguous aligned arrays by their data pointers, integers as
+    they are, then every array's shape), as numba's kernel of the same name would be called."""
+    values, dims = [], array.array("q")
+    for a in args:
+        if isinstance(a, np.ndarray):
+            values.append(_address(a))
+            dims.extend(a.shape)
+        else:
+            values.append(a)
+    return fn(*values, dims.buffer_info()[0])
 
 
 class Compiled:
@@ -291,21 +302,33 @@ class Compiled:
             self._local.native_only = False
 
     def _run(self, name: str, args):
-        v = variant(name, args)
-        if fits(args) and supported():
-            fn = self._native.get(v)
-            if fn is None and v not in self._native:
+        # The arrays' dtypes and dimensions pick the variant; native code takes C-contiguous aligned
+        # arrays only (a call costs some microseconds here: the kernels are called a few times a fold).
+        key: list = [name]
+        native = supported()
+        for a in args:
+            if isinstance(a, np.ndarray):
+                key += (a.dtype, a.ndim)
+                flags = a.flags
+                native = native and flags.c_contiguous and flags.aligned
+            else:
+                key.append(None)
+        if native:
+            fn = self._native.get(tuple(key), False)
+            if fn is False:
                 with self._lock:  # one load per variant
-                    if v not in self._native:
-                        self._native[v] = load(v) if saved(v) else None
-                fn = self._native[v]
+                    fn = self._native.get(tuple(key), False)
+                    if fn is False:
+                        v = variant(name, args)
+                        fn = self._native[tuple(key)] = load(v) if saved(v) else None
             if fn is not None:
                 return call(fn, args)
         jit = None if getattr(self._local, "native_only", False) else self._numba_kernels()
         if jit is None:
-            raise NotNative(v)
+            raise NotNative(variant(name, args))
         result = getattr(jit, name)(*args)
-        if v not in self.used and fits(args):
+        v = variant(name, args)
+        if native and v not in self.used:
             self.used[v] = tuple(np.empty((0,) * a.ndim, a.dtype) if isinstance(a, np.ndarray) else 0 for a in args)
             self._on_new()
         return result
@@ -317,7 +340,7 @@ class Compiled:
         if jit is None or not supported() or shutil.which("ld") is None:
             return
         for v, examples in list(self.used.items()):
-            if self._native.get(v) is not None or saved(v):
+            if saved(v):
                 continue
             try:
                 symbol, library = jit.native_library(v[0], examples)

@@ -346,3 +346,16 @@ def test_a_job_takes_kept_kernels_from_half_a_gib(tmp_path):
     np.save(tmp_path / "x.npy", x)
     done = _python(code, tmp_path / "x.npy")
     assert done.returncode == 0, done.stderr
+
+
+def test_without_a_linker_nothing_is_kept_and_numba_runs(tmp_path):
+    """Where ``ld`` is not on the PATH, numba runs the kernels as before and nothing is kept."""
+    x = cancelling((2, 2, 10, 10, 3, 3), np.float32, seed=35)
+    np.save(tmp_path / "x.npy", x)
+    code = "import os; os.environ['SWT_KERNEL'] = 'numba'; os.environ['PATH'] = ''\n" + KEPT_CALLS
+    done = _python(code, tmp_path / "x.npy", tmp_path / "y.npz")
+    assert done.returncode == 0, done.stderr
+    got = np.load(tmp_path / "y.npz")
+    _assert_same([got[f"arr_{i}"] for i in range(len(got.files))], _kept_want(x))
+    assert json.loads(done.stdout.splitlines()[-1]) == {"numba": True, "native": False}
+    assert not (tmp_path / "cache" / "native").exists() or not os.listdir(tmp_path / "cache" / "native")
