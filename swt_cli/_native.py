@@ -108,14 +108,17 @@ def _source_digest() -> str:
         from importlib import metadata
 
         h = hashlib.sha256()
-        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_jit.py"), "rb") as f:
-            h.update(f.read())
-        for dist in ("numba", "llvmlite"):
+        here = os.path.dirname(os.path.abspath(__file__))
+        for source in ("_jit.py", "_native.py"):  # the kernels, and the shared arithmetic and calling convention
+            with open(os.path.join(here, source), "rb") as f:
+                h.update(f.read())
+        for dist in ("numba", "llvmlite", "numpy"):
             try:
                 h.update(f"{dist} {metadata.version(dist)}\n".encode())
             except metadata.PackageNotFoundError:
                 h.update(f"{dist} missing\n".encode())
         h.update(f"{sys.version} {sys.platform} {os.uname().machine if hasattr(os, 'uname') else ''}\n".encode())
+        h.update(cpu().encode())  # machines of other CPUs that share a folder keep libraries side by side
         _env_digest = h.hexdigest()
     return _env_digest
 
@@ -177,6 +180,23 @@ def saved(v: tuple) -> bool:
     return os.path.exists(_path(v) + _RECORD)
 
 
+def _checked(v: tuple):
+    """The record of variant ``v``'s library where the library is whole and for this CPU, else None."""
+    path = _path(v)
+    try:
+        with open(path + _RECORD) as f:
+            record = json.load(f)
+        with open(path, "rb") as f:
+            library = f.read()
+        if (not isinstance(record, dict) or record.get("variant") != repr(v) or record.get("cpu") != cpu()
+                or hashlib.sha256(library).hexdigest() != record.get("sha256")
+                or not str(record.get("symbol", "")).startswith("cfunc.")):  # a numba C function, no trap
+            return None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return record
+
+
 def elf_undefined(obj: bytes) -> set | None:
     """The undefined symbols of a 64-bit little-endian ELF relocatable object, or None for anything else."""
     if obj[:4] != b"\x7fELF" or obj[4] != 2 or obj[5] != 1:
@@ -207,16 +227,11 @@ def elf_undefined(obj: bytes) -> set | None:
 
 def load(v: tuple):
     """The ctypes function of variant ``v`` from its library, or None (none kept, another CPU's, damaged)."""
-    path = _path(v)
+    record = _checked(v)
+    if record is None:
+        return None
     try:
-        with open(path + _RECORD) as f:
-            record = json.load(f)
-        with open(path, "rb") as f:
-            library = f.read()
-        if (record.get("variant") != repr(v) or record.get("cpu") != cpu()
-                or hashlib.sha256(library).hexdigest() != record.get("sha256")):
-            return None
-        fn = getattr(ctypes.CDLL(path), record["symbol"])
+        fn = getattr(ctypes.CDLL(_path(v)), record["symbol"])
     except (OSError, ValueError, KeyError, AttributeError, TypeError):  # a damaged or foreign library
         return None
     fn.restype = ctypes.c_double
@@ -236,6 +251,7 @@ def save(v: tuple, symbol: str, library: bytes) -> bool:
     path = _path(v)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        _drop_stale_temps(os.path.dirname(path))
         for target, data in ((path, library), (path + _RECORD, record)):
             fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
             try:
@@ -257,6 +273,19 @@ def _address(a: np.ndarray) -> int:
         return ctypes.addressof(ctypes.c_char.from_buffer(a.data))
     except (TypeError, ValueError, BufferError):  # read-only or empty
         return a.ctypes.data
+
+
+def _drop_stale_temps(folder: str) -> None:
+    """Remove what writers killed mid-write left (``.tmp-*`` files over an hour old)."""
+    import time
+
+    try:
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.name.startswith(".tmp-") and e.stat().st_mtime < time.time() - 3600:
+                    os.unlink(e.path)
+    except OSError:
+        pass
 
 
 def call(fn, args):
@@ -340,7 +369,7 @@ class Compiled:
         if jit is None or not supported() or shutil.which("ld") is None:
             return
         for v, examples in list(self.used.items()):
-            if saved(v):
+            if _checked(v) is not None:  # kept and whole (a damaged library is made again)
                 continue
             try:
                 symbol, library = jit.native_library(v[0], examples)

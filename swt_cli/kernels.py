@@ -216,10 +216,13 @@ def _export_soon() -> None:
 
 
 def _numba_kernels():
-    """:func:`_jit` for the kernels' variants kept on disk: forced (``SWT_KERNEL=numba``), an error where
-    numba cannot be imported."""
+    """numba's kernels for a variant whose machine code is not kept (or not for these arrays): forced
+    (``SWT_KERNEL=numba``), imported now, or an error where numba cannot be; chosen, only where numba is
+    loaded already (None otherwise: the call then takes NumPy, see :func:`fold`)."""
+    if _forced() != "numba":
+        return _jit_module
     jit = _jit()
-    if jit is None and _forced() == "numba":
+    if jit is None:
         raise SwtError(f"SWT_KERNEL=numba but numba cannot be imported ({_jit_error}): pip install numba")
     return jit
 
@@ -375,6 +378,16 @@ def _is_tiled(g: Geometry) -> bool:
 _WARM_PLANE_BYTES = 64 << 20
 
 
+def _compiled_ran(run, xs, rs, plan) -> bool:
+    """``run`` (a compiled fold or unfold) on these planes; False where it could not: arrays its kept
+    kernels do not take (misaligned, say) while numba is not loaded. The NumPy path then writes them all."""
+    try:
+        run(xs, rs, plan)
+    except _native.NotNative:
+        return False
+    return True
+
+
 def _one_plane(plan, in_dtype, out_dtype):
     """A function that runs the numba fold or unfold on one zero plane of ``plan``'s problem (so that
     numba compiles, or loads from its cache, just what calls like it need), or None where a plane is too
@@ -431,9 +444,8 @@ def fold(x, plan: FoldPlan, out_dtype=None, out=None):
     nd = plan.geometry.ndim
     result = _allocate(np, plan.output_shape, acc_dtype, context, zero=False) if out is None else out
     xs, rs = _planes(x, 2 * nd), _planes(result, nd)
-    if _jit_handles(x.dtype, acc_dtype, plan.geometry) and _take_numba(plan, x.dtype, acc_dtype, x.nbytes + result.nbytes):
-        _fold_numba(xs, rs, plan)
-    else:
+    compiled = _jit_handles(x.dtype, acc_dtype, plan.geometry) and _take_numba(plan, x.dtype, acc_dtype, x.nbytes + result.nbytes)
+    if not (compiled and _compiled_ran(_fold_numba, xs, rs, plan)):
         _fold_numpy(xs, rs, plan, context)
     return cast_result(result, out_dtype, np, context)
 
@@ -747,9 +759,9 @@ def unfold(x, plan: UnfoldPlan, out_dtype=None, out=None):
     result = _allocate(np, plan.output_shape, x.dtype, context, zero=False) if out is None else out
     xs, rs = _planes(x, nd), _planes(result, 2 * nd)
     # A copy moves bits: items of 1-8 bytes as unsigned integers, complex128 as itself; not long double.
-    if (x.dtype.itemsize in _BITS or x.dtype == np.complex128) and _take_numba(plan, x.dtype, x.dtype, x.nbytes + result.nbytes):
-        _unfold_numba(xs, rs, plan)
-    else:
+    copies_bits = x.dtype.itemsize in _BITS or x.dtype == np.complex128
+    compiled = copies_bits and _take_numba(plan, x.dtype, x.dtype, x.nbytes + result.nbytes)
+    if not (compiled and _compiled_ran(_unfold_numba, xs, rs, plan)):
         _unfold_numpy(xs, rs, plan, context)
     return cast_result(result, out_dtype, np, context)
 

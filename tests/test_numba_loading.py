@@ -274,25 +274,31 @@ def test_kernels_numba_ran_are_kept_and_later_run_without_numba(tmp_path):
 
 
 def test_damaged_kept_kernels_are_passed_over(tmp_path):
-    """Kept files cut short, overwritten with other bytes, or made for another CPU are not loaded: numba
-    runs those kernels (and keeps them anew), with the same bits; with numba blocked as well, forcing the
-    compiled kernels is the one-line error it was."""
+    """Kept files cut short, overwritten with other bytes, made for another CPU or naming another symbol
+    are not loaded: numba runs those kernels and keeps them anew, with the same bits; files that are not
+    libraries at all with numba blocked as well: forcing the compiled kernels is the one-line error it was."""
     x = cancelling((3, 2, 10, 10, 3, 3), np.float32, seed=32)
     _kept_calls(x, tmp_path)
     folder = tmp_path / "cache" / "native"
     files = sorted(folder.iterdir())
     for i, path in enumerate(files):
         data = path.read_bytes()
-        if i % 3 == 0:
+        if i % 4 == 0:
             path.write_bytes(data[: len(data) // 2])
-        elif i % 3 == 1:
+        elif i % 4 == 1:
             path.write_bytes(data[:-64] + bytes(64))
-        else:
+        elif i % 4 == 2:
             path.write_bytes(data.replace(b'"cpu": "', b'"cpu": "not-'))
+        else:  # a record naming another function of the library (one of the traps), checksum intact
+            path.write_bytes(data.replace(b'"symbol": "cfunc.', b'"symbol": "numba_do_raise", "was": "'))
+    assert any(b"numba_do_raise" in p.read_bytes() for p in files)
     got, state = _kept_calls(x, tmp_path)
     _assert_same(got, _kept_want(x))
     assert state == {"numba": True, "native": False}
-    for path in files:  # kept anew by the run on numba
+    got, state = _kept_calls(x, tmp_path, block_numba=True)  # kept anew, whole, by the run on numba
+    _assert_same(got, _kept_want(x))
+    assert state == {"numba": False, "native": True}
+    for path in files:
         path.write_bytes(b"swt-native-1\n" + bytes(8))
     np.save(tmp_path / "x.npy", x)
     done = _python("import os; os.environ['SWT_KERNEL'] = 'numba'\n" + KEPT_CALLS, tmp_path / "x.npy",
@@ -340,7 +346,8 @@ def test_a_job_takes_kept_kernels_from_half_a_gib(tmp_path):
         "kernels.expect_work(512 << 20)\n"
         "f(x, 19, 3, padding=1, stride=2)\n"
         "assert kernels._asked_native and not kernels._asked\n"
-        "kernels._loader.join(60)\n"
+        "if kernels._loader is not None:\n"
+        "    kernels._loader.join(60)\n"
         "assert kernels.kernel_name() == 'numba' and sys.modules.get('numba') is None\n"
     )
     np.save(tmp_path / "x.npy", x)
@@ -359,3 +366,31 @@ def test_without_a_linker_nothing_is_kept_and_numba_runs(tmp_path):
     _assert_same([got[f"arr_{i}"] for i in range(len(got.files))], _kept_want(x))
     assert json.loads(done.stdout.splitlines()[-1]) == {"numba": True, "native": False}
     assert not (tmp_path / "cache" / "native").exists() or not os.listdir(tmp_path / "cache" / "native")
+
+
+def test_arrays_kept_kernels_do_not_take_run_on_numpy_where_numba_is_not_loaded(tmp_path):
+    """Once kept kernels serve a problem, a call on a misaligned array of it (which they do not take),
+    numba blocked and not forced, runs on NumPy: same bits, no error."""
+    x = cancelling((400, 2, 10, 10, 3, 3), np.float32, seed=36)
+    _kept_calls(x, tmp_path)
+    code = (
+        "import sys, numpy as np\n"
+        "from swt_cli import kernels, sliding_window_transpose as f\n"
+        "x = np.load(sys.argv[1])\n"
+        "want = f(x, 19, 3, padding=1, stride=2)\n"
+        "for _ in range(12):  # past _NATIVE_WORTH_BYTES: the kept kernels load\n"
+        "    f(x, 19, 3, padding=1, stride=2)\n"
+        "if kernels._loader is not None:\n"
+        "    kernels._loader.join(60)\n"
+        "assert kernels._compiled.native_loaded\n"
+        "raw = np.zeros(x.nbytes + 1, np.uint8)\n"
+        "odd = np.frombuffer(raw.data, np.float32, x.size, offset=1).reshape(x.shape)  # misaligned\n"
+        "odd[...] = x\n"
+        "assert not odd.flags.aligned\n"
+        "assert np.array_equal(f(odd, 19, 3, padding=1, stride=2), want)\n"
+        "assert np.array_equal(f(x, 19, 3, padding=1, stride=2), want)\n"
+    )
+    np.save(tmp_path / "x.npy", x)
+    done = _python(code, tmp_path / "x.npy", block_numba=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
