@@ -66,6 +66,23 @@ def _copy_kept(kept, tmp_path):
     shutil.copytree(kept[0], tmp_path / "cache")
 
 
+def _run_on_kept(kept, tmp_path, x, body, block_numba=False):
+    """``body`` in a fresh process on a copy of the kept kernels, with ``kernels``, ``f`` (the fold) and
+    ``x`` (saved and loaded) at hand; it must end well and print nothing on stderr."""
+    _copy_kept(kept, tmp_path)
+    np.save(tmp_path / "x.npy", x)
+    prelude = ("import sys, numpy as np\n"
+               "from swt_cli import kernels, sliding_window_transpose as f\n"
+               "x = np.load(sys.argv[1])\n"
+               "def settled():  # the loader thread done (it ends itself once its queue is empty)\n"
+               "    if kernels._loader is not None:\n"
+               "        kernels._loader.join(60)\n"
+               "    return True\n")
+    done = _python(prelude + body, tmp_path / "x.npy", block_numba=block_numba)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
 def _kept_want(x):
     image = x[0, :, 0, 0]
     return [fold_window_order(x, (19, 19), (3, 3), (2, 2), (1, 1), (1, 1)),
@@ -157,24 +174,15 @@ def test_with_kernels_kept_a_process_takes_them_after_little_work(kept, tmp_path
 def test_a_job_takes_kept_kernels_from_half_a_gib(kept, tmp_path):
     """A job announcing 512 MiB of work asks for the kept kernels (not numba); one of 256 MiB does not."""
     x = cancelling((2, 2, 10, 10, 3, 3), np.float32, seed=34)
-    _copy_kept(kept, tmp_path)
-    code = (
-        "import sys, numpy as np\n"
-        "from swt_cli import kernels, sliding_window_transpose as f\n"
-        "x = np.load(sys.argv[1])\n"
-        "kernels.expect_work(256 << 20)\n"
-        "f(x, 19, 3, padding=1, stride=2)\n"
-        "assert not kernels._asked_native and kernels._loader is None\n"
-        "kernels.expect_work(512 << 20)\n"
-        "f(x, 19, 3, padding=1, stride=2)\n"
-        "assert kernels._asked_native and not kernels._asked\n"
-        "if kernels._loader is not None:\n"
-        "    kernels._loader.join(60)\n"
-        "assert kernels.kernel_name() == 'numba' and sys.modules.get('numba') is None\n"
-    )
-    np.save(tmp_path / "x.npy", x)
-    done = _python(code, tmp_path / "x.npy")
-    assert done.returncode == 0, done.stderr
+    _run_on_kept(kept, tmp_path, x, """
+kernels.expect_work(256 << 20)
+f(x, 19, 3, padding=1, stride=2)
+assert not kernels._asked_native and kernels._loader is None
+kernels.expect_work(512 << 20)
+f(x, 19, 3, padding=1, stride=2)
+assert kernels._asked_native and not kernels._asked and settled()
+assert kernels.kernel_name() == 'numba' and sys.modules.get('numba') is None
+""")
 
 
 def test_without_a_linker_nothing_is_kept_and_numba_runs(tmp_path):
@@ -194,25 +202,15 @@ def test_arrays_kept_kernels_do_not_take_run_on_numpy_where_numba_is_not_loaded(
     """Once kept kernels serve a problem, a call on a misaligned array of it (which they do not take),
     numba blocked and not forced, runs on NumPy: same bits, no error."""
     x = cancelling((400, 2, 10, 10, 3, 3), np.float32, seed=36)
-    _copy_kept(kept, tmp_path)
-    code = (
-        "import sys, numpy as np\n"
-        "from swt_cli import kernels, sliding_window_transpose as f\n"
-        "x = np.load(sys.argv[1])\n"
-        "want = f(x, 19, 3, padding=1, stride=2)\n"
-        "for _ in range(12):  # past _NATIVE_WORTH_BYTES: the kept kernels load\n"
-        "    f(x, 19, 3, padding=1, stride=2)\n"
-        "if kernels._loader is not None:\n"
-        "    kernels._loader.join(60)\n"
-        "assert kernels._compiled.native_loaded\n"
-        "raw = np.zeros(x.nbytes + 1, np.uint8)\n"
-        "odd = np.frombuffer(raw.data, np.float32, x.size, offset=1).reshape(x.shape)  # misaligned\n"
-        "odd[...] = x\n"
-        "assert not odd.flags.aligned\n"
-        "assert np.array_equal(f(odd, 19, 3, padding=1, stride=2), want)\n"
-        "assert np.array_equal(f(x, 19, 3, padding=1, stride=2), want)\n"
-    )
-    np.save(tmp_path / "x.npy", x)
-    done = _python(code, tmp_path / "x.npy", block_numba=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
+    _run_on_kept(kept, tmp_path, x, """
+want = f(x, 19, 3, padding=1, stride=2)
+for _ in range(12):  # past _NATIVE_WORTH_BYTES: the kept kernels load
+    f(x, 19, 3, padding=1, stride=2)
+assert settled() and kernels._compiled.native_loaded
+raw = np.zeros(x.nbytes + 1, np.uint8)
+odd = np.frombuffer(raw.data, np.float32, x.size, offset=1).reshape(x.shape)  # misaligned
+odd[...] = x
+assert not odd.flags.aligned
+assert np.array_equal(f(odd, 19, 3, padding=1, stride=2), want)
+assert np.array_equal(f(x, 19, 3, padding=1, stride=2), want)
+""", block_numba=True)
